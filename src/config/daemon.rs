@@ -1,0 +1,164 @@
+//! `pollwatch.toml`: how the daemon itself runs — time zone, state, storage,
+//! listeners. Enterprises and the duty roster live in their own files.
+//!
+//! ```toml
+//! [daemon]
+//! timezone = "Asia/Shanghai"        # HJ 212 DataTime and all displayed times
+//! state_dir = "/var/lib/pollwatch"  # default: $STATE_DIRECTORY, else ./state
+//!
+//! [storage]
+//! url = "sqlite:///var/lib/pollwatch/pollwatch.db"   # or postgres://user@host/db
+//! max_batch = 20000     # readings per transaction at most
+//! linger = "0ms"        # wait this long for more input before committing
+//! queue = 4096          # write requests waiting for the writer before sources block
+//! sqlite_synchronous = "full"   # "full": a committed batch survives power loss
+//!
+//! [http]
+//! listen = "127.0.0.1:9180"
+//!
+//! [hj212]
+//! listen = "0.0.0.0:9212"
+//!
+//! [[factors]]          # local factor codes the built-in catalogue lacks
+//! code = "w20117"
+//! name = "六价铬"
+//! unit = "mg/L"
+//! class = "water_pollutant"
+//! ```
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::units::{HumanDuration, ListenAddr};
+use crate::model::FactorClass;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonFile {
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub hj212: Hj212Section,
+    pub mqtt: Option<MqttSection>,
+    #[serde(default)]
+    pub factors: Vec<ExtraFactor>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSection {
+    /// IANA zone name; validated against the tz database.
+    pub timezone: Option<String>,
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// `sqlite://PATH` or `postgres://…`; default `sqlite://<state_dir>/pollwatch.db`.
+    pub url: Option<String>,
+    pub max_batch: usize,
+    pub linger: HumanDuration,
+    pub queue: usize,
+    pub sqlite_synchronous: SqliteSync,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            url: None,
+            max_batch: 20_000,
+            linger: HumanDuration(std::time::Duration::ZERO),
+            queue: 4096,
+            sqlite_synchronous: SqliteSync::Full,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// fsync on every commit: an acknowledged reading survives power loss.
+    Full,
+    /// WAL default: survives a process crash, may lose the last commits on power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: ListenAddr,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: ListenAddr(([127, 0, 0, 1], 9180).into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hj212Section {
+    pub listen: ListenAddr,
+}
+
+impl Default for Hj212Section {
+    fn default() -> Self {
+        Hj212Section {
+            listen: ListenAddr(([0, 0, 0, 0], 9212).into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+}
+
+fn default_client_id() -> String {
+    "pollwatch".to_string()
+}
+
+/// A factor code the built-in catalogue does not know, declared by the site.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraFactor {
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub unit: String,
+    pub class: ExtraFactorClass,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraFactorClass {
+    GasPollutant,
+    GasParameter,
+    WaterPollutant,
+    WaterParameter,
+    Electrical,
+}
+
+impl From<ExtraFactorClass> for FactorClass {
+    fn from(c: ExtraFactorClass) -> Self {
+        match c {
+            ExtraFactorClass::GasPollutant => FactorClass::GasPollutant,
+            ExtraFactorClass::GasParameter => FactorClass::GasParameter,
+            ExtraFactorClass::WaterPollutant => FactorClass::WaterPollutant,
+            ExtraFactorClass::WaterParameter => FactorClass::WaterParameter,
+            ExtraFactorClass::Electrical => FactorClass::Electrical,
+        }
+    }
+}

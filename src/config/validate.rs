@@ -1,0 +1,330 @@
+//! Semantic checks on parsed config. Each check pushes a diagnostic and carries on,
+//! so one run lists every mistake in every file.
+
+use std::collections::{HashMap, HashSet};
+
+use super::daemon::DaemonFile;
+use super::diag::{Diagnostic, SourceMap};
+use super::duty::Duty;
+use super::enterprise::{Enterprise, Limit, Outlet, OutletKind};
+use crate::model::{self, FactorClass};
+
+/// Collects diagnostics for one file.
+pub struct Checker<'a> {
+    pub file: &'a str,
+    pub map: &'a SourceMap,
+    pub out: &'a mut Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    pub fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.out.push(self.map.diagnostic(self.file, path, message));
+    }
+
+    fn id(&mut self, path: &str, id: &str) {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            self.error(
+                path,
+                format!("must be 1–64 characters of A–Z, a–z, 0–9, '_', '-', '.', got {id:?}"),
+            );
+        }
+    }
+
+    fn non_empty(&mut self, path: &str, s: &str) {
+        if s.trim().is_empty() {
+            self.error(path, "must not be empty");
+        }
+    }
+
+    fn mobile(&mut self, path: &str, m: &str) {
+        let digits = m.strip_prefix("+86").unwrap_or(m);
+        if digits.len() != 11 || !digits.chars().all(|c| c.is_ascii_digit()) {
+            self.error(
+                path,
+                format!("must be an 11-digit mobile number, got {m:?}"),
+            );
+        }
+    }
+}
+
+/// Factor codes config may refer to: the built-in catalogue plus `[[factors]]`.
+pub struct Catalogue<'a> {
+    extra: HashMap<&'a str, FactorClass>,
+}
+
+impl<'a> Catalogue<'a> {
+    pub fn new(daemon: &'a DaemonFile) -> Self {
+        Catalogue {
+            extra: daemon
+                .factors
+                .iter()
+                .map(|f| (f.code.as_str(), f.class.into()))
+                .collect(),
+        }
+    }
+
+    pub fn class(&self, code: &str) -> Option<FactorClass> {
+        model::factor(code)
+            .map(|f| f.class)
+            .or_else(|| self.extra.get(code).copied())
+    }
+}
+
+pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
+    if let Some(tz) = &d.daemon.timezone {
+        if tz.parse::<chrono_tz::Tz>().is_err() {
+            c.error(
+                "daemon.timezone",
+                format!("unknown time zone {tz:?}; use an IANA name such as \"Asia/Shanghai\""),
+            );
+        }
+    }
+    if let Some(url) = &d.storage.url {
+        if let Err(e) = crate::store::StoreUrl::parse(url) {
+            c.error("storage.url", e.to_string());
+        }
+    }
+    if d.storage.max_batch == 0 {
+        c.error("storage.max_batch", "must be at least 1");
+    }
+    if d.storage.queue == 0 {
+        c.error("storage.queue", "must be at least 1");
+    }
+    if let Some(m) = &d.mqtt {
+        if !(m.url.starts_with("mqtt://") || m.url.starts_with("mqtts://")) {
+            c.error(
+                "mqtt.url",
+                format!("must start with mqtt:// or mqtts://, got {:?}", m.url),
+            );
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, f) in d.factors.iter().enumerate() {
+        let p = format!("factors[{i}]");
+        c.id(&format!("{p}.code"), &f.code);
+        if model::factor(&f.code).is_some() || model::factor_by_alias(&f.code).is_some() {
+            c.error(
+                &format!("{p}.code"),
+                format!("{:?} is already in the built-in catalogue", f.code),
+            );
+        }
+        if !seen.insert(f.code.as_str()) {
+            c.error(
+                &format!("{p}.code"),
+                format!("{:?} is declared twice", f.code),
+            );
+        }
+        c.non_empty(&format!("{p}.name"), &f.name);
+    }
+}
+
+pub fn enterprise(c: &mut Checker<'_>, e: &Enterprise, cat: &Catalogue<'_>) {
+    c.id("id", &e.id);
+    c.non_empty("name", &e.name);
+    c.non_empty("district", &e.district);
+    c.non_empty("industry", &e.industry);
+    for (i, contact) in e.contacts.iter().enumerate() {
+        c.non_empty(&format!("contacts[{i}].name"), &contact.name);
+        if let Some(m) = &contact.mobile {
+            c.mobile(&format!("contacts[{i}].mobile"), m);
+        }
+    }
+    let mut outlet_ids = HashSet::new();
+    for (i, o) in e.outlets.iter().enumerate() {
+        let p = format!("outlets[{i}]");
+        if !outlet_ids.insert(o.id.as_str()) {
+            c.error(
+                &format!("{p}.id"),
+                format!("outlet id {:?} is used twice in this enterprise", o.id),
+            );
+        }
+        outlet(c, &p, o, cat);
+    }
+    let mut meter_ids = HashSet::new();
+    for (i, m) in e.meters.iter().enumerate() {
+        let p = format!("meters[{i}]");
+        c.id(&format!("{p}.id"), &m.id);
+        c.non_empty(&format!("{p}.name"), &m.name);
+        if !meter_ids.insert(m.id.as_str()) {
+            c.error(
+                &format!("{p}.id"),
+                format!("meter id {:?} is used twice in this enterprise", m.id),
+            );
+        }
+    }
+}
+
+fn outlet(c: &mut Checker<'_>, p: &str, o: &Outlet, cat: &Catalogue<'_>) {
+    c.id(&format!("{p}.id"), &o.id);
+    c.non_empty(&format!("{p}.name"), &o.name);
+    match (o.kind, o.o2_reference) {
+        (OutletKind::FlueGas, Some(o2)) if !(0.0..21.0).contains(&o2) => c.error(
+            &format!("{p}.o2_reference"),
+            format!("must be in [0, 21) %, got {o2}"),
+        ),
+        (OutletKind::Wastewater, Some(_)) => c.error(
+            &format!("{p}.o2_reference"),
+            "only flue-gas outlets have a reference O2",
+        ),
+        _ => {}
+    }
+    if let Some(id) = &o.hj212 {
+        let mn_ok = !id.mn.is_empty()
+            && id.mn.len() <= 24
+            && id
+                .mn
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b";,=&".contains(&b));
+        if !mn_ok {
+            c.error(
+                &format!("{p}.hj212.mn"),
+                format!(
+                    "must be 1–24 printable ASCII characters without ; , = &, got {:?}",
+                    id.mn
+                ),
+            );
+        }
+        let pw_ok = !id.password.is_empty()
+            && id
+                .password
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b";,=&".contains(&b));
+        if !pw_ok {
+            c.error(
+                &format!("{p}.hj212.password"),
+                "must be non-empty printable ASCII without ; , = &",
+            );
+        }
+    }
+    let mut seen = HashSet::new();
+    for (j, l) in o.limits.iter().enumerate() {
+        let lp = format!("{p}.limits[{j}]");
+        if !seen.insert((l.factor.as_str(), l.basis)) {
+            c.error(
+                &format!("{lp}.factor"),
+                format!(
+                    "a {} limit for {} is already set on this outlet",
+                    l.basis.as_str(),
+                    l.factor
+                ),
+            );
+        }
+        limit(c, &lp, o.kind, l, cat);
+    }
+}
+
+fn limit(c: &mut Checker<'_>, p: &str, kind: OutletKind, l: &Limit, cat: &Catalogue<'_>) {
+    let class = cat.class(&l.factor);
+    match class {
+        None => c.error(
+            &format!("{p}.factor"),
+            format!(
+                "unknown factor code {:?} (not in the HJ 212-2017 catalogue; declare local codes with [[factors]] in pollwatch.toml)",
+                l.factor
+            ),
+        ),
+        Some(FactorClass::Electrical) => c.error(
+            &format!("{p}.factor"),
+            format!("{} is an electrical quantity; outlets limit pollutants", l.factor),
+        ),
+        Some(class) => {
+            let gas = matches!(class, FactorClass::GasPollutant | FactorClass::GasParameter);
+            if gas != (kind == OutletKind::FlueGas) {
+                c.error(
+                    &format!("{p}.factor"),
+                    format!("{} does not belong on a {} outlet", l.factor, kind.as_str()),
+                );
+            }
+            if class == FactorClass::Ph && l.basis != super::enterprise::Basis::Instant {
+                c.error(
+                    &format!("{p}.basis"),
+                    "pH is judged per value, never averaged: basis must be \"instant\"",
+                );
+            }
+        }
+    }
+    for (key, v) in [("max", l.max), ("min", l.min)] {
+        if let Some(v) = v {
+            if !v.is_finite() || v < 0.0 {
+                c.error(
+                    &format!("{p}.{key}"),
+                    format!("must be a finite number ≥ 0, got {v}"),
+                );
+            }
+        }
+    }
+    match (l.min, l.max) {
+        (None, None) => c.error(p, "a limit needs max, min or both"),
+        (Some(min), Some(max)) if min >= max => c.error(
+            &format!("{p}.min"),
+            format!("must be below max, got min {min} ≥ max {max}"),
+        ),
+        _ => {}
+    }
+    if let Some(w) = l.warn_at {
+        if !(w > 0.0 && w <= 1.0) {
+            c.error(
+                &format!("{p}.warn_at"),
+                format!("must be in (0, 1], got {w}"),
+            );
+        } else if l.max.is_none() {
+            c.error(
+                &format!("{p}.warn_at"),
+                "is a fraction of max, but this limit has no max",
+            );
+        }
+    }
+}
+
+pub fn duty(c: &mut Checker<'_>, d: &Duty) {
+    let mut officers = HashSet::new();
+    for (i, o) in d.officers.iter().enumerate() {
+        let p = format!("officers[{i}]");
+        c.id(&format!("{p}.id"), &o.id);
+        c.non_empty(&format!("{p}.name"), &o.name);
+        if !officers.insert(o.id.as_str()) {
+            c.error(
+                &format!("{p}.id"),
+                format!("officer id {:?} is used twice", o.id),
+            );
+        }
+        if let Some(m) = &o.mobile {
+            c.mobile(&format!("{p}.mobile"), m);
+        }
+        if let Some(e) = &o.email {
+            if !e.contains('@') {
+                c.error(
+                    &format!("{p}.email"),
+                    format!("not an e-mail address: {e:?}"),
+                );
+            }
+        }
+    }
+    let mut teams = HashSet::new();
+    for (i, t) in d.teams.iter().enumerate() {
+        let p = format!("teams[{i}]");
+        c.id(&format!("{p}.id"), &t.id);
+        if !teams.insert(t.id.as_str()) {
+            c.error(
+                &format!("{p}.id"),
+                format!("team id {:?} is used twice", t.id),
+            );
+        }
+        if t.members.is_empty() {
+            c.error(&format!("{p}.members"), "a team needs at least one officer");
+        }
+        for (j, m) in t.members.iter().enumerate() {
+            if !officers.contains(m.as_str()) {
+                c.error(
+                    &format!("{p}.members[{j}]"),
+                    format!("no officer with id {m:?}"),
+                );
+            }
+        }
+    }
+}

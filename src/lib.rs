@@ -1,0 +1,15 @@
+//! pollwatch: off-site environmental enforcement.
+//!
+//! Readings from enterprises' pollution-source monitors and power-usage meters come
+//! in through [`sources`](crate::model) in many protocols, are normalised to one
+//! vocabulary ([`model`]), stored durably ([`store`]) and — in later stages — judged
+//! against each enterprise's permit and turned into alerts for the duty officer.
+//! See `../shared/design/ARCHITECTURE.md` for the pipeline and its invariants.
+
+pub mod bench;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod model;
+pub mod store;
+pub mod timefmt;

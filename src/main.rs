@@ -1,0 +1,292 @@
+//! The `pollwatch` command line. Everything here is edge: argument parsing, reading
+//! the environment, signals, printing. The work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use pollwatch::clock::SystemClock;
+use pollwatch::config::{Config, LoadOptions};
+use pollwatch::model::{DataKind, LocationKind, Stat};
+use pollwatch::store::ReadingQuery;
+use pollwatch::timefmt::{parse_user_time, rfc3339_local};
+
+#[derive(Parser)]
+#[command(
+    name = "pollwatch",
+    version,
+    about = "Off-site environmental enforcement daemon"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// Config directory (pollwatch.toml, enterprises/, duty.toml).
+    #[arg(long, short = 'c', default_value = "config", env = "POLLWATCH_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM or SIGINT.
+    Run(ConfigArg),
+    /// Validate the whole config directory; print a summary or every error.
+    CheckConfig(ConfigArg),
+    /// Query stored readings.
+    Readings(ReadingsArgs),
+    /// Measure throughput on this machine.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ReadingsArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[arg(long)]
+    enterprise: String,
+    #[arg(long, conflicts_with = "meter", required_unless_present = "meter")]
+    outlet: Option<String>,
+    #[arg(long)]
+    meter: Option<String>,
+    /// Factor code, e.g. a21026.
+    #[arg(long)]
+    factor: Option<String>,
+    /// rtd, min, hour or day.
+    #[arg(long)]
+    kind: Option<DataKind>,
+    /// rtd, avg, min, max or cou.
+    #[arg(long)]
+    stat: Option<Stat>,
+    /// Inclusive start: RFC 3339 or local "YYYY-MM-DD[ HH:MM[:SS]]".
+    #[arg(long)]
+    from: Option<String>,
+    /// Exclusive end, same forms as --from.
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    limit: Option<u32>,
+    /// One JSON array on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Store throughput: readings committed per second through the batched writer.
+    Store {
+        /// Store URL; default a fresh SQLite file in a temporary directory.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        readings: usize,
+        /// Readings per write request (an HJ 212 frame carries about 10–30).
+        #[arg(long, default_value_t = 10)]
+        per_request: usize,
+        /// Concurrent senders.
+        #[arg(long, default_value_t = 64)]
+        senders: usize,
+        /// Outlets of 10 factors each (series = 10 × outlets).
+        #[arg(long, default_value_t = 1000)]
+        outlets: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Under systemd the journal stamps every line itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_options() -> LoadOptions {
+    LoadOptions {
+        default_state_dir: std::env::var_os("STATE_DIRECTORY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("state")),
+    }
+}
+
+fn load(dir: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(dir, &load_options()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::CheckConfig(c) => match Config::load(&c.config, &load_options()) {
+            Ok(cfg) => {
+                print!("{}", cfg.summary());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Run(c) => {
+            let cfg = load(&c.config)?;
+            pollwatch::daemon::run(cfg, Arc::new(SystemClock), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Readings(args) => readings(args).await,
+        Command::Bench(BenchArgs {
+            what:
+                BenchWhat::Store {
+                    url,
+                    readings,
+                    per_request,
+                    senders,
+                    outlets,
+                },
+        }) => {
+            let dir = tempfile::tempdir().context("creating a temporary directory")?;
+            let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
+            let opts = pollwatch::bench::StoreBench {
+                url,
+                readings,
+                per_request,
+                senders,
+                outlets,
+            };
+            let report = pollwatch::bench::store(&opts).await?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load(&a.config.config)?;
+    let (location_kind, location) = match (a.outlet, a.meter) {
+        (Some(o), None) => (LocationKind::Outlet, o),
+        (None, Some(m)) => (LocationKind::Meter, m),
+        _ => bail!("give exactly one of --outlet or --meter"),
+    };
+    match cfg.enterprise(&a.enterprise) {
+        None => eprintln!(
+            "warning: enterprise {:?} is not in the config; showing what the store holds",
+            a.enterprise
+        ),
+        Some(e) => {
+            let known = match location_kind {
+                LocationKind::Outlet => e.outlets.iter().any(|o| o.id == location),
+                LocationKind::Meter => e.meters.iter().any(|m| m.id == location),
+            };
+            if !known {
+                eprintln!(
+                    "warning: {} {location:?} is not configured for {}; showing what the store holds",
+                    location_kind.as_str(),
+                    e.id
+                );
+            }
+        }
+    }
+    let tz = cfg.timezone;
+    let time = |s: Option<String>| s.map(|s| parse_user_time(&s, tz)).transpose();
+    let q = ReadingQuery {
+        enterprise: a.enterprise,
+        location_kind,
+        location,
+        factor: a.factor,
+        kind: a.kind,
+        stat: a.stat,
+        from: time(a.from)?,
+        to: time(a.to)?,
+        limit: a.limit,
+    };
+    let store = pollwatch::daemon::open_store(&cfg).await?;
+    let rows = store.readings(&q).await?;
+    store.close().await;
+    if a.json {
+        let out: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "ts": rfc3339_local(r.ts, tz),
+                    "factor": r.factor,
+                    "unit": r.unit,
+                    "kind": r.kind.as_str(),
+                    "stat": r.stat.as_str(),
+                    "converted": r.converted,
+                    "value": r.value,
+                    "flag": r.flag.as_str(),
+                    "source": { "protocol": r.protocol.as_str(), "device": r.device },
+                    "received": rfc3339_local(r.received, tz),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for r in &rows {
+            println!(
+                "{}  {:<8} {:<4} {}{:<3} {:>14} {:<6} {}  {}:{}",
+                rfc3339_local(r.ts, tz),
+                r.factor,
+                r.kind.as_str(),
+                if r.converted { "zs" } else { "" },
+                r.stat.as_str(),
+                r.value,
+                r.unit,
+                r.flag.as_str(),
+                r.protocol.as_str(),
+                r.device
+            );
+        }
+        eprintln!("{} readings", rows.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

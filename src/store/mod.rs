@@ -1,0 +1,446 @@
+//! Durable storage of readings, dead letters and device status (sqlx).
+//!
+//! SQLite is the embedded default — one file, nothing to install, WAL mode — and
+//! PostgreSQL is the choice for a city-wide or multi-instance deployment. Both
+//! backends share one schema shape and one test-suite, and are reached through the
+//! [`Store`] enum rather than a trait object: there are exactly two, and a `match`
+//! keeps the async code free of boxing.
+//!
+//! Sources never write directly. They hand batches to the [`writer`], which groups
+//! them into transactions and tells each sender when its readings are durable — the
+//! moment a source may acknowledge (invariant 1).
+
+mod postgres;
+mod series;
+mod sqlite;
+mod url;
+pub mod writer;
+
+pub use url::{StoreUrl, UrlError};
+pub use writer::{Durable, WriteError, Writer, WriterOptions, WriterStats, WriterTask};
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::config::SqliteSync;
+use crate::model::{DataKind, Flag, LocationKind, Protocol, Reading, SeriesKey, SourceRef, Stat};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create directory {path} for the SQLite file: {source}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("migrating the {backend} schema failed: {source}")]
+    Migrate {
+        backend: &'static str,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("{op}: {source}")]
+    Db {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("commit did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Url(#[from] UrlError),
+}
+
+impl StoreError {
+    pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| StoreError::Db { op, source }
+    }
+}
+
+/// Tuning that is not part of the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub sqlite_synchronous: SqliteSync,
+    /// How long to wait for a connection before calling the database unreachable.
+    pub connect_timeout: Duration,
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sqlite_synchronous: SqliteSync::Full,
+            connect_timeout: Duration::from_secs(5),
+            max_connections: 4,
+        }
+    }
+}
+
+/// Input that could not be accepted, kept with its raw bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub at: DateTime<Utc>,
+    pub protocol: Protocol,
+    /// Remote address, topic or port the input came from.
+    pub peer: String,
+    /// Stable machine-readable reason (`bad_crc`, `unknown_mn`, `bad_password`, …).
+    pub reason: String,
+    /// Human-readable detail.
+    pub detail: String,
+    pub raw: Vec<u8>,
+}
+
+/// A device went online, offline, or changed state; the offline rule reads these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEvent {
+    pub at: DateTime<Utc>,
+    pub enterprise: String,
+    pub device: String,
+    pub status: String,
+    pub detail: String,
+}
+
+/// What one sender hands to the writer: committed together or not at all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    pub readings: Vec<Reading>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub status_events: Vec<StatusEvent>,
+}
+
+impl Batch {
+    pub fn readings(readings: Vec<Reading>) -> Self {
+        Batch {
+            readings,
+            ..Batch::default()
+        }
+    }
+
+    pub fn dead_letter(d: DeadLetter) -> Self {
+        Batch {
+            dead_letters: vec![d],
+            ..Batch::default()
+        }
+    }
+
+    pub fn status_event(e: StatusEvent) -> Self {
+        Batch {
+            status_events: vec![e],
+            ..Batch::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.readings.is_empty() && self.dead_letters.is_empty() && self.status_events.is_empty()
+    }
+}
+
+/// A batch plus the time it was handed over (stored as `received`).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: DateTime<Utc>,
+    pub batch: Batch,
+}
+
+/// How many rows one commit wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub readings: u64,
+    /// Readings already stored (a logger's resend): absorbed, not written twice.
+    pub duplicates: u64,
+    pub dead_letters: u64,
+    pub status_events: u64,
+}
+
+/// Which stored readings to return.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingQuery {
+    pub enterprise: String,
+    pub location_kind: LocationKind,
+    pub location: String,
+    pub factor: Option<String>,
+    pub kind: Option<DataKind>,
+    pub stat: Option<Stat>,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+}
+
+/// A reading as stored, with its provenance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReading {
+    pub factor: String,
+    pub unit: String,
+    pub kind: DataKind,
+    pub stat: Stat,
+    pub converted: bool,
+    pub ts: DateTime<Utc>,
+    pub value: f64,
+    pub flag: Flag,
+    pub protocol: Protocol,
+    pub device: String,
+    pub received: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store at `url`.
+    pub async fn open(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+        match StoreUrl::parse(url)? {
+            StoreUrl::Sqlite(path) => {
+                Ok(Store::Sqlite(sqlite::SqliteStore::open(&path, opts).await?))
+            }
+            StoreUrl::Postgres(url) => {
+                Ok(Store::Postgres(postgres::PgStore::open(&url, opts).await?))
+            }
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Writes every part in one transaction. Re-writing a stored reading is a no-op.
+    pub async fn commit(&self, parts: &[Received]) -> Result<CommitStats, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.commit(parts).await,
+            Store::Postgres(s) => s.commit(parts).await,
+        }
+    }
+
+    /// Readings ordered by time, then factor, kind, statistic.
+    pub async fn readings(&self, q: &ReadingQuery) -> Result<Vec<StoredReading>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.readings(q).await,
+            Store::Postgres(s) => s.readings(q).await,
+        }
+    }
+
+    /// The newest dead letters first.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.dead_letters(limit).await,
+            Store::Postgres(s) => s.dead_letters(limit).await,
+        }
+    }
+
+    /// The newest status events first.
+    pub async fn status_events(&self, limit: u32) -> Result<Vec<StatusEvent>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.status_events(limit).await,
+            Store::Postgres(s) => s.status_events(limit).await,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} ms is out of range")))
+}
+
+/// Turns the text columns of a stored reading back into typed values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn stored_reading(
+    factor: String,
+    unit: String,
+    kind: &str,
+    stat: &str,
+    converted: bool,
+    ts: i64,
+    value: f64,
+    flag: &str,
+    protocol: &str,
+    device: String,
+    received: i64,
+) -> Result<StoredReading, StoreError> {
+    let corrupt = |e: crate::model::UnknownVariant| StoreError::Corrupt(e.to_string());
+    Ok(StoredReading {
+        factor,
+        unit,
+        kind: kind.parse().map_err(corrupt)?,
+        stat: stat.parse().map_err(corrupt)?,
+        converted,
+        ts: from_ms(ts)?,
+        value,
+        flag: flag.parse().map_err(corrupt)?,
+        protocol: protocol.parse().map_err(corrupt)?,
+        device,
+        received: from_ms(received)?,
+    })
+}
+
+pub(crate) fn dead_letter(
+    at: i64,
+    protocol: &str,
+    peer: String,
+    reason: String,
+    detail: String,
+    raw: Vec<u8>,
+) -> Result<DeadLetter, StoreError> {
+    Ok(DeadLetter {
+        at: from_ms(at)?,
+        protocol: protocol
+            .parse()
+            .map_err(|e: crate::model::UnknownVariant| StoreError::Corrupt(e.to_string()))?,
+        peer,
+        reason,
+        detail,
+        raw,
+    })
+}
+
+pub(crate) fn status_event(
+    at: i64,
+    enterprise: String,
+    device: String,
+    status: String,
+    detail: String,
+) -> Result<StatusEvent, StoreError> {
+    Ok(StatusEvent {
+        at: from_ms(at)?,
+        enterprise,
+        device,
+        status,
+        detail,
+    })
+}
+
+/// The readings query for either backend; only the placeholder syntax differs, and
+/// the query builder writes that.
+pub(crate) fn readings_query<'a, DB>(q: &'a ReadingQuery) -> sqlx::QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut b = sqlx::QueryBuilder::<DB>::new(
+        "SELECT s.factor, s.unit, s.kind, s.stat, s.converted, r.ts, r.value, r.flag,
+                src.protocol, src.device, r.received
+         FROM readings r
+         JOIN series s ON s.id = r.series_id
+         JOIN sources src ON src.id = r.source_id",
+    );
+    b.push(" WHERE s.enterprise = ")
+        .push_bind(q.enterprise.as_str());
+    b.push(" AND s.location_kind = ")
+        .push_bind(q.location_kind.as_str());
+    b.push(" AND s.location = ").push_bind(q.location.as_str());
+    if let Some(f) = &q.factor {
+        b.push(" AND s.factor = ").push_bind(f.as_str());
+    }
+    if let Some(k) = q.kind {
+        b.push(" AND s.kind = ").push_bind(k.as_str());
+    }
+    if let Some(s) = q.stat {
+        b.push(" AND s.stat = ").push_bind(s.as_str());
+    }
+    if let Some(t) = q.from {
+        b.push(" AND r.ts >= ").push_bind(to_ms(t));
+    }
+    if let Some(t) = q.to {
+        b.push(" AND r.ts < ").push_bind(to_ms(t));
+    }
+    b.push(" ORDER BY r.ts, s.factor, s.kind, s.stat, s.converted");
+    if let Some(l) = q.limit {
+        b.push(" LIMIT ").push_bind(i64::from(l));
+    }
+    b
+}
+
+/// `INSERT INTO series … ON CONFLICT DO NOTHING` for one key, either backend.
+pub(crate) fn insert_series<'a, DB>(key: &'a SeriesKey, unit: &'a str) -> sqlx::QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut b = sqlx::QueryBuilder::<DB>::new(
+        "INSERT INTO series (enterprise, location_kind, location, factor, kind, stat, converted, unit) ",
+    );
+    b.push_values([key], |mut row, k| {
+        row.push_bind(&*k.enterprise)
+            .push_bind(k.location.kind().as_str())
+            .push_bind(k.location.id())
+            .push_bind(&*k.factor)
+            .push_bind(k.kind.as_str())
+            .push_bind(k.stat.as_str())
+            .push_bind(k.converted)
+            .push_bind(unit);
+    });
+    b.push(" ON CONFLICT DO NOTHING");
+    b
+}
+
+/// The id of one series, either backend.
+pub(crate) fn select_series<'a, DB>(key: &'a SeriesKey) -> sqlx::QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut b = sqlx::QueryBuilder::<DB>::new("SELECT id FROM series WHERE enterprise = ");
+    b.push_bind(&*key.enterprise);
+    b.push(" AND location_kind = ")
+        .push_bind(key.location.kind().as_str());
+    b.push(" AND location = ").push_bind(key.location.id());
+    b.push(" AND factor = ").push_bind(&*key.factor);
+    b.push(" AND kind = ").push_bind(key.kind.as_str());
+    b.push(" AND stat = ").push_bind(key.stat.as_str());
+    b.push(" AND converted = ").push_bind(key.converted);
+    b
+}
+
+pub(crate) fn insert_source<'a, DB>(src: &'a SourceRef) -> sqlx::QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut b = sqlx::QueryBuilder::<DB>::new("INSERT INTO sources (protocol, device) ");
+    b.push_values([src], |mut row, s| {
+        row.push_bind(s.protocol.as_str()).push_bind(&*s.device);
+    });
+    b.push(" ON CONFLICT DO NOTHING");
+    b
+}
+
+pub(crate) fn select_source<'a, DB>(src: &'a SourceRef) -> sqlx::QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut b = sqlx::QueryBuilder::<DB>::new("SELECT id FROM sources WHERE protocol = ");
+    b.push_bind(src.protocol.as_str());
+    b.push(" AND device = ").push_bind(&*src.device);
+    b
+}

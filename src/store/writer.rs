@@ -1,0 +1,323 @@
+//! The batched writer: the one task that writes to the store.
+//!
+//! Sources hand it [`Batch`]es through a bounded channel and, when they must
+//! acknowledge their sender (an HJ 212 9014, an MQTT PUBACK), wait for the answer:
+//! it comes only after the transaction holding the batch has committed (invariant 1).
+//!
+//! Batching is *group commit*: the writer takes everything waiting in the channel (up
+//! to `max_batch` readings) and commits it in one transaction; while that commit
+//! runs, new requests queue up and form the next batch. Under light load a frame is
+//! committed on its own, at once; under heavy load batches grow to thousands of
+//! readings and the per-commit cost (an fsync) is shared. `linger` can add a wait for
+//! more input, trading latency for fewer commits.
+//!
+//! When the database goes away (PostgreSQL restarting, a full disk), the writer keeps
+//! the batch it holds and retries it with backoff; meanwhile the channel fills and
+//! sources block, so loggers stop being acknowledged and resend later. An accepted
+//! reading is never dropped for an outage. Only at shutdown, after the grace period,
+//! does the writer give up — and then it says how many readings it could not write.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{Batch, CommitStats, Received, Store, StoreError};
+use crate::clock::Clock;
+use crate::model::Reading;
+
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Readings per transaction at most (one request is never split).
+    pub max_batch: usize,
+    /// Extra wait for more input before a commit.
+    pub linger: Duration,
+    /// Requests waiting for the writer before senders block.
+    pub queue: usize,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// A commit that has not finished by then counts as failed and is retried
+    /// (harmless: re-writing is idempotent). Guards against a connection that died
+    /// without telling us.
+    pub commit_timeout: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            max_batch: 20_000,
+            linger: Duration::ZERO,
+            queue: 4096,
+            retry_min: Duration::from_millis(50),
+            retry_max: Duration::from_secs(5),
+            commit_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The readings of one request are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    pub readings: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("the store writer has stopped")]
+    Closed,
+    #[error("reading rejected before storage: {0}")]
+    Invalid(String),
+    #[error("shut down before the store accepted the batch (last error: {0})")]
+    Abandoned(String),
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub readings: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub status_events: AtomicU64,
+    pub failed_commits: AtomicU64,
+    pub last_commit_micros: AtomicU64,
+    pub last_batch_readings: AtomicU64,
+}
+
+struct Request {
+    received: Received,
+    done: Option<oneshot::Sender<Result<Durable, WriteError>>>,
+}
+
+/// A cloneable handle for sources. The writer ends once every handle is dropped and
+/// everything sent has been committed.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+    clock: Arc<dyn Clock>,
+    stats: Arc<WriterStats>,
+}
+
+/// The running writer task; await [`WriterTask::finish`] at shutdown.
+pub struct WriterTask {
+    handle: JoinHandle<()>,
+    give_up: watch::Sender<bool>,
+}
+
+impl Writer {
+    pub fn spawn(store: Store, opts: WriterOptions, clock: Arc<dyn Clock>) -> (Writer, WriterTask) {
+        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let (give_up, give_up_rx) = watch::channel(false);
+        let stats = Arc::new(WriterStats::default());
+        let task = Task {
+            store,
+            opts,
+            rx,
+            give_up: give_up_rx,
+            stats: stats.clone(),
+        };
+        let handle = tokio::spawn(task.run());
+        (Writer { tx, clock, stats }, WriterTask { handle, give_up })
+    }
+
+    /// Queues a batch and waits until it is durable. Only then may the source
+    /// acknowledge what it received.
+    pub async fn write(&self, batch: Batch) -> Result<Durable, WriteError> {
+        validate(&batch.readings)?;
+        let (done, wait) = oneshot::channel();
+        self.send(batch, Some(done)).await?;
+        wait.await.map_err(|_| WriteError::Closed)?
+    }
+
+    /// Queues a batch without waiting for it (dead letters, status events: nobody
+    /// acknowledges those).
+    pub async fn submit(&self, batch: Batch) -> Result<(), WriteError> {
+        validate(&batch.readings)?;
+        self.send(batch, None).await
+    }
+
+    async fn send(
+        &self,
+        batch: Batch,
+        done: Option<oneshot::Sender<Result<Durable, WriteError>>>,
+    ) -> Result<(), WriteError> {
+        let received = Received {
+            at: self.clock.now(),
+            batch,
+        };
+        self.tx
+            .send(Request { received, done })
+            .await
+            .map_err(|_| WriteError::Closed)
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Requests waiting in the channel.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+impl WriterTask {
+    /// Waits for the writer to commit everything its (now dropped) handles sent. If
+    /// the store is unreachable for longer than `grace`, pending batches are
+    /// abandoned and their senders told so.
+    pub async fn finish(mut self, grace: Duration) {
+        if tokio::time::timeout(grace, &mut self.handle).await.is_err() {
+            let _ = self.give_up.send(true);
+            let _ = self.handle.await;
+        }
+    }
+}
+
+/// A reading the store cannot hold faithfully is refused up front, so that one bad
+/// value can never block a batch in a retry loop.
+fn validate(readings: &[Reading]) -> Result<(), WriteError> {
+    for r in readings {
+        if !r.value.is_finite() {
+            return Err(WriteError::Invalid(format!(
+                "{} {} {} at {}: value {} is not a finite number",
+                r.enterprise, r.location, r.factor, r.ts, r.value
+            )));
+        }
+        if r.factor.is_empty() || r.enterprise.is_empty() || r.location.id().is_empty() {
+            return Err(WriteError::Invalid(format!(
+                "reading at {} lacks enterprise, location or factor",
+                r.ts
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct Task {
+    store: Store,
+    opts: WriterOptions,
+    rx: mpsc::Receiver<Request>,
+    give_up: watch::Receiver<bool>,
+    stats: Arc<WriterStats>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut carry: Option<Request> = None;
+        loop {
+            let first = match carry.take() {
+                Some(r) => r,
+                None => match self.rx.recv().await {
+                    Some(r) => r,
+                    None => break,
+                },
+            };
+            let mut batch = vec![first];
+            let mut n = batch[0].received.batch.readings.len();
+            let deadline = Instant::now() + self.opts.linger;
+            while n < self.opts.max_batch {
+                let next = match self.rx.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(_) if self.opts.linger.is_zero() => None,
+                    Err(_) => tokio::time::timeout_at(deadline, self.rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                };
+                let Some(next) = next else { break };
+                let len = next.received.batch.readings.len();
+                if n + len > self.opts.max_batch {
+                    carry = Some(next);
+                    break;
+                }
+                n += len;
+                batch.push(next);
+            }
+            self.commit(batch).await;
+        }
+        tracing::debug!("store writer: all handles dropped, everything committed");
+    }
+
+    /// Commits one batch, retrying until it lands or shutdown gives up on it.
+    async fn commit(&mut self, batch: Vec<Request>) {
+        let (parts, waiters): (Vec<Received>, Vec<_>) =
+            batch.into_iter().map(|r| (r.received, r.done)).unzip();
+        let mut delay = self.opts.retry_min;
+        let result = loop {
+            let started = Instant::now();
+            let attempt = tokio::time::timeout(self.opts.commit_timeout, self.store.commit(&parts));
+            match attempt
+                .await
+                .unwrap_or(Err(StoreError::Timeout(self.opts.commit_timeout)))
+            {
+                Ok(stats) => {
+                    self.record(&stats, started.elapsed(), &parts);
+                    break Ok(());
+                }
+                Err(e) => {
+                    self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    if *self.give_up.borrow() {
+                        break Err(e);
+                    }
+                    let readings: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
+                    tracing::warn!(
+                        error = %e,
+                        readings,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "store commit failed; holding the batch and retrying"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.give_up.changed() => {}
+                    }
+                    delay = (delay * 2).min(self.opts.retry_max);
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                for (p, w) in parts.iter().zip(waiters) {
+                    if let Some(w) = w {
+                        // A sender that stopped waiting (its connection closed) is fine:
+                        // the data is stored and its resend will be a duplicate.
+                        let _ = w.send(Ok(Durable {
+                            readings: p.batch.readings.len(),
+                        }));
+                    }
+                }
+            }
+            Err(e) => {
+                let lost: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
+                tracing::error!(error = %e, readings = lost, "store unreachable at shutdown: batch not written");
+                let msg = e.to_string();
+                for w in waiters.into_iter().flatten() {
+                    let _ = w.send(Err(WriteError::Abandoned(msg.clone())));
+                }
+            }
+        }
+    }
+
+    fn record(&self, stats: &CommitStats, took: Duration, parts: &[Received]) {
+        let s = &self.stats;
+        s.commits.fetch_add(1, Ordering::Relaxed);
+        s.readings.fetch_add(stats.readings, Ordering::Relaxed);
+        s.duplicates.fetch_add(stats.duplicates, Ordering::Relaxed);
+        s.dead_letters
+            .fetch_add(stats.dead_letters, Ordering::Relaxed);
+        s.status_events
+            .fetch_add(stats.status_events, Ordering::Relaxed);
+        s.last_commit_micros
+            .store(took.as_micros() as u64, Ordering::Relaxed);
+        let n: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
+        s.last_batch_readings.store(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl From<StoreError> for WriteError {
+    fn from(e: StoreError) -> Self {
+        WriteError::Abandoned(e.to_string())
+    }
+}

@@ -1,0 +1,256 @@
+//! The `pollwatch` binary as a sysadmin uses it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{reading, t0};
+use pollwatch::clock::ManualClock;
+use pollwatch::model::{DataKind, Flag, Stat};
+use pollwatch::store::{Batch, Store, StoreOptions, Writer, WriterOptions};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pollwatch"))
+}
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// The shipped config with its state in a temporary directory.
+fn temp_config() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
+    for rel in [
+        "duty.toml",
+        "enterprises/dongshan-power.toml",
+        "enterprises/chengnan-wwtp.toml",
+        "enterprises/xinghe-dyeing.toml",
+    ] {
+        std::fs::copy(shipped().join(rel), cfg.join(rel)).unwrap();
+    }
+    let daemon = std::fs::read_to_string(shipped().join("pollwatch.toml")).unwrap();
+    let state = dir.path().join("state");
+    let daemon = daemon.replacen(
+        "# state_dir = \"/var/lib/pollwatch\"",
+        &format!("state_dir = {:?}", state.display().to_string()),
+        1,
+    );
+    assert!(
+        daemon.contains("state_dir = \""),
+        "pollwatch.toml changed shape"
+    );
+    std::fs::write(cfg.join("pollwatch.toml"), daemon).unwrap();
+    dir
+}
+
+#[test]
+fn check_config_passes_on_the_shipped_config() {
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(shipped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("config OK: 3 enterprises, 4 outlets"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("a21026 ≤35 hour"), "{stdout}");
+}
+
+#[test]
+fn check_config_names_three_mistakes_in_two_files() {
+    let dir = temp_config();
+    let cfg = dir.path().join("config");
+    let power = cfg.join("enterprises/dongshan-power.toml");
+    let text = std::fs::read_to_string(&power)
+        .unwrap()
+        .replacen("warn_at = 0.8", "warn_at = 1.5", 1)
+        .replacen("max = 10.0", "max = 10.0\nmin = 12.0", 1);
+    std::fs::write(&power, &text).unwrap();
+    let dye = cfg.join("enterprises/xinghe-dyeing.toml");
+    let text2 = std::fs::read_to_string(&dye).unwrap().replacen(
+        "role = \"production\"",
+        "role = \"producton\"",
+        1,
+    );
+    std::fs::write(&dye, &text2).unwrap();
+    let line = |t: &str, needle: &str| t[..t.find(needle).unwrap()].matches('\n').count() + 1;
+
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.starts_with("3 config errors:"), "{stderr}");
+    for want in [
+        format!("enterprises/dongshan-power.toml:{}: outlets[0].limits[1].warn_at: must be in (0, 1], got 1.5", line(&text, "warn_at = 1.5")),
+        format!("enterprises/dongshan-power.toml:{}: outlets[0].limits[0].min: must be below max, got min 12 ≥ max 10", line(&text, "min = 12.0")),
+        format!("enterprises/xinghe-dyeing.toml:{}: meters[0].role: unknown variant `producton`", line(&text2, "producton")),
+    ] {
+        assert!(stderr.contains(&want), "missing {want:?} in\n{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn readings_json_returns_what_was_written() {
+    let dir = temp_config();
+    let db = dir.path().join("state/pollwatch.db");
+    let store = Store::open(
+        &format!("sqlite://{}", db.display()),
+        &StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (w, task) = Writer::spawn(
+        store.clone(),
+        WriterOptions::default(),
+        Arc::new(ManualClock::new(t0())),
+    );
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let mut r = reading("DA001", "a21026", i * 3600, 30.0 + i as f64);
+        r.enterprise = "91320506MA1PW0001A".into();
+        r.kind = DataKind::Hour;
+        r.stat = Stat::Avg;
+        r.converted = true;
+        r.flag = if i == 1 { Flag::C } else { Flag::N };
+        written.push(r);
+    }
+    let mut noise = reading("DA001", "a21002", 0, 40.0);
+    noise.enterprise = "91320506MA1PW0001A".into();
+    written.push(noise);
+    w.write(Batch::readings(written)).await.unwrap();
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+    store.close().await;
+
+    let out = bin()
+        .args(["readings", "--config"])
+        .arg(dir.path().join("config"))
+        .args([
+            "--enterprise",
+            "91320506MA1PW0001A",
+            "--outlet",
+            "DA001",
+            "--factor",
+            "a21026",
+            "--kind",
+            "hour",
+        ])
+        .args([
+            "--from",
+            "2026-11-27 08:00",
+            "--to",
+            "2026-11-27T10:00:00+08:00",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[0]["ts"], "2026-11-27T08:00:00+08:00");
+    assert_eq!(rows[0]["factor"], "a21026");
+    assert_eq!(rows[0]["kind"], "hour");
+    assert_eq!(rows[0]["stat"], "avg");
+    assert_eq!(rows[0]["converted"], true);
+    assert_eq!(rows[0]["value"], 30.0);
+    assert_eq!(rows[0]["flag"], "N");
+    assert_eq!(rows[1]["ts"], "2026-11-27T09:00:00+08:00");
+    assert_eq!(rows[1]["value"], 31.0);
+    assert_eq!(rows[1]["flag"], "C");
+    assert_eq!(rows[1]["source"]["protocol"], "hj212");
+}
+
+#[test]
+fn readings_rejects_a_bad_time_clearly() {
+    let dir = temp_config();
+    let out = bin()
+        .args(["readings", "--config"])
+        .arg(dir.path().join("config"))
+        .args([
+            "--enterprise",
+            "x",
+            "--outlet",
+            "y",
+            "--from",
+            "last tuesday",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("cannot read time \"last tuesday\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_stops_cleanly_on_sigterm() {
+    let dir = temp_config();
+    let mut child = bin()
+        .args(["run", "--config"])
+        .arg(dir.path().join("config"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("pollwatch ready"));
+    assert!(ready.is_some(), "daemon never became ready");
+    assert!(
+        dir.path().join("state/pollwatch.db").exists(),
+        "SQLite file created on first run"
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}; log: {rest:#?}");
+    assert!(
+        rest.iter().any(|l| l.contains("stopped cleanly")),
+        "{rest:#?}"
+    );
+}
+
+#[test]
+fn run_with_a_broken_config_refuses_to_start() {
+    let dir = temp_config();
+    let cfg = dir.path().join("config");
+    std::fs::write(cfg.join("enterprises/broken.toml"), "id = 1\n").unwrap();
+    let out = bin().args(["run", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "enterprises/broken.toml:1: id: invalid type: integer `1`, expected a string"
+        ),
+        "{stderr}"
+    );
+}

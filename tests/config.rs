@@ -1,0 +1,266 @@
+//! Config loading: the shipped config is valid, and every kind of mistake is
+//! reported with file, line and key path — all of them at once.
+
+use std::path::{Path, PathBuf};
+
+use pollwatch::config::{Config, ConfigErrors, LoadOptions};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// A copy of the shipped config that a test may break.
+fn copy_config() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&shipped(), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn edit(dir: &Path, rel: &str, f: impl FnOnce(String) -> String) {
+    let p = dir.join(rel);
+    let text = std::fs::read_to_string(&p).unwrap();
+    let new = f(text.clone());
+    assert_ne!(new, text, "edit of {rel} changed nothing");
+    std::fs::write(p, new).unwrap();
+}
+
+/// 1-based line of the first occurrence of `needle` in a config file.
+fn line_of(dir: &Path, rel: &str, needle: &str) -> usize {
+    let text = std::fs::read_to_string(dir.join(rel)).unwrap();
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in {rel}"));
+    text[..at].matches('\n').count() + 1
+}
+
+fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+    Config::load(dir, &LoadOptions::default())
+}
+
+fn errors(dir: &Path) -> Vec<String> {
+    load(dir)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
+}
+
+#[test]
+fn shipped_config_is_valid_and_realistic() {
+    let cfg = load(&shipped()).unwrap();
+    assert_eq!(cfg.timezone, chrono_tz::Asia::Shanghai);
+    assert!(cfg.enterprises.len() >= 3);
+    let (e, o) = cfg.outlet_by_mn("32050600000001").unwrap();
+    assert_eq!(e.industry, "火力发电");
+    assert_eq!(o.o2_reference, Some(6.0));
+    let so2 = o.limits.iter().find(|l| l.factor == "a21026").unwrap();
+    assert_eq!(so2.max, Some(35.0));
+    let has_ph_range = cfg.enterprises.iter().flat_map(|e| &e.outlets).any(|o| {
+        o.limits
+            .iter()
+            .any(|l| l.factor == "w01001" && l.min == Some(6.0) && l.max == Some(9.0))
+    });
+    assert!(has_ph_range);
+    let meters: Vec<_> = cfg.enterprises.iter().flat_map(|e| &e.meters).collect();
+    assert!(meters.iter().any(|m| m.role.as_str() == "production"));
+    assert!(meters.iter().any(|m| m.role.as_str() == "treatment"));
+    assert!(cfg.summary().starts_with("config OK: "));
+}
+
+#[test]
+fn every_semantic_mistake_is_placed_by_file_line_and_path() {
+    let dir = copy_config();
+    let d = dir.path();
+    let power = "enterprises/dongshan-power.toml";
+    edit(d, power, |t| {
+        t.replacen("warn_at = 0.8", "warn_at = 1.5", 1)
+    });
+    edit(d, power, |t| {
+        t.replacen("o2_reference = 6.0", "o2_reference = 21.0", 1)
+    });
+    let wwtp = "enterprises/chengnan-wwtp.toml";
+    edit(d, wwtp, |t| {
+        t.replacen("max = 5.0", "max = 5.0\nmin = 7.0", 1)
+    });
+    edit(d, wwtp, |t| {
+        t.replacen("factor = \"w21011\"", "factor = \"w99999\"", 1)
+    });
+    let errs = errors(d);
+    let want = [
+        format!(
+            "{power}:{}: outlets[0].limits[1].warn_at: must be in (0, 1], got 1.5",
+            line_of(d, power, "warn_at = 1.5")
+        ),
+        format!(
+            "{power}:{}: outlets[0].o2_reference: must be in [0, 21) %, got 21",
+            line_of(d, power, "o2_reference = 21.0")
+        ),
+        format!(
+            "{wwtp}:{}: outlets[0].limits[1].min: must be below max, got min 7 ≥ max 5",
+            line_of(d, wwtp, "min = 7.0")
+        ),
+        format!(
+            "{wwtp}:{}: outlets[0].limits[2].factor: unknown factor code \"w99999\"",
+            line_of(d, wwtp, "w99999")
+        ),
+    ];
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    for w in want {
+        assert!(
+            errs.iter().any(|e| e.starts_with(&w)),
+            "missing {w:?} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn structural_mistakes_name_the_key_and_line() {
+    let dir = copy_config();
+    let d = dir.path();
+    let dye = "enterprises/xinghe-dyeing.toml";
+    edit(d, dye, |t| {
+        t.replacen(
+            "industry = \"纺织印染\"",
+            "industry = \"纺织印染\"\nwebsite = \"x\"",
+            1,
+        )
+    });
+    let power = "enterprises/dongshan-power.toml";
+    edit(d, power, |t| {
+        t.replacen("basis = \"hour\"", "basis = \"hourly\"", 1)
+    });
+    edit(d, "pollwatch.toml", |t| {
+        t.replacen("listen = \"127.0.0.1:9180\"", "listen = \"localhost\"", 1)
+    });
+    let errs = errors(d);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    let line = line_of(d, dye, "website");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&format!("{dye}:{line}: website: unknown field `website`"))),
+        "{errs:#?}"
+    );
+    let line = line_of(d, power, "\"hourly\"");
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!(
+            "{power}:{line}: outlets[0].limits[0].basis: unknown variant `hourly`"
+        ))),
+        "{errs:#?}"
+    );
+    let line = line_of(d, "pollwatch.toml", "\"localhost\"");
+    assert!(errs.iter().any(|e| e == &format!("pollwatch.toml:{line}: http.listen: expected IP:port such as \"127.0.0.1:9180\", got \"localhost\"")), "{errs:#?}");
+}
+
+#[test]
+fn ids_and_mns_must_be_unique_across_files() {
+    let dir = copy_config();
+    let d = dir.path();
+    let dye = "enterprises/xinghe-dyeing.toml";
+    edit(d, dye, |t| {
+        t.replacen("32050700000201", "32050600000101", 1)
+    });
+    edit(d, dye, |t| {
+        t.replacen("91320507MA1PW0003C", "91320506MA1PW0001A", 1)
+    });
+    let errs = errors(d);
+    assert!(errs.iter().any(|e| e.contains(&format!("{dye}:{}: outlets[0].hj212.mn: MN \"32050600000101\" is already used by outlet DW001 in enterprises/chengnan-wwtp.toml", line_of(d, dye, "32050600000101")))), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains(&format!("{dye}:{}: id: enterprise id \"91320506MA1PW0001A\" is already used by enterprises/dongshan-power.toml", line_of(d, dye, "id = ")))), "{errs:#?}");
+}
+
+#[test]
+fn domain_rules_are_enforced() {
+    let dir = copy_config();
+    let d = dir.path();
+    let wwtp = "enterprises/chengnan-wwtp.toml";
+    // pH is judged per value, never averaged; SO2 does not belong in wastewater.
+    edit(d, wwtp, |t| {
+        t.replacen(
+            "max = 9.0\nbasis = \"instant\"",
+            "max = 9.0\nbasis = \"day\"",
+            1,
+        )
+    });
+    edit(d, wwtp, |t| {
+        t.replacen("factor = \"w21001\"", "factor = \"a21026\"", 1)
+    });
+    edit(d, "duty.toml", |t| {
+        t.replacen(
+            "members = [\"zhaomin\", \"sunli\"]",
+            "members = [\"zhaomin\", \"nobody\"]",
+            1,
+        )
+    });
+    let errs = errors(d);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("outlets[0].limits[4].basis: pH is judged per value")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "outlets[0].limits[3].factor: a21026 does not belong on a wastewater outlet"
+        )),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("duty.toml:")
+            && e.contains("teams[1].members[1]: no officer with id \"nobody\"")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn broken_syntax_and_missing_files_are_named() {
+    let dir = copy_config();
+    let d = dir.path();
+    edit(d, "enterprises/xinghe-dyeing.toml", |t| {
+        t.replacen(
+            "name = \"星河印染有限公司\"",
+            "name = \"星河印染有限公司",
+            1,
+        )
+    });
+    std::fs::remove_file(d.join("pollwatch.toml")).unwrap();
+    let errs = errors(d);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("pollwatch.toml: cannot read")),
+        "{errs:#?}"
+    );
+    let line = line_of(d, "enterprises/xinghe-dyeing.toml", "name = \"星河");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with(&format!("enterprises/xinghe-dyeing.toml:{line}:"))),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn local_factor_codes_can_be_declared() {
+    let dir = copy_config();
+    let d = dir.path();
+    edit(d, "enterprises/chengnan-wwtp.toml", |t| {
+        t.replacen("factor = \"w21001\"", "factor = \"w20117\"", 1)
+    });
+    assert!(errors(d)
+        .iter()
+        .any(|e| e.contains("unknown factor code \"w20117\"")));
+    edit(d, "pollwatch.toml", |t| {
+        t + "\n[[factors]]\ncode = \"w20117\"\nname = \"六价铬\"\nunit = \"mg/L\"\nclass = \"water_pollutant\"\n"
+    });
+    load(d).unwrap();
+}

@@ -1,0 +1,268 @@
+//! The store test-suite, run on SQLite always and on PostgreSQL when
+//! `PW_TEST_DATABASE_URL` is set. Every case gets a fresh database.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{reading, t0};
+use pollwatch::clock::{Clock, ManualClock};
+use pollwatch::model::{DataKind, Flag, LocationKind, Protocol, Stat};
+use pollwatch::store::{
+    Batch, DeadLetter, ReadingQuery, StatusEvent, Store, StoreOptions, WriteError, Writer,
+    WriterOptions,
+};
+
+/// Runs one case on both backends.
+macro_rules! both_backends {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}/t.db", dir.path().display());
+                    super::$case(&url).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(base) = super::common::pg_url(concat!("postgres::", stringify!($case))) else { return };
+                    let url = super::common::fresh_pg_database(&base).await;
+                    super::$case(&url).await;
+                }
+            )+
+        }
+    };
+}
+
+both_backends!(
+    idempotent_rewrites,
+    ordering_and_filters,
+    durable_means_visible_to_a_new_connection,
+    dead_letters_and_status_events,
+    invalid_reading_is_refused_alone,
+    shutdown_flushes_lingering_batches,
+);
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(ManualClock::new(t0() + chrono::Duration::hours(1)))
+}
+
+async fn open(url: &str) -> Store {
+    Store::open(url, &StoreOptions::default()).await.unwrap()
+}
+
+fn query(outlet: &str) -> ReadingQuery {
+    ReadingQuery {
+        enterprise: "E1".into(),
+        location_kind: LocationKind::Outlet,
+        location: outlet.into(),
+        factor: None,
+        kind: None,
+        stat: None,
+        from: None,
+        to: None,
+        limit: None,
+    }
+}
+
+async fn idempotent_rewrites(url: &str) {
+    let store = open(url).await;
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    let first = vec![
+        reading("DA001", "a21026", 0, 30.5),
+        reading("DA001", "a21002", 0, 40.0),
+    ];
+    w.write(Batch::readings(first.clone())).await.unwrap();
+    // A logger's resend, possibly with a different value: the first stays.
+    let mut resend = first.clone();
+    resend[0].value = 99.0;
+    let d = w.write(Batch::readings(resend)).await.unwrap();
+    assert_eq!(d.readings, 2, "a resend is acknowledged like the original");
+    // Same reading twice inside one batch.
+    let dup = reading("DA001", "a21026", 60, 31.0);
+    w.write(Batch::readings(vec![dup.clone(), dup]))
+        .await
+        .unwrap();
+
+    let stats = w.stats();
+    assert_eq!(stats.readings.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(
+        stats.duplicates.load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+
+    let rows = store.readings(&query("DA001")).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let so2: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.factor == "a21026")
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(so2, vec![30.5, 31.0]);
+    // Reopening the same store (restart) keeps absorbing resends.
+    store.close().await;
+    let store = open(url).await;
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    w.write(Batch::readings(first)).await.unwrap();
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+    assert_eq!(store.readings(&query("DA001")).await.unwrap().len(), 3);
+}
+
+async fn ordering_and_filters(url: &str) {
+    let store = open(url).await;
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    // Written out of order and from concurrent senders; read back in time order.
+    let mut handles = Vec::new();
+    for i in (0..50).rev() {
+        let w = w.clone();
+        handles.push(tokio::spawn(async move {
+            let mut r = reading("DA001", "a21026", i * 60, i as f64);
+            if i % 10 == 0 {
+                r.flag = Flag::M;
+            }
+            let mut hour = reading("DA001", "a21026", i * 3600, 100.0 + i as f64);
+            hour.kind = DataKind::Hour;
+            hour.stat = Stat::Avg;
+            hour.converted = true;
+            w.write(Batch::readings(vec![r, hour])).await.unwrap()
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    w.write(Batch::readings(vec![reading("DA002", "a21026", 0, 7.0)]))
+        .await
+        .unwrap();
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+
+    let mut q = query("DA001");
+    q.kind = Some(DataKind::Rtd);
+    let rows = store.readings(&q).await.unwrap();
+    assert_eq!(rows.len(), 50);
+    assert!(rows.windows(2).all(|p| p[0].ts < p[1].ts), "time order");
+    assert_eq!(rows[0].value, 0.0);
+    assert_eq!(rows[0].flag, Flag::M);
+    assert_eq!(rows[1].flag, Flag::N);
+    assert_eq!(rows[0].protocol, Protocol::Hj212);
+    assert_eq!(rows[0].device, "MN0001");
+    assert_eq!(rows[0].unit, "mg/m³");
+
+    q.from = Some(t0() + chrono::Duration::minutes(10));
+    q.to = Some(t0() + chrono::Duration::minutes(20));
+    let rows = store.readings(&q).await.unwrap();
+    let values: Vec<f64> = rows.iter().map(|r| r.value).collect();
+    assert_eq!(
+        values,
+        (10..20).map(f64::from).collect::<Vec<_>>(),
+        "from inclusive, to exclusive"
+    );
+
+    let mut q = query("DA001");
+    q.kind = Some(DataKind::Hour);
+    q.limit = Some(5);
+    let rows = store.readings(&q).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r.converted && r.stat == Stat::Avg));
+    assert_eq!(store.readings(&query("DA002")).await.unwrap().len(), 1);
+    let mut q = query("DA001");
+    q.factor = Some("a21002".into());
+    assert!(store.readings(&q).await.unwrap().is_empty());
+}
+
+async fn durable_means_visible_to_a_new_connection(url: &str) {
+    let store = open(url).await;
+    let opts = WriterOptions {
+        linger: Duration::from_millis(200),
+        ..WriterOptions::default()
+    };
+    let (w, task) = Writer::spawn(store.clone(), opts, clock());
+    let batch = Batch::readings(
+        (0..100)
+            .map(|i| reading("DA001", "a21026", i, 1.0))
+            .collect(),
+    );
+    w.write(batch).await.unwrap();
+    // The acknowledgement is the promise: another connection sees every row now.
+    let other = open(url).await;
+    assert_eq!(other.readings(&query("DA001")).await.unwrap().len(), 100);
+    other.close().await;
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+}
+
+async fn dead_letters_and_status_events(url: &str) {
+    let store = open(url).await;
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    let raw = b"##0101QN=...;CN=2011;\xff\xfe".to_vec();
+    let dl = DeadLetter {
+        at: t0(),
+        protocol: Protocol::Hj212,
+        peer: "203.0.113.7:51234".into(),
+        reason: "bad_crc".into(),
+        detail: "bad CRC: frame says 1C81, computed 1C80".into(),
+        raw: raw.clone(),
+    };
+    w.submit(Batch::dead_letter(dl.clone())).await.unwrap();
+    let ev = StatusEvent {
+        at: t0(),
+        enterprise: "E1".into(),
+        device: "meter-1".into(),
+        status: "offline".into(),
+        detail: "3 timeouts".into(),
+    };
+    w.write(Batch::status_event(ev.clone())).await.unwrap();
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+    assert_eq!(store.dead_letters(10).await.unwrap(), vec![dl]);
+    assert_eq!(store.status_events(10).await.unwrap(), vec![ev]);
+}
+
+async fn invalid_reading_is_refused_alone(url: &str) {
+    let store = open(url).await;
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    let bad = reading("DA001", "a21026", 0, f64::NAN);
+    let err = w.write(Batch::readings(vec![bad])).await.unwrap_err();
+    assert!(matches!(err, WriteError::Invalid(_)));
+    assert!(
+        err.to_string().contains("value NaN is not a finite number"),
+        "{err}"
+    );
+    w.write(Batch::readings(vec![reading("DA001", "a21026", 1, 2.0)]))
+        .await
+        .unwrap();
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+    assert_eq!(store.readings(&query("DA001")).await.unwrap().len(), 1);
+}
+
+async fn shutdown_flushes_lingering_batches(url: &str) {
+    let store = open(url).await;
+    // A long linger: without a flush at shutdown these would sit in memory.
+    let opts = WriterOptions {
+        linger: Duration::from_secs(3600),
+        max_batch: 1_000_000,
+        ..WriterOptions::default()
+    };
+    let (w, task) = Writer::spawn(store.clone(), opts, clock());
+    for i in 0..20 {
+        w.submit(Batch::readings(vec![reading("DA001", "a21026", i, 1.0)]))
+            .await
+            .unwrap();
+    }
+    drop(w);
+    // Were the writer to sit out its linger, this would time out.
+    tokio::time::timeout(Duration::from_secs(30), task.finish(Duration::from_secs(5)))
+        .await
+        .expect("the writer flushes when its last handle is dropped");
+    assert_eq!(store.readings(&query("DA001")).await.unwrap().len(), 20);
+}
