@@ -47,6 +47,7 @@ both_backends!(
     dead_letters_and_status_events,
     invalid_reading_is_refused_alone,
     shutdown_flushes_lingering_batches,
+    resend_after_compaction_keeps_the_first_value,
 );
 
 fn clock() -> Arc<dyn Clock> {
@@ -265,4 +266,43 @@ async fn shutdown_flushes_lingering_batches(url: &str) {
         .await
         .expect("the writer flushes when its last handle is dropped");
     assert_eq!(store.readings(&query("DA001")).await.unwrap().len(), 20);
+}
+
+async fn resend_after_compaction_keeps_the_first_value(url: &str) {
+    let store = open(url).await;
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    let first = reading("DA001", "a21026", 0, 1.0);
+    w.write(Batch::readings(vec![
+        first.clone(),
+        reading("DA001", "a21026", 60, 2.0),
+    ]))
+    .await
+    .unwrap();
+    store.compact().await.unwrap();
+    // A logger re-sends history after an outage, with a different value.
+    let mut resend = first;
+    resend.value = 99.0;
+    w.write(Batch::readings(vec![
+        resend,
+        reading("DA001", "a21026", 120, 3.0),
+    ]))
+    .await
+    .unwrap();
+    let values = |rows: Vec<pollwatch::store::StoredReading>| {
+        rows.iter().map(|r| r.value).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        values(store.readings(&query("DA001")).await.unwrap()),
+        vec![1.0, 2.0, 3.0]
+    );
+    store.compact().await.unwrap();
+    assert_eq!(
+        values(store.readings(&query("DA001")).await.unwrap()),
+        vec![1.0, 2.0, 3.0]
+    );
+    let mut q = query("DA001");
+    q.limit = Some(2);
+    assert_eq!(values(store.readings(&q).await.unwrap()), vec![1.0, 2.0]);
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
 }

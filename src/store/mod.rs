@@ -251,6 +251,16 @@ impl Store {
         }
     }
 
+    /// Moves recently written readings into long-term layout (SQLite; PostgreSQL
+    /// keeps one table). Commits do this by themselves when due; exposed for tests,
+    /// benchmarks and maintenance. Returns the rows moved.
+    pub async fn compact(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.compact().await,
+            Store::Postgres(_) => Ok(0),
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Store::Sqlite(s) => s.close().await,
@@ -337,41 +347,58 @@ pub(crate) fn status_event(
 }
 
 /// The readings query for either backend; only the placeholder syntax differs, and
-/// the query builder writes that.
-pub(crate) fn readings_query<'a, DB>(q: &'a ReadingQuery) -> sqlx::QueryBuilder<'a, DB>
+/// the query builder writes that. `tables` are the tables holding readings: the first
+/// is authoritative, and a row in a later one is shown only if no earlier table holds
+/// the same (series, time) — the first value received stands.
+pub(crate) fn readings_query<'a, DB>(
+    q: &'a ReadingQuery,
+    tables: &[&str],
+) -> sqlx::QueryBuilder<'a, DB>
 where
     DB: sqlx::Database,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    let mut b = sqlx::QueryBuilder::<DB>::new(
-        "SELECT s.factor, s.unit, s.kind, s.stat, s.converted, r.ts, r.value, r.flag,
-                src.protocol, src.device, r.received
-         FROM readings r
-         JOIN series s ON s.id = r.series_id
-         JOIN sources src ON src.id = r.source_id",
-    );
-    b.push(" WHERE s.enterprise = ")
-        .push_bind(q.enterprise.as_str());
-    b.push(" AND s.location_kind = ")
-        .push_bind(q.location_kind.as_str());
-    b.push(" AND s.location = ").push_bind(q.location.as_str());
-    if let Some(f) = &q.factor {
-        b.push(" AND s.factor = ").push_bind(f.as_str());
+    let mut b = sqlx::QueryBuilder::<DB>::new("");
+    for (i, table) in tables.iter().enumerate() {
+        if i > 0 {
+            b.push(" UNION ALL ");
+        }
+        b.push(format!(
+            "SELECT s.factor, s.unit, s.kind, s.stat, s.converted, r.ts, r.value, r.flag,
+                    src.protocol, src.device, r.received
+             FROM {table} r
+             JOIN series s ON s.id = r.series_id
+             JOIN sources src ON src.id = r.source_id"
+        ));
+        b.push(" WHERE s.enterprise = ")
+            .push_bind(q.enterprise.as_str());
+        b.push(" AND s.location_kind = ")
+            .push_bind(q.location_kind.as_str());
+        b.push(" AND s.location = ").push_bind(q.location.as_str());
+        if let Some(f) = &q.factor {
+            b.push(" AND s.factor = ").push_bind(f.as_str());
+        }
+        if let Some(k) = q.kind {
+            b.push(" AND s.kind = ").push_bind(k.as_str());
+        }
+        if let Some(s) = q.stat {
+            b.push(" AND s.stat = ").push_bind(s.as_str());
+        }
+        if let Some(t) = q.from {
+            b.push(" AND r.ts >= ").push_bind(to_ms(t));
+        }
+        if let Some(t) = q.to {
+            b.push(" AND r.ts < ").push_bind(to_ms(t));
+        }
+        for earlier in &tables[..i] {
+            b.push(format!(
+                " AND NOT EXISTS (SELECT 1 FROM {earlier} e WHERE e.series_id = r.series_id AND e.ts = r.ts)"
+            ));
+        }
     }
-    if let Some(k) = q.kind {
-        b.push(" AND s.kind = ").push_bind(k.as_str());
-    }
-    if let Some(s) = q.stat {
-        b.push(" AND s.stat = ").push_bind(s.as_str());
-    }
-    if let Some(t) = q.from {
-        b.push(" AND r.ts >= ").push_bind(to_ms(t));
-    }
-    if let Some(t) = q.to {
-        b.push(" AND r.ts < ").push_bind(to_ms(t));
-    }
-    b.push(" ORDER BY r.ts, s.factor, s.kind, s.stat, s.converted");
+    // Column positions: a compound SELECT orders by result columns.
+    b.push(" ORDER BY 6, 1, 3, 4, 5");
     if let Some(l) = q.limit {
         b.push(" LIMIT ").push_bind(i64::from(l));
     }

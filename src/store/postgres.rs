@@ -136,7 +136,7 @@ impl PgStore {
     }
 
     pub async fn readings(&self, q: &ReadingQuery) -> Result<Vec<StoredReading>, StoreError> {
-        let rows = super::readings_query::<Postgres>(q)
+        let rows = super::readings_query::<Postgres>(q, &["readings"])
             .build()
             .fetch_all(&self.pool)
             .await
