@@ -27,6 +27,8 @@ pub struct StoreReport {
     pub backend: &'static str,
     pub series: usize,
     pub readings: u64,
+    /// Readings the store already held; a benchmark with duplicates is not valid.
+    pub duplicates: u64,
     pub elapsed: Duration,
     pub commits: u64,
     pub ack_p50: Duration,
@@ -43,10 +45,11 @@ impl fmt::Display for StoreReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "store {} ({} series): {} readings committed in {:.2} s = {:.0} readings/s; {} commits (avg {:.0} readings each); write→durable p50 {:.1} ms, p99 {:.1} ms",
+            "store {} ({} series): {} readings committed ({} duplicates) in {:.2} s = {:.0} readings/s; {} commits (avg {:.0} readings each); write→durable p50 {:.1} ms, p99 {:.1} ms",
             self.backend,
             self.series,
             self.readings,
+            self.duplicates,
             self.elapsed.as_secs_f64(),
             self.readings_per_sec(),
             self.commits,
@@ -111,9 +114,77 @@ pub fn synthetic_readings(n: usize, outlets: usize) -> Vec<Reading> {
 }
 
 /// Pushes `readings` through a fresh writer from `senders` concurrent senders and
-/// measures until the last one is durable.
+/// measures until the last one is durable. A PostgreSQL URL names the server: the
+/// benchmark runs in a database of its own that it creates and drops, so earlier
+/// runs (whose rows would all be duplicates) cannot flatter the figures.
 pub async fn store(opts: &StoreBench) -> Result<StoreReport, BenchError> {
-    let store = Store::open(&opts.url, &StoreOptions::default()).await?;
+    match crate::store::StoreUrl::parse(&opts.url) {
+        Ok(crate::store::StoreUrl::Postgres(url)) => {
+            let scratch = ScratchPg::create(&url).await?;
+            let report = store_at(&scratch.url, opts).await;
+            scratch.drop_db().await?;
+            report
+        }
+        _ => store_at(&opts.url, opts).await,
+    }
+}
+
+/// A throw-away database on a PostgreSQL server.
+struct ScratchPg {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchPg {
+    async fn create(url: &str) -> Result<Self, BenchError> {
+        use sqlx::Connection;
+        let name = format!("pollwatch_bench_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(StoreError::db("connect for benchmark"))?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut conn)
+            .await
+            .map_err(StoreError::db("drop old benchmark database"))?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .map_err(StoreError::db("create benchmark database"))?;
+        let _ = conn.close().await;
+        let (head, query) = url
+            .split_once('?')
+            .map_or((url, None), |(h, q)| (h, Some(q)));
+        let base = head.rsplit_once('/').map_or(head, |(b, _)| b);
+        let scratch = match query {
+            Some(q) => format!("{base}/{name}?{q}"),
+            None => format!("{base}/{name}"),
+        };
+        Ok(ScratchPg {
+            admin: url.to_string(),
+            name,
+            url: scratch,
+        })
+    }
+
+    async fn drop_db(self) -> Result<(), BenchError> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin)
+            .await
+            .map_err(StoreError::db("connect for benchmark cleanup"))?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(StoreError::db("drop benchmark database"))?;
+        Ok(())
+    }
+}
+
+async fn store_at(url: &str, opts: &StoreBench) -> Result<StoreReport, BenchError> {
+    let store = Store::open(url, &StoreOptions::default()).await?;
     let backend = store.backend();
     let (writer, task) = Writer::spawn(
         store.clone(),
@@ -150,6 +221,7 @@ pub async fn store(opts: &StoreBench) -> Result<StoreReport, BenchError> {
     let elapsed = started.elapsed();
     let stats = writer.stats();
     let readings = stats.readings.load(Ordering::Relaxed);
+    let duplicates = stats.duplicates.load(Ordering::Relaxed);
     let commits = stats.commits.load(Ordering::Relaxed);
     drop(writer);
     task.finish(Duration::from_secs(10)).await;
@@ -164,6 +236,7 @@ pub async fn store(opts: &StoreBench) -> Result<StoreReport, BenchError> {
         backend,
         series: opts.outlets.max(1) * 10,
         readings,
+        duplicates,
         elapsed,
         commits,
         ack_p50: pct(0.50),

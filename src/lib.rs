@@ -11,5 +11,6 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod model;
+pub mod sources;
 pub mod store;
 pub mod timefmt;

@@ -1,0 +1,6 @@
+//! Sources: one module per protocol, each turning bytes into
+//! [`Reading`](crate::model::Reading)s for the store writer.
+
+pub mod dlt645;
+pub mod hj212;
+pub mod modbus;
