@@ -11,8 +11,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::sources::hj212::{Hj212Server, Registry, ServerConfig};
 use crate::store::{Store, StoreError, StoreOptions, StoreUrl, Writer, WriterOptions};
 
 /// How long shutdown waits for an unreachable store before abandoning unwritten
@@ -23,6 +26,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Hj212(#[from] crate::sources::hj212::ServerError),
 }
 
 pub fn store_options(config: &Config) -> StoreOptions {
@@ -53,17 +58,34 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let store = open_store(&config).await?;
-    let (writer, writer_task) = Writer::spawn(store.clone(), writer_options(&config), clock);
+    let (writer, writer_task) =
+        Writer::spawn(store.clone(), writer_options(&config), clock.clone());
+    let (stop_sources, sources_stop) = watch::channel(false);
+    let registry = Arc::new(Registry::from_config(&config));
+    let (_registry_tx, registry_rx) = watch::channel(registry.clone());
+    let hj212 = Hj212Server::start(
+        ServerConfig::from_config(&config),
+        registry_rx,
+        writer.clone(),
+        clock,
+        sources_stop,
+    )
+    .await?;
     tracing::info!(
         store = %StoreUrl::redacted(&config.storage_url),
         enterprises = config.enterprises.len(),
+        hj212 = %hj212.local_addr(),
+        loggers = registry.len(),
         timezone = %config.timezone,
         "pollwatch ready"
     );
 
     shutdown.await;
 
-    tracing::info!("shutting down: flushing the store writer");
+    tracing::info!("shutting down: no new input; finishing in-flight frames");
+    let _ = stop_sources.send(true);
+    hj212.join().await;
+    tracing::info!("flushing the store writer");
     drop(writer);
     writer_task.finish(SHUTDOWN_GRACE).await;
     store.close().await;

@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod model;
+pub mod ratelimit;
+pub mod sim;
 pub mod sources;
 pub mod store;
 pub mod timefmt;

@@ -103,16 +103,34 @@ impl Default for HttpSection {
     }
 }
 
+/// The HJ 212 listener and its limits against abuse (the port is usually
+/// reachable from the internet, and scanners find it).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Hj212Section {
     pub listen: ListenAddr,
+    /// Connections served at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: HumanDuration,
+    /// A connection that has not sent one authenticated frame by then is closed
+    /// (scanners hold connections open otherwise).
+    pub handshake_timeout: HumanDuration,
+    /// Consecutive frames with an unknown MN or wrong password before we hang up.
+    pub max_auth_failures: u32,
+    /// Largest data segment accepted (the standard says 1024; real ones are longer).
+    pub max_frame_len: usize,
 }
 
 impl Default for Hj212Section {
     fn default() -> Self {
         Hj212Section {
             listen: ListenAddr(([0, 0, 0, 0], 9212).into()),
+            max_connections: 4096,
+            idle_timeout: HumanDuration(std::time::Duration::from_secs(600)),
+            handshake_timeout: HumanDuration(std::time::Duration::from_secs(60)),
+            max_auth_failures: 5,
+            max_frame_len: 9999,
         }
     }
 }

@@ -86,12 +86,33 @@ pub struct Outlet {
     pub limits: Vec<Limit>,
 }
 
-/// How a logger proves it speaks for this outlet.
-#[derive(Debug, Clone, Deserialize)]
+/// How a logger proves it speaks for this outlet, and what we ask of it.
+///
+/// ```toml
+/// hj212 = { mn = "32050600000001", password = "123456", set_time_on_connect = true, rtd_interval = "30s" }
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hj212Identity {
     pub mn: String,
     pub password: String,
+    /// `"hj212"` (the standard's CRC) or `"modbus_swapped"`, which some old loggers
+    /// send; only ever accepted for the MN it is configured on.
+    #[serde(default)]
+    pub crc: Hj212Crc,
+    /// Send 1012 (set time) with our clock when the logger connects.
+    #[serde(default)]
+    pub set_time_on_connect: bool,
+    /// Send 1062 (set real-time interval) when the logger connects.
+    pub rtd_interval: Option<super::HumanDuration>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hj212Crc {
+    #[default]
+    Hj212,
+    ModbusSwapped,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

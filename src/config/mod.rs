@@ -22,7 +22,8 @@ pub use daemon::{
 pub use diag::{ConfigErrors, Diagnostic, SourceMap};
 pub use duty::{Duty, Officer, Team};
 pub use enterprise::{
-    Basis, Contact, Enterprise, Hj212Identity, Limit, Meter, MeterRole, Outlet, OutletKind,
+    Basis, Contact, Enterprise, Hj212Crc, Hj212Identity, Limit, Meter, MeterRole, Outlet,
+    OutletKind,
 };
 pub use units::{HumanDuration, ListenAddr};
 

@@ -95,6 +95,25 @@ pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
     if d.storage.queue == 0 {
         c.error("storage.queue", "must be at least 1");
     }
+    let h = &d.hj212;
+    if h.max_connections == 0 {
+        c.error("hj212.max_connections", "must be at least 1");
+    }
+    if !(64..=9999).contains(&h.max_frame_len) {
+        c.error(
+            "hj212.max_frame_len",
+            format!(
+                "must be in 64..=9999 (the length field has 4 digits), got {}",
+                h.max_frame_len
+            ),
+        );
+    }
+    if h.idle_timeout.0.is_zero() || h.handshake_timeout.0.is_zero() {
+        c.error(
+            "hj212",
+            "idle_timeout and handshake_timeout must be longer than 0s",
+        );
+    }
     if let Some(m) = &d.mqtt {
         if !(m.url.starts_with("mqtt://") || m.url.starts_with("mqtts://")) {
             c.error(
@@ -199,6 +218,15 @@ fn outlet(c: &mut Checker<'_>, p: &str, o: &Outlet, cat: &Catalogue<'_>) {
                 &format!("{p}.hj212.password"),
                 "must be non-empty printable ASCII without ; , = &",
             );
+        }
+        if let Some(i) = id.rtd_interval {
+            let secs = i.0.as_secs();
+            if i.0.subsec_millis() != 0 || !(1..=3600).contains(&secs) {
+                c.error(
+                    &format!("{p}.hj212.rtd_interval"),
+                    format!("must be whole seconds from 1s to 1h, got {i}"),
+                );
+            }
         }
     }
     let mut seen = HashSet::new();

@@ -89,3 +89,71 @@ pub fn reading(outlet: &str, factor: &str, secs: i64, value: f64) -> Reading {
         },
     }
 }
+
+/// The 802 real frames of `../shared/fixtures/hj212/real-traffic.txt` (without
+/// CRLF). `$PW_FIXTURES` overrides the fixtures directory.
+pub fn fixture_frames() -> Vec<String> {
+    let dir = std::env::var_os("PW_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+        });
+    let path = dir.join("hj212/real-traffic.txt");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .map(|l| l.split_once('\t').expect("ok<TAB>frame").1.to_string())
+        .collect()
+}
+
+/// A config directory for HJ 212 tests: the two fixture loggers plus test loggers,
+/// listening on an ephemeral local port. `extra_daemon` is appended to
+/// `[hj212]`.
+pub fn hj212_config(dir: &std::path::Path, hj212_extra: &str) -> pollwatch::config::Config {
+    let cfg = dir.join("config");
+    std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
+    std::fs::write(
+        cfg.join("pollwatch.toml"),
+        format!(
+            "[daemon]\ntimezone = \"Asia/Shanghai\"\nstate_dir = {:?}\n\n[hj212]\nlisten = \"127.0.0.1:0\"\n{hj212_extra}\n",
+            dir.join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(cfg.join("enterprises/e1.toml"), HJ212_ENTERPRISE).unwrap();
+    pollwatch::config::Config::load(&cfg, &pollwatch::config::LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub const HJ212_ENTERPRISE: &str = r#"
+id = "E1"
+name = "测试企业"
+district = "吴中区"
+industry = "污水处理"
+
+[[outlets]]
+id = "DW001"
+name = "总排口"
+kind = "wastewater"
+hj212 = { mn = "23040281003022", password = "123456" }
+
+[[outlets]]
+id = "SW001"
+name = "监测断面"
+kind = "wastewater"
+hj212 = { mn = "A140100_2006", password = "624930" }
+
+[[outlets]]
+id = "DA001"
+name = "1#烟囱"
+kind = "flue_gas"
+o2_reference = 6.0
+hj212 = { mn = "MN-FLUE-01", password = "pw1", set_time_on_connect = true, rtd_interval = "30s" }
+
+[[outlets]]
+id = "DA002"
+name = "2#烟囱"
+kind = "flue_gas"
+o2_reference = 6.0
+hj212 = { mn = "MN-OLD-CRC", password = "pw2", crc = "modbus_swapped" }
+"#;

@@ -1,5 +1,19 @@
-//! HJ 212, the national protocol every Chinese data logger speaks. [`codec`] is the
-//! pure part: frames, CRC, data segments and replies, tested with byte vectors and
-//! with real traffic.
+//! HJ 212, the national protocol every Chinese data logger speaks.
+//!
+//! - [`codec`]: the pure part — frames, CRC, data segments and replies, tested with
+//!   byte vectors and real traffic;
+//! - [`mapping`]: a parsed segment to [`Reading`](crate::model::Reading)s;
+//! - [`registry`]: which MN speaks for which outlet, with its password;
+//! - [`server`] and `conn`: the TCP server that authenticates loggers, stores what
+//!   they send and answers only once it is durable.
 
 pub mod codec;
+mod conn;
+pub mod mapping;
+pub mod registry;
+pub mod server;
+pub mod stats;
+
+pub use registry::Registry;
+pub use server::{Hj212Server, ServerConfig, ServerError};
+pub use stats::Hj212Stats;

@@ -28,7 +28,13 @@ pub enum FrameError {
     TooLong { len: usize, limit: usize },
     /// The frame is complete but its CRC does not match its segment.
     #[error("bad CRC: frame says {sent}, computed {computed:04X}")]
-    BadCrc { sent: String, computed: u16 },
+    BadCrc {
+        sent: String,
+        computed: u16,
+        /// The data segment as received: kept as evidence, and re-checked by the
+        /// server against a per-device CRC variant.
+        segment: Vec<u8>,
+    },
     /// A later `"##"` came before this frame's valid end: a cut frame, or a bad
     /// one whose text holds `"##"` (errors never consume past a `"##"`).
     #[error("frame cut short: length field says {declared} bytes, but a new \"##\" starts after {after} bytes and no valid frame end comes before it")]

@@ -445,5 +445,6 @@ fn bad_crc(buf: &[u8], seg_end: usize, computed: u16) -> FrameError {
     FrameError::BadCrc {
         sent: String::from_utf8_lossy(sent).into_owned(),
         computed,
+        segment: buf.get(HEADER..seg_end).unwrap_or(&[]).to_vec(),
     }
 }

@@ -1,0 +1,64 @@
+//! Which logger speaks for which outlet: MN → enterprise, outlet, password and
+//! per-device options, built from config. The server reads it through a `watch`
+//! channel so that a config reload swaps it without touching live connections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::codec::crc::CrcMode;
+use super::mapping::Origin;
+use crate::config::{Config, Hj212Crc};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub origin: Origin,
+    pub password: String,
+    pub crc: CrcMode,
+    pub set_time_on_connect: bool,
+    /// Seconds, for a 1062 on connect.
+    pub rtd_interval: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Registry {
+    by_mn: HashMap<String, Arc<Endpoint>>,
+}
+
+impl Registry {
+    pub fn from_config(cfg: &Config) -> Registry {
+        let mut by_mn = HashMap::new();
+        for e in &cfg.enterprises {
+            for o in &e.outlets {
+                let Some(h) = &o.hj212 else { continue };
+                let endpoint = Endpoint {
+                    origin: Origin {
+                        enterprise: e.id.as_str().into(),
+                        outlet: o.id.as_str().into(),
+                        mn: h.mn.as_str().into(),
+                    },
+                    password: h.password.clone(),
+                    crc: match h.crc {
+                        Hj212Crc::Hj212 => CrcMode::Hj212,
+                        Hj212Crc::ModbusSwapped => CrcMode::ModbusSwapped,
+                    },
+                    set_time_on_connect: h.set_time_on_connect,
+                    rtd_interval: h.rtd_interval.map(|d| d.0.as_secs() as u32),
+                };
+                by_mn.insert(h.mn.clone(), Arc::new(endpoint));
+            }
+        }
+        Registry { by_mn }
+    }
+
+    pub fn get(&self, mn: &str) -> Option<&Arc<Endpoint>> {
+        self.by_mn.get(mn)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_mn.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_mn.is_empty()
+    }
+}

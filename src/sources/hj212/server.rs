@@ -1,0 +1,176 @@
+//! The HJ 212 TCP server: loggers connect to us and upload.
+//!
+//! Each connection gets its own task ([`super::conn`]); this module accepts,
+//! enforces the connection limit, and on shutdown stops accepting, lets every
+//! connection finish the frame it is storing and answering, and waits for them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::conn::Conn;
+use super::registry::Registry;
+use super::stats::Hj212Stats;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::ratelimit::LogLimiter;
+use crate::store::Writer;
+
+/// What the server needs from config, resolved.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub max_auth_failures: u32,
+    pub max_frame_len: usize,
+    /// Quiet time after which pending bytes are judged without waiting for more.
+    pub quiet: Duration,
+    pub tz: Tz,
+}
+
+impl ServerConfig {
+    pub fn from_config(cfg: &Config) -> Self {
+        let h = &cfg.daemon.hj212;
+        ServerConfig {
+            listen: h.listen.0,
+            max_connections: h.max_connections,
+            idle_timeout: h.idle_timeout.0,
+            handshake_timeout: h.handshake_timeout.0,
+            max_auth_failures: h.max_auth_failures.max(1),
+            max_frame_len: h.max_frame_len,
+            quiet: Duration::from_millis(1500),
+            tz: cfg.timezone,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen for HJ 212 on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared by all connections of one server.
+pub(super) struct Ctx {
+    pub cfg: ServerConfig,
+    pub registry: watch::Receiver<Arc<Registry>>,
+    pub writer: Writer,
+    pub clock: Arc<dyn Clock>,
+    pub stats: Arc<Hj212Stats>,
+    pub logs: LogLimiter,
+}
+
+pub struct Hj212Server {
+    local_addr: SocketAddr,
+    stats: Arc<Hj212Stats>,
+    task: JoinHandle<()>,
+}
+
+impl Hj212Server {
+    /// Binds the listener and starts serving. Completes when `shutdown` turns true
+    /// and every connection has finished its current frame.
+    pub async fn start(
+        cfg: ServerConfig,
+        registry: watch::Receiver<Arc<Registry>>,
+        writer: Writer,
+        clock: Arc<dyn Clock>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Hj212Server, ServerError> {
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let stats = Arc::new(Hj212Stats::default());
+        let ctx = Arc::new(Ctx {
+            cfg,
+            registry,
+            writer,
+            clock,
+            stats: stats.clone(),
+            logs: LogLimiter::new(Duration::from_secs(60)),
+        });
+        tracing::info!(listen = %local_addr, "hj212 server listening");
+        let task = tokio::spawn(accept_loop(listener, ctx, shutdown));
+        Ok(Hj212Server {
+            local_addr,
+            stats,
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> Arc<Hj212Stats> {
+        self.stats.clone()
+    }
+
+    /// Waits until the server has stopped (after shutdown was signalled).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(ctx.cfg.max_connections));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause, don't spin.
+                        tracing::warn!(error = %e, "hj212 accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    ctx.stats.reject("connection_limit", None);
+                    if ctx.logs.allow("connection_limit").is_some() {
+                        tracing::warn!(peer = %peer, limit = ctx.cfg.max_connections, "hj212: connection limit reached; refusing");
+                    }
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                ctx.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
+                ctx.stats.connections_open.fetch_add(1, Ordering::Relaxed);
+                let ctx = ctx.clone();
+                let shutdown = shutdown.clone();
+                conns.spawn(async move {
+                    let span = tracing::info_span!("hj212", peer = %peer);
+                    let _permit = permit;
+                    let stats = ctx.stats.clone();
+                    tracing::Instrument::instrument(Conn::serve(ctx, stream, peer, shutdown), span).await;
+                    stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+    tracing::info!("hj212 server stopped");
+}
