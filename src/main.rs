@@ -42,6 +42,42 @@ enum Command {
     Readings(ReadingsArgs),
     /// Measure throughput on this machine.
     Bench(BenchArgs),
+    /// Run a simulated device against a pollwatch (or any platform).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    #[command(subcommand)]
+    what: SimulateWhat,
+}
+
+#[derive(Subcommand)]
+enum SimulateWhat {
+    /// An HJ 212 data logger: uploads values, waits for 9014, resends on timeout.
+    Hj212 {
+        /// Platform address.
+        #[arg(long, default_value = "127.0.0.1:9212")]
+        addr: std::net::SocketAddr,
+        #[arg(long)]
+        mn: String,
+        #[arg(long)]
+        password: String,
+        /// System code: 31 flue gas, 32 wastewater.
+        #[arg(long, default_value = "32")]
+        st: String,
+        /// 2011 real-time, 2051 minute, 2061 hourly, 2031 daily.
+        #[arg(long, default_value = "2011")]
+        cn: String,
+        /// Values as CODE=VALUE or CODE=VALUE:FLAG, e.g. a21026=41.2 or w01001=5.8:N.
+        #[arg(long = "value", required = true)]
+        values: Vec<String>,
+        /// Uploads to send, one per interval, DataTime advancing by the interval.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value = "1s")]
+        interval: String,
+    },
 }
 
 #[derive(Args)]
@@ -84,6 +120,21 @@ struct BenchArgs {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// HJ 212 codec: frames framed, CRC-checked and parsed per second on one core.
+    Hj212Codec {
+        #[arg(long, default_value_t = 2_000_000)]
+        frames: usize,
+    },
+    /// HJ 212 end to end: simulated loggers → TCP → durable store → 9014.
+    Hj212 {
+        /// Store URL; default a fresh SQLite file in a temporary directory.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 200)]
+        loggers: usize,
+        #[arg(long, default_value_t = 200)]
+        frames_per_logger: usize,
+    },
     /// Store throughput: readings committed per second through the batched writer.
     Store {
         /// Store URL; default a fresh SQLite file in a temporary directory.
@@ -105,7 +156,10 @@ enum BenchWhat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Benchmarks and simulators print their own results; the server's per-connection
+    // log lines would drown them.
+    let quiet = matches!(cli.command, Command::Bench(_) | Command::Simulate(_));
+    init_logging(if quiet { "warn" } else { "info,sqlx=warn" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -122,10 +176,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -167,6 +220,66 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Readings(args) => readings(args).await,
+        Command::Simulate(SimulateArgs {
+            what:
+                SimulateWhat::Hj212 {
+                    addr,
+                    mn,
+                    password,
+                    st,
+                    cn,
+                    values,
+                    count,
+                    interval,
+                },
+        }) => {
+            let interval = pollwatch::config::HumanDuration::parse(&interval)
+                .map_err(|e| anyhow::anyhow!("--interval: {e}"))?
+                .0;
+            let cp = simulate_cp(&cn, &values)?;
+            let mut sim = pollwatch::sim::LoggerSim::new(addr, &mn, &password);
+            sim.st = st;
+            let tz = chrono_tz::Asia::Shanghai;
+            for i in 0..count {
+                let now = chrono::Utc::now().with_timezone(&tz);
+                let t = pollwatch::sources::hj212::codec::time::LocalDateTime::parse_compact(
+                    &now.format("%Y%m%d%H%M%S").to_string(),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let d = sim.upload(&cn, t, &cp).await?;
+                println!(
+                    "upload {}/{count} CN={cn} DataTime={t}: 9014 after {} attempt(s), {:.1} ms",
+                    i + 1,
+                    d.attempts,
+                    d.latency.as_secs_f64() * 1e3
+                );
+                if i + 1 < count {
+                    tokio::time::sleep(interval).await;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchArgs {
+            what: BenchWhat::Hj212Codec { frames },
+        }) => {
+            println!("{}", pollwatch::bench::hj212::codec(frames));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchArgs {
+            what:
+                BenchWhat::Hj212 {
+                    url,
+                    loggers,
+                    frames_per_logger,
+                },
+        }) => {
+            let dir = tempfile::tempdir().context("creating a temporary directory")?;
+            let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
+            let report =
+                pollwatch::bench::hj212::end_to_end(&url, loggers, frames_per_logger).await?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchArgs {
             what:
                 BenchWhat::Store {
@@ -273,6 +386,23 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{} readings", rows.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// CP fields from `CODE=VALUE[:FLAG]` arguments, with the suffix `cn` uses.
+fn simulate_cp(cn: &str, values: &[String]) -> anyhow::Result<String> {
+    let suffix = if cn == "2011" { "Rtd" } else { "Avg" };
+    let mut items = Vec::new();
+    for v in values {
+        let (code, rest) = v
+            .split_once('=')
+            .with_context(|| format!("--value {v:?}: expected CODE=VALUE[:FLAG]"))?;
+        let (value, flag) = rest.split_once(':').unwrap_or((rest, "N"));
+        let value: f64 = value
+            .parse()
+            .with_context(|| format!("--value {v:?}: {value:?} is not a number"))?;
+        items.push(format!("{code}-{suffix}={value},{code}-Flag={flag}"));
+    }
+    Ok(items.join(";"))
 }
 
 /// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).

@@ -506,3 +506,30 @@ async fn connection_limit_refuses_extra_connections() {
         .unwrap();
     h.stop().await;
 }
+
+#[tokio::test]
+async fn split_packets_are_answered_part_by_part_and_merged_by_time() {
+    let mut h = Harness::start("").await;
+    let mut sim = h.sim("23040281003022", "123456");
+    sim.connect().await.unwrap();
+    let parts = [
+        ("20261127100000001", "1", "w01018-Avg=30.1,w01018-Flag=N"),
+        ("20261127100000002", "2", "w21003-Avg=2.2,w21003-Flag=N"),
+    ];
+    for (qn, pno, cp) in parts {
+        let seg = format!(
+            "QN={qn};ST=32;CN=2061;PW=123456;MN=23040281003022;Flag=7;PNUM=2;PNO={pno};CP=&&DataTime=20261127090000;{cp}&&"
+        );
+        let d = sim
+            .send_until_answered(qn, &encode_frame(&seg).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(d.attempts, 1, "part {pno} answered on its own");
+    }
+    let cod = h.readings("DW001", "w01018").await;
+    let nh3 = h.readings("DW001", "w21003").await;
+    assert_eq!((cod.len(), nh3.len()), (1, 1));
+    assert_eq!(cod[0].ts, nh3[0].ts, "both parts describe the same hour");
+    assert_eq!(cod[0].kind, DataKind::Hour);
+    h.stop().await;
+}

@@ -50,6 +50,13 @@ impl Registry {
         Registry { by_mn }
     }
 
+    /// Adds or replaces one logger (simulations and benchmarks build registries
+    /// without config files).
+    pub fn insert(&mut self, endpoint: Endpoint) {
+        self.by_mn
+            .insert(endpoint.origin.mn.to_string(), Arc::new(endpoint));
+    }
+
     pub fn get(&self, mn: &str) -> Option<&Arc<Endpoint>> {
         self.by_mn.get(mn)
     }

@@ -1,5 +1,4 @@
-//! Benchmarks shared by `pollwatch bench` and `benches/`: the same code measures on
-//! a developer's machine and on a unit's server.
+//! Store throughput: readings committed per second through the batched writer.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -68,6 +67,8 @@ pub enum BenchError {
     Write(#[from] WriteError),
     #[error("a sender task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("benchmark setup failed: {0}")]
+    Setup(String),
 }
 
 /// Readings shaped like a city's traffic: `outlets` outlets of 10 factors each,
@@ -227,11 +228,7 @@ async fn store_at(url: &str, opts: &StoreBench) -> Result<StoreReport, BenchErro
     task.finish(Duration::from_secs(10)).await;
     store.close().await;
     lat.sort();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let pct = |p: f64| super::percentile(&lat, p);
     Ok(StoreReport {
         backend,
         series: opts.outlets.max(1) * 10,

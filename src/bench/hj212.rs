@@ -1,0 +1,224 @@
+//! HJ 212 figures: the codec alone on one core, and the whole path from simulated
+//! loggers over TCP to durable SQLite with 9014 answers.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::BenchError;
+use crate::clock::SystemClock;
+use crate::sim::hj212_logger::cp_values;
+use crate::sim::LoggerSim;
+use crate::sources::hj212::codec::crc::CrcMode;
+use crate::sources::hj212::codec::frame::FrameDecoder;
+use crate::sources::hj212::codec::reply::encode_frame;
+use crate::sources::hj212::codec::segment::DataSegment;
+use crate::sources::hj212::codec::time::LocalDateTime;
+use crate::sources::hj212::mapping::Origin;
+use crate::sources::hj212::registry::Endpoint;
+use crate::sources::hj212::{Hj212Server, Registry, ServerConfig};
+use crate::store::{Store, StoreOptions, Writer, WriterOptions};
+
+/// A realistic flue-gas real-time upload with `factors` factors.
+pub fn sample_frame(factors: usize, minute: u8) -> Vec<u8> {
+    const CODES: [&str; 10] = [
+        "a21026", "a21002", "a34013", "a19001", "a00000", "a01011", "a01012", "a01013", "a01014",
+        "a21005",
+    ];
+    let values: Vec<(&str, f64, char)> = (0..factors)
+        .map(|i| (CODES[i % CODES.len()], 10.0 + i as f64 * 1.25, 'N'))
+        .collect();
+    let seg = format!(
+        "QN=20261127100{minute:02}0000;ST=31;CN=2011;PW=123456;MN=88888880000001;Flag=5;CP=&&DataTime=2026112710{minute:02}00;{}&&",
+        cp_values("Rtd", &values)
+    );
+    encode_frame(&seg).unwrap_or_default()
+}
+
+#[derive(Debug, Clone)]
+pub struct CodecReport {
+    pub frames: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for CodecReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "hj212 codec: {} frames ({:.0} bytes each) framed, CRC-checked and parsed in {:.2} s on one core = {:.0} frames/s ({:.0} MB/s)",
+            self.frames,
+            self.bytes as f64 / self.frames.max(1) as f64,
+            secs,
+            self.frames as f64 / secs,
+            self.bytes as f64 / secs / 1e6
+        )
+    }
+}
+
+/// Frames, checks and parses `frames` frames of 10 factors from a byte stream.
+pub fn codec(frames: usize) -> CodecReport {
+    let batch: Vec<u8> = (0..60u8).flat_map(|m| sample_frame(10, m)).collect();
+    let mut decoder = FrameDecoder::with_config(9999, CrcMode::Hj212);
+    let mut done = 0u64;
+    let mut bytes = 0u64;
+    let mut fields = 0usize;
+    let started = Instant::now();
+    while (done as usize) < frames {
+        let mut buf = batch.clone();
+        bytes += buf.len() as u64;
+        while let Some(Ok(frame)) = decoder.decode(&mut buf) {
+            if let Ok(text) = std::str::from_utf8(&frame.segment) {
+                if let Ok(seg) = DataSegment::parse(text) {
+                    fields += seg.factors().count();
+                }
+            }
+            done += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    // Keeps the parse from being optimised away.
+    std::hint::black_box(fields);
+    CodecReport {
+        frames: done,
+        bytes,
+        elapsed,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct E2eReport {
+    pub loggers: usize,
+    pub frames: u64,
+    pub readings: u64,
+    pub elapsed: Duration,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub resends: u64,
+}
+
+impl fmt::Display for E2eReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "hj212 end-to-end: {} loggers, {} frames ({} readings) durable and answered in {:.2} s = {:.0} frames/s; send→9014 p50 {:.1} ms, p99 {:.1} ms; {} resends",
+            self.loggers,
+            self.frames,
+            self.readings,
+            secs,
+            self.frames as f64 / secs,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.resends
+        )
+    }
+}
+
+/// `loggers` simulated loggers, each uploading `per_logger` real-time frames of 10
+/// factors and waiting for each 9014, against an in-process server writing to the
+/// store at `url`.
+pub async fn end_to_end(
+    url: &str,
+    loggers: usize,
+    per_logger: usize,
+) -> Result<E2eReport, BenchError> {
+    let store = Store::open(url, &StoreOptions::default()).await?;
+    let (writer, task) = Writer::spawn(
+        store.clone(),
+        WriterOptions::default(),
+        Arc::new(SystemClock),
+    );
+    let mut registry = Registry::default();
+    for i in 0..loggers {
+        registry.insert(Endpoint {
+            origin: Origin {
+                enterprise: format!("E{:04}", i / 4).as_str().into(),
+                outlet: format!("DA{:03}", i % 4).as_str().into(),
+                mn: format!("MN{i:08}").as_str().into(),
+            },
+            password: "123456".into(),
+            crc: CrcMode::Hj212,
+            set_time_on_connect: false,
+            rtd_interval: None,
+        });
+    }
+    let (_reg_tx, reg_rx) = watch::channel(Arc::new(registry));
+    let (stop, stop_rx) = watch::channel(false);
+    let cfg = ServerConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        max_connections: loggers + 16,
+        idle_timeout: Duration::from_secs(600),
+        handshake_timeout: Duration::from_secs(60),
+        max_auth_failures: 5,
+        max_frame_len: 9999,
+        quiet: Duration::from_millis(1500),
+        tz: chrono_tz::Asia::Shanghai,
+    };
+    let server = Hj212Server::start(cfg, reg_rx, writer.clone(), Arc::new(SystemClock), stop_rx)
+        .await
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let addr = server.local_addr();
+    let stats = server.stats();
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..loggers {
+        handles.push(tokio::spawn(async move {
+            let mut sim = LoggerSim::new(addr, &format!("MN{i:08}"), "123456");
+            sim.st = "31".into();
+            sim.answer_timeout = Duration::from_secs(10);
+            let mut lat = Vec::with_capacity(per_logger);
+            let mut resends = 0;
+            let values: Vec<(&str, f64, char)> = [
+                "a21026", "a21002", "a34013", "a19001", "a00000", "a01011", "a01012", "a01013",
+                "a01014", "a21005",
+            ]
+            .iter()
+            .enumerate()
+            .map(|(k, c)| (*c, 10.0 + k as f64, 'N'))
+            .collect();
+            let cp = cp_values("Rtd", &values);
+            for n in 0..per_logger {
+                let t = LocalDateTime {
+                    year: 2026,
+                    month: 11,
+                    day: 1 + (n / 1440) as u8 % 28,
+                    hour: ((n / 60) % 24) as u8,
+                    minute: (n % 60) as u8,
+                    second: 0,
+                };
+                let d = sim.upload("2011", t, &cp).await?;
+                resends += u64::from(d.attempts - 1);
+                lat.push(d.latency);
+            }
+            Ok::<_, crate::sim::SimError>((lat, resends))
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut resends = 0;
+    for h in handles {
+        let (l, r) = h.await?.map_err(|e| BenchError::Setup(e.to_string()))?;
+        lat.extend(l);
+        resends += r;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(true);
+    server.join().await;
+    drop(writer);
+    task.finish(Duration::from_secs(10)).await;
+    store.close().await;
+    lat.sort();
+    Ok(E2eReport {
+        loggers,
+        frames: stats.frames.load(Ordering::Relaxed),
+        readings: stats.readings.load(Ordering::Relaxed),
+        elapsed,
+        p50: super::percentile(&lat, 0.5),
+        p99: super::percentile(&lat, 0.99),
+        resends,
+    })
+}
