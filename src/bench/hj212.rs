@@ -60,17 +60,22 @@ impl fmt::Display for CodecReport {
     }
 }
 
-/// Frames, checks and parses `frames` frames of 10 factors from a byte stream.
+/// Frames, checks and parses `frames` frames of 10 factors from a byte stream fed
+/// in 8 KiB reads, as the server reads a socket.
 pub fn codec(frames: usize) -> CodecReport {
-    let batch: Vec<u8> = (0..60u8).flat_map(|m| sample_frame(10, m)).collect();
+    let stream: Vec<u8> = (0..60u8).flat_map(|m| sample_frame(10, m)).collect();
     let mut decoder = FrameDecoder::with_config(9999, CrcMode::Hj212);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut done = 0u64;
     let mut bytes = 0u64;
     let mut fields = 0usize;
     let started = Instant::now();
-    while (done as usize) < frames {
-        let mut buf = batch.clone();
-        bytes += buf.len() as u64;
+    for chunk in stream.chunks(8192).cycle() {
+        if done as usize >= frames {
+            break;
+        }
+        buf.extend_from_slice(chunk);
+        bytes += chunk.len() as u64;
         while let Some(Ok(frame)) = decoder.decode(&mut buf) {
             if let Ok(text) = std::str::from_utf8(&frame.segment) {
                 if let Ok(seg) = DataSegment::parse(text) {

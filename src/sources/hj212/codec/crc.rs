@@ -27,6 +27,22 @@ pub enum CrcMode {
 /// hot path is a lookup and there is no runtime initialisation to get wrong.
 const TABLE: [u16; 256] = build_table();
 
+/// `PAIR[(x << 8) | y]`: the register's high byte after mixing in the byte that
+/// makes the index `x`, then byte `y`.
+fn pair_table() -> &'static [u8; 65536] {
+    static PAIR: std::sync::OnceLock<Box<[u8; 65536]>> = std::sync::OnceLock::new();
+    PAIR.get_or_init(|| {
+        let mut t = Box::new([0u8; 65536]);
+        for x in 0..256usize {
+            let h1 = (TABLE[x] >> 8) as u8;
+            for y in 0..256usize {
+                t[(x << 8) | y] = (TABLE[usize::from(h1 ^ y as u8)] >> 8) as u8;
+            }
+        }
+        t
+    })
+}
+
 const fn build_table() -> [u16; 256] {
     let mut table = [0u16; 256];
     let mut i = 0;
@@ -81,9 +97,24 @@ impl CrcState {
     pub fn update(mut self, data: &[u8]) -> Self {
         match self.mode {
             CrcMode::Hj212 => {
-                for &b in data {
-                    self.reg = TABLE[usize::from((self.reg >> 8) as u8 ^ b)];
+                // Each step keeps only the high byte of the register (the low byte
+                // is shifted out before the next byte is mixed in), so two steps
+                // collapse into one lookup in a 64 KiB table: half the dependent
+                // loads on the hot path. The last byte needs the full register.
+                let Some((&last, body)) = data.split_last() else {
+                    return self;
+                };
+                let pair = pair_table();
+                let mut h = (self.reg >> 8) as u8;
+                let mut pairs = body.chunks_exact(2);
+                for p in &mut pairs {
+                    let idx = (usize::from(h ^ p[0]) << 8) | usize::from(p[1]);
+                    h = pair[idx];
                 }
+                for &b in pairs.remainder() {
+                    h = (TABLE[usize::from(h ^ b)] >> 8) as u8;
+                }
+                self.reg = TABLE[usize::from(h ^ last)];
             }
             CrcMode::ModbusSwapped => {
                 for &b in data {
@@ -145,6 +176,17 @@ mod tests {
         let data: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
         for end in 0..data.len() {
             assert_eq!(crc16(&data[..end]), hj212_bitwise(&data[..end]));
+        }
+    }
+
+    #[test]
+    fn every_byte_pair_matches_the_reference() {
+        // Exercises every entry of the two-byte table.
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                let data = [x, y, 0x5A];
+                assert_eq!(crc16(&data), hj212_bitwise(&data), "{x:02X} {y:02X}");
+            }
         }
     }
 
