@@ -48,6 +48,7 @@ both_backends!(
     invalid_reading_is_refused_alone,
     shutdown_flushes_lingering_batches,
     resend_after_compaction_keeps_the_first_value,
+    rounds_of_moves_between_commits_keep_every_reading_once,
 );
 
 fn clock() -> Arc<dyn Clock> {
@@ -305,4 +306,46 @@ async fn resend_after_compaction_keeps_the_first_value(url: &str) {
     assert_eq!(values(store.readings(&q).await.unwrap()), vec![1.0, 2.0]);
     drop(w);
     task.finish(Duration::from_secs(5)).await;
+}
+
+async fn rounds_of_moves_between_commits_keep_every_reading_once(url: &str) {
+    // Tiny tiers so that many rounds and slices happen (SQLite; PostgreSQL has
+    // one table and must give the same answers).
+    let opts = StoreOptions {
+        tiers: pollwatch::store::TierOptions {
+            compact_rows: 40,
+            slice_rows: 7,
+        },
+        ..StoreOptions::default()
+    };
+    let store = Store::open(url, &opts).await.unwrap();
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    let outlets = ["DA001", "DA002", "DA003"];
+    for minute in 0..60 {
+        let mut batch = Vec::new();
+        for (k, o) in outlets.iter().enumerate() {
+            for f in ["a21026", "a21002", "a34013"] {
+                batch.push(reading(o, f, minute * 60, (minute * 10 + k as i64) as f64));
+            }
+        }
+        // Every tenth minute is resent later, as loggers do after an outage.
+        if minute % 10 == 0 && minute > 0 {
+            let mut resend = reading("DA001", "a21026", (minute - 10) * 60, -1.0);
+            resend.value = -1.0;
+            batch.push(resend);
+        }
+        w.write(Batch::readings(batch)).await.unwrap();
+    }
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+    for (k, o) in outlets.iter().enumerate() {
+        let mut q = query(o);
+        q.factor = Some("a21026".into());
+        let rows = store.readings(&q).await.unwrap();
+        let values: Vec<f64> = rows.iter().map(|r| r.value).collect();
+        let want: Vec<f64> = (0..60).map(|m| (m * 10 + k as i64) as f64).collect();
+        assert_eq!(values, want, "{o}: every minute once, first value kept");
+    }
+    store.compact().await.unwrap();
+    assert_eq!(store.readings(&query("DA002")).await.unwrap().len(), 180);
 }

@@ -73,6 +73,7 @@ pub struct StoreOptions {
     /// How long to wait for a connection before calling the database unreachable.
     pub connect_timeout: Duration,
     pub max_connections: u32,
+    pub tiers: TierOptions,
 }
 
 impl Default for StoreOptions {
@@ -81,6 +82,25 @@ impl Default for StoreOptions {
             sqlite_synchronous: SqliteSync::Full,
             connect_timeout: Duration::from_secs(5),
             max_connections: 4,
+            tiers: TierOptions::default(),
+        }
+    }
+}
+
+/// When SQLite moves recent readings into the archive (see `sqlite.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct TierOptions {
+    /// Rows in the recent tier that start a round of moves.
+    pub compact_rows: u64,
+    /// Rows per slice of a round; one slice runs after each commit.
+    pub slice_rows: u64,
+}
+
+impl Default for TierOptions {
+    fn default() -> Self {
+        TierOptions {
+            compact_rows: 200_000,
+            slice_rows: 20_000,
         }
     }
 }

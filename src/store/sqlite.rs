@@ -10,8 +10,9 @@
 //! clustered by series dirties one page per series per commit: at 10,000 series
 //! that is 40 MB of WAL for 10,000 rows. New readings therefore go to
 //! `readings_recent`, clustered by time, where a commit appends; every
-//! [`COMPACT_ROWS`] rows they move to `readings`, clustered by series, in one sorted
-//! pass that touches each page once. Queries read both tiers; a reading already in
+//! `compact_rows` rows (default 200,000) they move to `readings`, clustered by series, in sorted
+//! slices of a series range that touch each archive page once. One slice runs
+//! after each commit, so the move never stalls ingestion for long. Queries read both tiers; a reading already in
 //! `readings` hides a later copy in `readings_recent`, so the first value received
 //! stands even when a logger re-sends history that was already compacted.
 
@@ -36,8 +37,13 @@ use crate::config::SqliteSync;
 /// 32,766-parameter limit.
 const CHUNK: usize = 512;
 
-/// Rows in `readings_recent` that trigger a move into `readings`.
-pub const COMPACT_ROWS: u64 = 200_000;
+/// A round of moves in progress: series ids `next..=last`, `step` ids per slice.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    next: i64,
+    last: i64,
+    step: i64,
+}
 
 /// `INSERT … VALUES (…),(…)…` for 1, 2, 4, … CHUNK rows.
 static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
@@ -67,6 +73,8 @@ pub struct SqliteStore {
     ids: Arc<IdCache>,
     /// Rows in `readings_recent` (approximate: resends count until compaction).
     recent: Arc<AtomicU64>,
+    round: Arc<std::sync::Mutex<Option<Round>>>,
+    tiers: super::TierOptions,
 }
 
 impl SqliteStore {
@@ -118,6 +126,8 @@ impl SqliteStore {
             pool,
             ids: Arc::default(),
             recent: Arc::new(AtomicU64::new(recent.max(0) as u64)),
+            round: Arc::default(),
+            tiers: opts.tiers,
         })
     }
 
@@ -208,36 +218,100 @@ impl SqliteStore {
         }
         tx.commit().await.map_err(StoreError::db("commit"))?;
         self.ids.learn(res.missing);
-        let recent = self.recent.fetch_add(stats.readings, Ordering::Relaxed) + stats.readings;
-        if recent >= COMPACT_ROWS {
-            // The batch is durable already; a failed move is retried next time.
-            if let Err(e) = self.compact().await {
-                tracing::warn!(error = %e, "moving recent readings into the archive failed");
-            }
+        self.recent.fetch_add(stats.readings, Ordering::Relaxed);
+        // The batch is durable already; a failed move is retried after the next one.
+        if let Err(e) = self.compact_step().await {
+            tracing::warn!(error = %e, "moving recent readings into the archive failed");
         }
         Ok(stats)
     }
 
-    /// Moves every row of `readings_recent` into `readings`, in series order. A row
-    /// whose (series, time) is already archived is a late resend and is dropped.
-    pub async fn compact(&self) -> Result<u64, StoreError> {
+    /// Moves one slice of `readings_recent` into `readings` when a round is due or
+    /// under way. A round is cut into slices of about `slice_rows` rows by series
+    /// range, one slice after each commit, so no commit waits for a whole round.
+    async fn compact_step(&self) -> Result<(), StoreError> {
+        let slice = {
+            let mut round = self.round.lock().unwrap_or_else(|e| e.into_inner());
+            if round.is_none() && self.recent.load(Ordering::Relaxed) < self.tiers.compact_rows {
+                return Ok(());
+            }
+            round.take()
+        };
+        let mut round = match slice {
+            Some(r) => r,
+            None => match self.plan_round().await? {
+                Some(r) => r,
+                None => return Ok(()),
+            },
+        };
+        let hi = round.next.saturating_add(round.step - 1).min(round.last);
+        self.move_series(round.next, hi).await?;
+        round.next = hi.saturating_add(1);
+        if round.next > round.last {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM readings_recent")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::db("count recent readings"))?;
+            self.recent.store(left.max(0) as u64, Ordering::Relaxed);
+        } else {
+            *self.round.lock().unwrap_or_else(|e| e.into_inner()) = Some(round);
+        }
+        Ok(())
+    }
+
+    async fn plan_round(&self) -> Result<Option<Round>, StoreError> {
+        let (first, last, rows): (Option<i64>, Option<i64>, i64) =
+            sqlx::query_as("SELECT min(series_id), max(series_id), count(*) FROM readings_recent")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::db("plan archive round"))?;
+        let (Some(first), Some(last)) = (first, last) else {
+            self.recent.store(0, Ordering::Relaxed);
+            return Ok(None);
+        };
+        let slices = (rows.max(1) as u64)
+            .div_ceil(self.tiers.slice_rows.max(1))
+            .max(1) as i64;
+        let step = ((last - first + 1) + slices - 1) / slices;
+        Ok(Some(Round {
+            next: first,
+            last,
+            step: step.max(1),
+        }))
+    }
+
+    /// Moves the recent rows of series `lo..=hi`, in series order so that each
+    /// archive page is written once. A row whose (series, time) is already
+    /// archived is a late resend and is dropped: the first value stands.
+    async fn move_series(&self, lo: i64, hi: i64) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::db("begin"))?;
         let moved = sqlx::query(
             "INSERT OR IGNORE INTO readings (series_id, ts, value, flag, source_id, received)
              SELECT series_id, ts, value, flag, source_id, received FROM readings_recent
-             ORDER BY series_id, ts",
+             WHERE series_id BETWEEN ? AND ? ORDER BY series_id, ts",
         )
+        .bind(lo)
+        .bind(hi)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::db("archive recent readings"))?
         .rows_affected();
-        sqlx::query("DELETE FROM readings_recent")
+        sqlx::query("DELETE FROM readings_recent WHERE series_id BETWEEN ? AND ?")
+            .bind(lo)
+            .bind(hi)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("clear recent readings"))?;
         tx.commit()
             .await
             .map_err(StoreError::db("commit archive"))?;
+        Ok(moved)
+    }
+
+    /// Moves everything now (maintenance, tests, benchmarks).
+    pub async fn compact(&self) -> Result<u64, StoreError> {
+        *self.round.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let moved = self.move_series(i64::MIN, i64::MAX).await?;
         self.recent.store(0, Ordering::Relaxed);
         Ok(moved)
     }
