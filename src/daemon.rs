@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::sources::field::FieldSources;
 use crate::sources::hj212::{Hj212Server, Registry, ServerConfig};
 use crate::store::{Store, StoreError, StoreOptions, StoreUrl, Writer, WriterOptions};
 
@@ -28,6 +29,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Hj212(#[from] crate::sources::hj212::ServerError),
+    #[error(transparent)]
+    Field(#[from] crate::sources::field::FieldError),
 }
 
 pub fn store_options(config: &Config) -> StoreOptions {
@@ -57,6 +60,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    let devices = crate::sources::field::devices(&config)?;
     let store = open_store(&config).await?;
     let (writer, writer_task) =
         Writer::spawn(store.clone(), writer_options(&config), clock.clone());
@@ -67,15 +71,18 @@ pub async fn run(
         ServerConfig::from_config(&config),
         registry_rx,
         writer.clone(),
-        clock,
-        sources_stop,
+        clock.clone(),
+        sources_stop.clone(),
     )
     .await?;
+    let polled = devices.len();
+    let field = FieldSources::start(devices, writer.clone(), clock, sources_stop);
     tracing::info!(
         store = %StoreUrl::redacted(&config.storage_url),
         enterprises = config.enterprises.len(),
         hj212 = %hj212.local_addr(),
         loggers = registry.len(),
+        polled_devices = polled,
         timezone = %config.timezone,
         "pollwatch ready"
     );
@@ -85,6 +92,7 @@ pub async fn run(
     tracing::info!("shutting down: no new input; finishing in-flight frames");
     let _ = stop_sources.send(true);
     hj212.join().await;
+    field.join().await;
     tracing::info!("flushing the store writer");
     drop(writer);
     writer_task.finish(SHUTDOWN_GRACE).await;

@@ -54,6 +54,14 @@ struct SimulateArgs {
 
 #[derive(Subcommand)]
 enum SimulateWhat {
+    /// Modbus TCP gateways on consecutive local ports, ten power meters (unit ids
+    /// 1–10) behind each: total power (f32, input register 52) and energy (f32, 72).
+    Modbus {
+        #[arg(long, default_value_t = 1)]
+        gateways: u16,
+        #[arg(long, default_value_t = 15020)]
+        base_port: u16,
+    },
     /// An HJ 212 data logger: uploads values, waits for 9014, resends on timeout.
     Hj212 {
         /// Platform address.
@@ -120,6 +128,18 @@ struct BenchArgs {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// Field polling: N simulated Modbus TCP devices each polled every second.
+    Field {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 21000)]
+        base_port: u16,
+        /// Store URL; default a fresh SQLite file in a temporary directory.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// HJ 212 codec: frames framed, CRC-checked and parsed per second on one core.
     Hj212Codec {
         #[arg(long, default_value_t = 2_000_000)]
@@ -159,6 +179,7 @@ fn main() -> ExitCode {
     // Benchmarks and simulators print their own results; the server's per-connection
     // log lines would drown them.
     let quiet = matches!(cli.command, Command::Bench(_) | Command::Simulate(_));
+    // stdout of `simulate` is read by the field benchmark: make sure it is flushed.
     init_logging(if quiet { "warn" } else { "info,sqlx=warn" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -222,6 +243,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Readings(args) => readings(args).await,
         Command::Simulate(SimulateArgs {
             what:
+                SimulateWhat::Modbus {
+                    gateways,
+                    base_port,
+                },
+        }) => simulate_modbus(gateways, base_port).await,
+        Command::Simulate(SimulateArgs {
+            what:
                 SimulateWhat::Hj212 {
                     addr,
                     mn,
@@ -257,6 +285,21 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     tokio::time::sleep(interval).await;
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchArgs {
+            what:
+                BenchWhat::Field {
+                    devices,
+                    seconds,
+                    base_port,
+                    url,
+                },
+        }) => {
+            let dir = tempfile::tempdir().context("creating a temporary directory")?;
+            let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
+            let report = pollwatch::bench::field::modbus(&url, devices, base_port, seconds).await?;
+            println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchArgs {
@@ -384,6 +427,59 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
             );
         }
         eprintln!("{} readings", rows.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves simulated Modbus TCP gateways until killed.
+async fn simulate_modbus(gateways: u16, base_port: u16) -> anyhow::Result<ExitCode> {
+    use pollwatch::sim::modbus::{serve_tcp, ModbusSim, Point};
+    use pollwatch::sim::profile::Profile;
+    use pollwatch::sources::modbus::decode::{DataType, WordOrder};
+    use pollwatch::sources::modbus::plan::RegisterKind;
+    let sim = Arc::new(ModbusSim::new(Arc::new(SystemClock)));
+    for unit in 1..=10u8 {
+        sim.add_unit(unit);
+        let power = Profile::Sine {
+            mean: 50.0 * f64::from(unit),
+            amplitude: 5.0,
+            period_secs: 600.0,
+        };
+        sim.set(
+            unit,
+            RegisterKind::Input,
+            52,
+            Point::new(power, DataType::F32, WordOrder::ABCD),
+        );
+        let energy = Profile::Ramp {
+            start: 1000.0,
+            per_sec: 0.01,
+        };
+        sim.set(
+            unit,
+            RegisterKind::Input,
+            72,
+            Point::new(energy, DataType::F32, WordOrder::ABCD),
+        );
+    }
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for g in 0..gateways {
+        let port = base_port
+            .checked_add(g)
+            .context("--base-port + --gateways exceeds 65535")?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        tasks.spawn(serve_tcp(listener, sim.clone(), stop_rx.clone()));
+    }
+    println!(
+        "simulating {gateways} Modbus TCP gateways on 127.0.0.1:{base_port}.. (10 meters each)"
+    );
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) = r {
+            eprintln!("simulator: {e}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

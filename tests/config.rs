@@ -264,3 +264,35 @@ fn local_factor_codes_can_be_declared() {
     });
     load(d).unwrap();
 }
+
+#[test]
+fn polled_devices_are_validated() {
+    let dir = copy_config();
+    let d = dir.path();
+    let dye = "enterprises/xinghe-dyeing.toml";
+    edit(d, dye, |t| {
+        t.replacen(
+            "role = \"production\"\n",
+            "role = \"production\"\n\n[meters.device]\nprotocol = \"modbus\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:1502\"\ninterval = \"10s\"\n\n[[meters.device.points]]\nfactor = \"e_p\"\nregister = \"coil\"\naddress = 52\ntype = \"f32\"\n",
+            1,
+        )
+    });
+    edit(d, dye, |t| {
+        t.replacen(
+            "role = \"total\"\n",
+            "role = \"total\"\n\n[meters.device]\nprotocol = \"dlt645\"\ntransport = \"rtu\"\nport = \"/dev/ttyUSB0\"\nmeter_address = \"00000000016\"\n\n[[meters.device.points]]\nfactor = \"e_p\"\ndi = \"0203000G\"\n",
+            1,
+        )
+    });
+    let errs = errors(d);
+    for want in [
+        "meters[0].device: a Modbus device needs unit (its unit id)",
+        "meters[0].device.points[0].type: coils and discrete inputs are read as type \"bool\", registers as numbers",
+        "meters[3].device.meter_address: must be 12 digits, got \"00000000016\"",
+        "meters[3].device.points[0].di: must be 8 hex digits, e.g. \"02030000\"",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(want)), "missing {want:?} in {errs:#?}");
+    }
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(errs.iter().all(|e| e.starts_with(dye)));
+}

@@ -84,6 +84,9 @@ pub struct Outlet {
     pub hj212: Option<Hj212Identity>,
     #[serde(default)]
     pub limits: Vec<Limit>,
+    /// Analyzers polled directly (most outlets report through an HJ 212 logger).
+    #[serde(default)]
+    pub devices: Vec<super::Device>,
 }
 
 /// How a logger proves it speaks for this outlet, and what we ask of it.
@@ -183,4 +186,6 @@ pub struct Meter {
     pub id: String,
     pub name: String,
     pub role: MeterRole,
+    /// How the meter is read, when pollwatch polls it (MQTT meters publish instead).
+    pub device: Option<super::Device>,
 }

@@ -9,6 +9,7 @@
 //! the old config when the new one is wrong.
 
 mod daemon;
+mod device;
 mod diag;
 mod duty;
 mod enterprise;
@@ -19,6 +20,7 @@ pub use daemon::{
     DaemonFile, DaemonSection, ExtraFactor, ExtraFactorClass, Hj212Section, HttpSection,
     MqttSection, SqliteSync, StorageSection,
 };
+pub use device::{Device, DeviceProtocol, Parity, Point, StatusPoint, Transport};
 pub use diag::{ConfigErrors, Diagnostic, SourceMap};
 pub use duty::{Duty, Officer, Team};
 pub use enterprise::{
@@ -26,6 +28,7 @@ pub use enterprise::{
     OutletKind,
 };
 pub use units::{HumanDuration, ListenAddr};
+pub use validate::parse_di;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -4,10 +4,15 @@
 use std::collections::{HashMap, HashSet};
 
 use super::daemon::DaemonFile;
+use super::device::{Device, DeviceProtocol, Point, Transport};
 use super::diag::{Diagnostic, SourceMap};
 use super::duty::Duty;
 use super::enterprise::{Enterprise, Limit, Outlet, OutletKind};
 use crate::model::{self, FactorClass};
+use crate::sources::dlt645::types::MeterAddress;
+use crate::sources::dlt645::value as dlt645_value;
+use crate::sources::modbus::decode::DataType;
+use crate::sources::modbus::scale::Scaling;
 
 /// Collects diagnostics for one file.
 pub struct Checker<'a> {
@@ -175,7 +180,204 @@ pub fn enterprise(c: &mut Checker<'_>, e: &Enterprise, cat: &Catalogue<'_>) {
                 format!("meter id {:?} is used twice in this enterprise", m.id),
             );
         }
+        if let Some(d) = &m.device {
+            device(c, &format!("{p}.device"), d, cat, true);
+        }
     }
+    for (i, o) in e.outlets.iter().enumerate() {
+        for (j, d) in o.devices.iter().enumerate() {
+            device(c, &format!("outlets[{i}].devices[{j}]"), d, cat, false);
+        }
+    }
+}
+
+fn device(c: &mut Checker<'_>, p: &str, d: &Device, cat: &Catalogue<'_>, meter: bool) {
+    if let Some(id) = &d.id {
+        c.id(&format!("{p}.id"), id);
+    }
+    let transport = d.transport.as_str();
+    let mut need = |key: &str, present: bool| {
+        if !present {
+            c.error(p, format!("transport {transport:?} needs {key}"));
+        }
+    };
+    match d.transport {
+        Transport::Tcp | Transport::RtuOverTcp => {
+            need("address = \"host:port\"", d.address.is_some())
+        }
+        Transport::Rtu => need("port = \"/dev/ttyUSB0\"", d.port.is_some()),
+        Transport::Dtu => need("dtu_id", d.dtu_id.as_deref().is_some_and(|s| !s.is_empty())),
+    }
+    if d.transport == Transport::Dtu {
+        c.error(
+            &format!("{p}.transport"),
+            "DTU dial-in needs the DTU listener, which this version of pollwatch does not have yet",
+        );
+    }
+    if let Some(a) = &d.address {
+        let ok = a
+            .rsplit_once(':')
+            .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            c.error(
+                &format!("{p}.address"),
+                format!("expected host:port, got {a:?}"),
+            );
+        }
+    }
+    if d.transport == Transport::Tcp && d.protocol == DeviceProtocol::Dlt645 {
+        c.error(
+            &format!("{p}.transport"),
+            "DL/T 645 is a serial protocol: use rtu, rtu-over-tcp or dtu",
+        );
+    }
+    let ranges: [(&str, Option<u32>, u32, u32); 3] = [
+        ("baud", d.baud, 300, 921_600),
+        ("data_bits", d.data_bits.map(u32::from), 5, 8),
+        ("stop_bits", d.stop_bits.map(u32::from), 1, 2),
+    ];
+    for (key, v, lo, hi) in ranges {
+        if let Some(v) = v.filter(|v| !(lo..=hi).contains(v)) {
+            c.error(
+                &format!("{p}.{key}"),
+                format!("must be {lo} to {hi}, got {v}"),
+            );
+        }
+    }
+    if d.interval.0 < std::time::Duration::from_millis(100) {
+        c.error(
+            &format!("{p}.interval"),
+            format!("must be at least 100ms, got {}", d.interval),
+        );
+    }
+    if d.timeout.0.is_zero() || d.timeout.0 > d.interval.0 {
+        c.error(
+            &format!("{p}.timeout"),
+            format!(
+                "must be above 0 and at most the interval ({}), got {}",
+                d.interval, d.timeout
+            ),
+        );
+    }
+    if let Some(m) = d.max_registers.filter(|m| !(1..=125).contains(m)) {
+        c.error(
+            &format!("{p}.max_registers"),
+            format!("must be 1 to 125, got {m}"),
+        );
+    }
+    match d.protocol {
+        DeviceProtocol::Modbus => {
+            match d.unit {
+                Some(u) if (1..=247).contains(&u) => {}
+                Some(u) => c.error(&format!("{p}.unit"), format!("must be 1 to 247, got {u}")),
+                None => c.error(p, "a Modbus device needs unit (its unit id)"),
+            }
+            if d.meter_address.is_some() {
+                c.error(
+                    &format!("{p}.meter_address"),
+                    "is for DL/T 645 devices; Modbus uses unit",
+                );
+            }
+        }
+        DeviceProtocol::Dlt645 => {
+            match &d.meter_address {
+                Some(a) if a.parse::<MeterAddress>().is_ok() => {}
+                Some(a) => c.error(
+                    &format!("{p}.meter_address"),
+                    format!("must be 12 digits, got {a:?}"),
+                ),
+                None => c.error(p, "a DL/T 645 device needs meter_address (12 digits)"),
+            }
+            if d.status.is_some() {
+                c.error(
+                    &format!("{p}.status"),
+                    "status registers are a Modbus feature",
+                );
+            }
+        }
+    }
+    if d.points.is_empty() {
+        c.error(&format!("{p}.points"), "a device needs at least one point");
+    }
+    let mut factors = HashSet::new();
+    for (i, pt) in d.points.iter().enumerate() {
+        point(c, &format!("{p}.points[{i}]"), d.protocol, pt, cat, meter);
+        if !factors.insert(pt.factor.as_str()) {
+            c.error(
+                &format!("{p}.points[{i}].factor"),
+                format!("{} is read twice by this device", pt.factor),
+            );
+        }
+    }
+}
+
+fn point(
+    c: &mut Checker<'_>,
+    pp: &str,
+    protocol: DeviceProtocol,
+    pt: &Point,
+    cat: &Catalogue<'_>,
+    meter: bool,
+) {
+    match cat.class(&pt.factor) {
+        None => c.error(
+            &format!("{pp}.factor"),
+            format!("unknown factor code {:?}", pt.factor),
+        ),
+        Some(FactorClass::Electrical) if !meter => c.error(
+            &format!("{pp}.factor"),
+            format!(
+                "{} is an electrical quantity; it belongs on a meter",
+                pt.factor
+            ),
+        ),
+        _ => {}
+    }
+    let scaling = Scaling {
+        scale: pt.scale.unwrap_or(1.0),
+        offset: pt.offset.unwrap_or(0.0),
+        raw_range: pt.raw_range,
+    };
+    if let Err(e) = scaling.validate() {
+        c.error(pp, e.to_string());
+    }
+    match protocol {
+        DeviceProtocol::Modbus => {
+            let (Some(register), Some(_), Some(ty)) = (pt.register, pt.address, pt.data_type)
+            else {
+                c.error(pp, "a Modbus point needs register, address and type");
+                return;
+            };
+            if pt.di.is_some() {
+                c.error(&format!("{pp}.di"), "is for DL/T 645 points");
+            }
+            if register.is_bit() != (ty == DataType::Bool) {
+                c.error(
+                    &format!("{pp}.type"),
+                    "coils and discrete inputs are read as type \"bool\", registers as numbers",
+                );
+            }
+        }
+        DeviceProtocol::Dlt645 => match pt.di.as_deref().map(parse_di) {
+            Some(Some(di)) if dlt645_value::di_format(di).is_some() => {}
+            Some(Some(di)) => c.error(
+                &format!("{pp}.di"),
+                format!("DI {di:08X} is not one pollwatch can decode"),
+            ),
+            Some(None) => c.error(
+                &format!("{pp}.di"),
+                "must be 8 hex digits, e.g. \"02030000\"",
+            ),
+            None => c.error(pp, "a DL/T 645 point needs di"),
+        },
+    }
+}
+
+/// A DL/T 645 data identifier written as 8 hex digits.
+pub fn parse_di(text: &str) -> Option<u32> {
+    (text.len() == 8)
+        .then(|| u32::from_str_radix(text, 16).ok())
+        .flatten()
 }
 
 fn outlet(c: &mut Checker<'_>, p: &str, o: &Outlet, cat: &Catalogue<'_>) {

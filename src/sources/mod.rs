@@ -2,5 +2,6 @@
 //! [`Reading`](crate::model::Reading)s for the store writer.
 
 pub mod dlt645;
+pub mod field;
 pub mod hj212;
 pub mod modbus;

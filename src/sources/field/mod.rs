@@ -1,0 +1,255 @@
+//! Field-device acquisition: polling Modbus and DL/T 645 devices configured in
+//! enterprise files (`[meters.device]`, `[[outlets.devices]]`).
+//!
+//! Devices are grouped by [`line::Endpoint`] — one task per TCP gateway, serial
+//! port or RTU-over-TCP socket. Inside a line, devices are polled in turn, each at
+//! its own interval, with the line's quiet gap between requests. What others get
+//! wrong and this module is built around (see `shared/domain/FIELD-DEVICES.md`):
+//! a dead or slow device costs its line at most its own timeout per poll and is
+//! then polled less and less often ([`health`]); other devices keep their
+//! cadence and their readings; after any timeout or odd reply the connection is
+//! re-opened so a late answer cannot be read as the next device's value.
+
+pub mod health;
+pub mod line;
+pub mod poll;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::config::{Config, Device};
+use crate::model::{DataKind, Id, Location, Protocol, Reading, SourceRef, Stat};
+use crate::ratelimit::LogLimiter;
+use crate::store::{Batch, StatusEvent, Writer};
+use health::{Health, Transition};
+use line::{Endpoint, Line};
+use poll::DevicePlan;
+pub use poll::PollError;
+
+/// A configured device, resolved for polling.
+#[derive(Debug, Clone)]
+pub struct FieldDevice {
+    pub enterprise: Id,
+    pub location: Location,
+    pub id: Id,
+    pub interval: Duration,
+    pub gap: Duration,
+    pub endpoint: Endpoint,
+    pub plan: DevicePlan,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{enterprise} device {device}: {source}")]
+pub struct FieldError {
+    pub enterprise: String,
+    pub device: String,
+    #[source]
+    pub source: crate::sources::modbus::plan::PlanError,
+}
+
+/// Every polled device in the config.
+pub fn devices(cfg: &Config) -> Result<Vec<FieldDevice>, FieldError> {
+    let mut out = Vec::new();
+    for e in &cfg.enterprises {
+        let mut add = |location: Location, id: String, d: &Device| -> Result<(), FieldError> {
+            let plan = DevicePlan::new(d).map_err(|source| FieldError {
+                enterprise: e.id.clone(),
+                device: id.clone(),
+                source,
+            })?;
+            out.push(FieldDevice {
+                enterprise: e.id.as_str().into(),
+                location,
+                id: id.as_str().into(),
+                interval: d.interval.0,
+                gap: d.gap(),
+                endpoint: Endpoint::of(d),
+                plan,
+            });
+            Ok(())
+        };
+        for m in &e.meters {
+            if let Some(d) = &m.device {
+                let id = d.id.clone().unwrap_or_else(|| m.id.clone());
+                add(Location::Meter(m.id.as_str().into()), id, d)?;
+            }
+        }
+        for o in &e.outlets {
+            for (n, d) in o.devices.iter().enumerate() {
+                let id =
+                    d.id.clone()
+                        .unwrap_or_else(|| format!("{}-{}", o.id, n + 1));
+                add(Location::Outlet(o.id.as_str().into()), id, d)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Health of every device, keyed by (enterprise, device id).
+pub type HealthMap = Arc<Mutex<BTreeMap<(String, String), Health>>>;
+
+/// The running pollers.
+pub struct FieldSources {
+    tasks: JoinSet<()>,
+    health: HealthMap,
+}
+
+impl FieldSources {
+    pub fn start(
+        devices: Vec<FieldDevice>,
+        writer: Writer,
+        clock: Arc<dyn Clock>,
+        shutdown: watch::Receiver<bool>,
+    ) -> FieldSources {
+        let mut lines: HashMap<Endpoint, Vec<FieldDevice>> = HashMap::new();
+        for d in devices {
+            lines.entry(d.endpoint.clone()).or_default().push(d);
+        }
+        let health: HealthMap = Arc::default();
+        let logs = Arc::new(LogLimiter::new(Duration::from_secs(60)));
+        let mut tasks = JoinSet::new();
+        for (endpoint, devices) in lines {
+            let gap = devices.iter().map(|d| d.gap).max().unwrap_or_default();
+            let task = LineTask {
+                line: Line::new(endpoint, gap),
+                devices,
+                writer: writer.clone(),
+                clock: clock.clone(),
+                health: health.clone(),
+                logs: logs.clone(),
+            };
+            tasks.spawn(task.run(shutdown.clone()));
+        }
+        FieldSources { tasks, health }
+    }
+
+    pub fn health(&self) -> HealthMap {
+        self.health.clone()
+    }
+
+    /// Waits for every line task to stop (after shutdown was signalled).
+    pub async fn join(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+struct LineTask {
+    line: Line,
+    devices: Vec<FieldDevice>,
+    writer: Writer,
+    clock: Arc<dyn Clock>,
+    health: HealthMap,
+    logs: Arc<LogLimiter>,
+}
+
+impl LineTask {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let start = Instant::now();
+        // Spread the first polls over the line so devices do not all fire at once.
+        let n = self.devices.len().max(1) as u32;
+        let mut due: Vec<Instant> = self
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| start + d.interval.min(Duration::from_secs(1)) * i as u32 / n)
+            .collect();
+        loop {
+            let Some((idx, when)) = due.iter().copied().enumerate().min_by_key(|(_, t)| *t) else {
+                return;
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep_until(when) => {}
+            }
+            let next_in = self.poll_one(idx).await;
+            // Keep the cadence (due + interval), but never schedule in the past.
+            due[idx] = (when + next_in).max(Instant::now());
+        }
+    }
+
+    async fn poll_one(&mut self, idx: usize) -> Duration {
+        let Some(dev) = self.devices.get(idx).cloned() else {
+            return Duration::from_secs(60);
+        };
+        let span = tracing::info_span!("poll", enterprise = %dev.enterprise, location = %dev.location, device = %dev.id, line = %self.line.endpoint);
+        let result =
+            tracing::Instrument::instrument(poll::poll(&mut self.line, &dev.plan), span).await;
+        let now = self.clock.now();
+        let key = (dev.enterprise.to_string(), dev.id.to_string());
+        let (transition, next_in, detail) = {
+            let mut map = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            let h = map.entry(key).or_default();
+            match &result {
+                Ok(_) => (h.ok(now), h.next_in(dev.interval), String::new()),
+                Err(e) => (h.failed(e.kind()), h.next_in(dev.interval), e.to_string()),
+            }
+        };
+        match result {
+            Ok(values) => {
+                let protocol = match dev.plan.protocol {
+                    crate::config::DeviceProtocol::Modbus => Protocol::Modbus,
+                    crate::config::DeviceProtocol::Dlt645 => Protocol::Dlt645,
+                };
+                let readings: Vec<Reading> = values
+                    .into_iter()
+                    .filter_map(|(i, value, flag)| {
+                        let t = dev.plan.targets.get(i)?;
+                        value.is_finite().then(|| Reading {
+                            enterprise: dev.enterprise.clone(),
+                            location: dev.location.clone(),
+                            factor: t.factor.clone(),
+                            unit: t.unit.clone(),
+                            ts: now,
+                            value,
+                            kind: DataKind::Rtd,
+                            stat: Stat::Rtd,
+                            converted: false,
+                            flag,
+                            source: SourceRef {
+                                protocol,
+                                device: dev.id.clone(),
+                            },
+                        })
+                    })
+                    .collect();
+                if let Err(e) = self.writer.submit(Batch::readings(readings)).await {
+                    tracing::error!(device = %dev.id, error = %e, "cannot queue readings");
+                }
+            }
+            Err(e) => {
+                if e.poisons_link() {
+                    self.line.drop_link();
+                }
+                let key = format!("{}/{} {}", dev.enterprise, dev.id, e.kind());
+                if let Some(suppressed) = self.logs.allow(&key) {
+                    tracing::warn!(enterprise = %dev.enterprise, device = %dev.id, line = %self.line.endpoint, suppressed, "poll failed: {e}");
+                }
+            }
+        }
+        if let Some(t) = transition {
+            let status = match t {
+                Transition::Online => "online",
+                Transition::Offline => "offline",
+            };
+            tracing::info!(enterprise = %dev.enterprise, device = %dev.id, status, "device {status}");
+            let ev = StatusEvent {
+                at: now,
+                enterprise: dev.enterprise.to_string(),
+                device: dev.id.to_string(),
+                status: status.to_string(),
+                detail,
+            };
+            if let Err(e) = self.writer.submit(Batch::status_event(ev)).await {
+                tracing::error!(error = %e, "cannot record device status");
+            }
+        }
+        next_in
+    }
+}
