@@ -115,17 +115,7 @@ impl Rig {
 
     async fn readings(&self, meter: &str, factor: &str) -> Vec<StoredReading> {
         self.store
-            .readings(&ReadingQuery {
-                enterprise: "E1".into(),
-                location_kind: LocationKind::Meter,
-                location: meter.into(),
-                factor: Some(factor.into()),
-                kind: None,
-                stat: None,
-                from: None,
-                to: None,
-                limit: None,
-            })
+            .readings(&ReadingQuery::new("E1", LocationKind::Meter, meter).factor(factor))
             .await
             .unwrap()
     }
@@ -371,17 +361,7 @@ async fn a_status_register_sets_the_flag_of_the_values() {
     rig.finish(sources).await;
     let rows = rig
         .store
-        .readings(&ReadingQuery {
-            enterprise: "E1".into(),
-            location_kind: LocationKind::Outlet,
-            location: "DA001".into(),
-            factor: Some("a21026".into()),
-            kind: None,
-            stat: None,
-            from: None,
-            to: None,
-            limit: None,
-        })
+        .readings(&ReadingQuery::new("E1", LocationKind::Outlet, "DA001").factor("a21026"))
         .await
         .unwrap();
     assert!(!rows.is_empty());

@@ -112,17 +112,7 @@ async fn sigkill_before_the_answer_loses_nothing() {
     .await
     .unwrap();
     let rows = store
-        .readings(&ReadingQuery {
-            enterprise: "E1".into(),
-            location_kind: LocationKind::Outlet,
-            location: "DW001".into(),
-            factor: Some("w01018".into()),
-            kind: None,
-            stat: None,
-            from: None,
-            to: None,
-            limit: None,
-        })
+        .readings(&ReadingQuery::new("E1", LocationKind::Outlet, "DW001").factor("w01018"))
         .await
         .unwrap();
     assert_eq!(rows.len(), 1, "stored exactly once");

@@ -90,17 +90,7 @@ impl Harness {
 
     async fn readings(&self, outlet: &str, factor: &str) -> Vec<pollwatch::store::StoredReading> {
         self.store
-            .readings(&ReadingQuery {
-                enterprise: "E1".into(),
-                location_kind: LocationKind::Outlet,
-                location: outlet.into(),
-                factor: Some(factor.into()),
-                kind: None,
-                stat: None,
-                from: None,
-                to: None,
-                limit: None,
-            })
+            .readings(&ReadingQuery::new("E1", LocationKind::Outlet, outlet).factor(factor))
             .await
             .unwrap()
     }

@@ -60,17 +60,7 @@ async fn open(url: &str) -> Store {
 }
 
 fn query(outlet: &str) -> ReadingQuery {
-    ReadingQuery {
-        enterprise: "E1".into(),
-        location_kind: LocationKind::Outlet,
-        location: outlet.into(),
-        factor: None,
-        kind: None,
-        stat: None,
-        from: None,
-        to: None,
-        limit: None,
-    }
+    ReadingQuery::new("E1", LocationKind::Outlet, outlet)
 }
 
 async fn idempotent_rewrites(url: &str) {

@@ -13,17 +13,7 @@ use pollwatch::model::LocationKind;
 use pollwatch::store::{Batch, ReadingQuery, Store, StoreOptions, Writer, WriterOptions};
 
 fn all(outlet: &str) -> ReadingQuery {
-    ReadingQuery {
-        enterprise: "E1".into(),
-        location_kind: LocationKind::Outlet,
-        location: outlet.into(),
-        factor: None,
-        kind: None,
-        stat: None,
-        from: None,
-        to: None,
-        limit: None,
-    }
+    ReadingQuery::new("E1", LocationKind::Outlet, outlet)
 }
 
 fn opts() -> WriterOptions {

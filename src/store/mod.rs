@@ -197,6 +197,33 @@ pub struct ReadingQuery {
     pub limit: Option<u32>,
 }
 
+impl ReadingQuery {
+    /// Every reading of one outlet or meter; narrow it with the other fields or
+    /// [`ReadingQuery::factor`].
+    pub fn new(
+        enterprise: impl Into<String>,
+        location_kind: LocationKind,
+        location: impl Into<String>,
+    ) -> Self {
+        ReadingQuery {
+            enterprise: enterprise.into(),
+            location_kind,
+            location: location.into(),
+            factor: None,
+            kind: None,
+            stat: None,
+            from: None,
+            to: None,
+            limit: None,
+        }
+    }
+
+    pub fn factor(mut self, factor: impl Into<String>) -> Self {
+        self.factor = Some(factor.into());
+        self
+    }
+}
+
 /// A reading as stored, with its provenance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredReading {
