@@ -236,8 +236,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Run(c) => {
+            let shutdown = shutdown_signal()?;
             let cfg = load(&c.config)?;
-            pollwatch::daemon::run(cfg, Arc::new(SystemClock), shutdown_signal()).await?;
+            pollwatch::daemon::run(cfg, Arc::new(SystemClock), shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Readings(args) => readings(args).await,
@@ -501,19 +502,17 @@ fn simulate_cp(cn: &str, values: &[String]) -> anyhow::Result<String> {
     Ok(items.join(";"))
 }
 
-/// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Registers for SIGTERM (systemd stop) and SIGINT (Ctrl-C) at once — a signal
+/// that arrives while the daemon is still starting must not kill it uncleanly —
+/// and returns a future that completes on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-            }
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
