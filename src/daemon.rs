@@ -15,6 +15,10 @@ use tokio::sync::watch;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use std::collections::HashSet;
+
+use crate::sources::field::dtu::{DtuHub, DtuOptions};
+use crate::sources::field::line::Endpoint;
 use crate::sources::field::FieldSources;
 use crate::sources::hj212::{Hj212Server, Registry, ServerConfig};
 use crate::store::{Store, StoreError, StoreOptions, StoreUrl, Writer, WriterOptions};
@@ -31,6 +35,8 @@ pub enum DaemonError {
     Hj212(#[from] crate::sources::hj212::ServerError),
     #[error(transparent)]
     Field(#[from] crate::sources::field::FieldError),
+    #[error(transparent)]
+    Dtu(#[from] crate::sources::field::dtu::DtuListenError),
 }
 
 pub fn store_options(config: &Config) -> StoreOptions {
@@ -76,7 +82,45 @@ pub async fn run(
     )
     .await?;
     let polled = devices.len();
-    let field = FieldSources::start(devices, writer.clone(), clock, sources_stop);
+    let dtu_ids: HashSet<String> = devices
+        .iter()
+        .filter_map(|d| match &d.endpoint {
+            Endpoint::Dtu(id) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let dtu = if dtu_ids.is_empty() {
+        None
+    } else {
+        let section = &config.daemon.dtu;
+        let heartbeat = section.heartbeat_bytes().unwrap_or_default();
+        let opts = DtuOptions {
+            listen: section.listen.0,
+            registration_timeout: section.registration_timeout.0,
+            registration_prefix: section.registration_prefix.as_bytes().to_vec(),
+            registration_suffix: section.registration_suffix.as_bytes().to_vec(),
+            heartbeat: heartbeat.clone(),
+        };
+        let hub = Arc::new(DtuHub::default());
+        let (addr, task) = crate::sources::field::dtu::listen(
+            opts,
+            dtu_ids,
+            hub.clone(),
+            writer.clone(),
+            clock.clone(),
+            sources_stop.clone(),
+        )
+        .await?;
+        tracing::info!(dtu = %addr, "DTU listener bound");
+        Some((hub, heartbeat, task))
+    };
+    let field = FieldSources::start(
+        devices,
+        dtu.as_ref().map(|(hub, hb, _)| (hub.clone(), hb.clone())),
+        writer.clone(),
+        clock,
+        sources_stop,
+    );
     tracing::info!(
         store = %StoreUrl::redacted(&config.storage_url),
         enterprises = config.enterprises.len(),
@@ -93,6 +137,9 @@ pub async fn run(
     let _ = stop_sources.send(true);
     hj212.join().await;
     field.join().await;
+    if let Some((_, _, task)) = dtu {
+        let _ = task.await;
+    }
     tracing::info!("flushing the store writer");
     drop(writer);
     writer_task.finish(SHUTDOWN_GRACE).await;

@@ -296,3 +296,18 @@ fn polled_devices_are_validated() {
     assert_eq!(errs.len(), 4, "{errs:#?}");
     assert!(errs.iter().all(|e| e.starts_with(dye)));
 }
+
+#[test]
+fn dtu_settings_are_validated() {
+    let dir = copy_config();
+    let d = dir.path();
+    edit(d, "pollwatch.toml", |t| {
+        t + "\n[dtu]\nlisten = \"127.0.0.1:9300\"\nheartbeat_hex = \"FEF\"\n"
+    });
+    let errs = errors(d);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].contains("dtu.heartbeat_hex: must be pairs of hex digits"),
+        "{errs:#?}"
+    );
+}

@@ -3,141 +3,17 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration;
-
+use common::field::*;
 use pollwatch::clock::SystemClock;
-use pollwatch::config::{Device, DeviceProtocol, Point, Transport};
-use pollwatch::model::{Flag, Id, Location, LocationKind};
-use pollwatch::sim::modbus::{serve_rtu, serve_tcp, ModbusSim, Point as SimPoint};
+use pollwatch::config::{Device, Point, Transport};
+use pollwatch::model::{Flag, Location, LocationKind};
+use pollwatch::sim::modbus::{serve_rtu, ModbusSim, Point as SimPoint};
 use pollwatch::sim::profile::Profile;
-use pollwatch::sources::field::line::Endpoint;
-use pollwatch::sources::field::poll::DevicePlan;
-use pollwatch::sources::field::{FieldDevice, FieldSources};
 use pollwatch::sources::modbus::decode::{DataType, WordOrder};
 use pollwatch::sources::modbus::plan::RegisterKind;
-use pollwatch::store::{ReadingQuery, Store, StoreOptions, StoredReading, Writer, WriterOptions};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-
-fn device(
-    transport: Transport,
-    address: &str,
-    unit: u8,
-    interval_ms: u64,
-    timeout_ms: u64,
-    points: Vec<Point>,
-) -> Device {
-    let toml = format!(
-        "protocol = \"modbus\"\ntransport = \"{}\"\naddress = \"{address}\"\nunit = {unit}\ninterval = \"{interval_ms}ms\"\ntimeout = \"{timeout_ms}ms\"\n",
-        transport.as_str()
-    );
-    let mut d: Device = toml::from_str(&toml).unwrap();
-    d.points = points;
-    d
-}
-
-fn point(
-    factor: &str,
-    register: RegisterKind,
-    address: u16,
-    ty: DataType,
-    order: WordOrder,
-) -> Point {
-    Point {
-        factor: factor.into(),
-        register: Some(register),
-        address: Some(address),
-        data_type: Some(ty),
-        order,
-        scale: None,
-        offset: None,
-        raw_range: None,
-        no_merge: false,
-        di: None,
-    }
-}
-
-fn field_device(meter: &str, d: &Device) -> FieldDevice {
-    assert_eq!(d.protocol, DeviceProtocol::Modbus);
-    field_device_any(meter, d)
-}
-
-struct Rig {
-    store: Store,
-    writer: Option<Writer>,
-    task: Option<pollwatch::store::WriterTask>,
-    stop: watch::Sender<bool>,
-    _dir: tempfile::TempDir,
-}
-
-impl Rig {
-    async fn new() -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &format!("sqlite://{}/t.db", dir.path().display()),
-            &StoreOptions::default(),
-        )
-        .await
-        .unwrap();
-        let (writer, task) = Writer::spawn(
-            store.clone(),
-            WriterOptions::default(),
-            Arc::new(SystemClock),
-        );
-        let (stop, _) = watch::channel(false);
-        Rig {
-            store,
-            writer: Some(writer),
-            task: Some(task),
-            stop,
-            _dir: dir,
-        }
-    }
-
-    fn start(&self, devices: Vec<FieldDevice>) -> FieldSources {
-        FieldSources::start(
-            devices,
-            self.writer.clone().unwrap(),
-            Arc::new(SystemClock),
-            self.stop.subscribe(),
-        )
-    }
-
-    async fn finish(&mut self, sources: FieldSources) {
-        let _ = self.stop.send(true);
-        sources.join().await;
-        drop(self.writer.take());
-        if let Some(t) = self.task.take() {
-            t.finish(Duration::from_secs(5)).await;
-        }
-    }
-
-    async fn readings(&self, meter: &str, factor: &str) -> Vec<StoredReading> {
-        self.store
-            .readings(&ReadingQuery::new("E1", LocationKind::Meter, meter).factor(factor))
-            .await
-            .unwrap()
-    }
-}
-
-async fn tcp_sim(sim: Arc<ModbusSim>, rtu: bool, stop: watch::Receiver<bool>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    if rtu {
-        tokio::spawn(async move {
-            loop {
-                let Ok((s, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(serve_rtu(s, sim.clone(), stop.clone()));
-            }
-        });
-    } else {
-        tokio::spawn(serve_tcp(listener, sim, stop));
-    }
-    addr
-}
+use pollwatch::store::{ReadingQuery, StoredReading};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[tokio::test]
 async fn modbus_tcp_values_of_every_type_land_in_the_store() {
@@ -459,16 +335,4 @@ async fn dlt645_meter_over_a_serial_line() {
     assert_eq!(power[0].value, -12.3456, "sign bit of power");
     assert_eq!(energy[0].protocol, pollwatch::model::Protocol::Dlt645);
     assert_eq!(&*energy[0].unit, "kWh");
-}
-
-fn field_device_any(meter: &str, d: &Device) -> FieldDevice {
-    FieldDevice {
-        enterprise: Id::from("E1"),
-        location: Location::Meter(meter.into()),
-        id: meter.into(),
-        interval: d.interval.0,
-        gap: d.gap(),
-        endpoint: Endpoint::of(d),
-        plan: DevicePlan::new(d).unwrap(),
-    }
 }

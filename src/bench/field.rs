@@ -129,7 +129,7 @@ pub async fn modbus(
         });
     }
     let (stop, stop_rx) = watch::channel(false);
-    let sources = FieldSources::start(list, writer.clone(), Arc::new(SystemClock), stop_rx);
+    let sources = FieldSources::start(list, None, writer.clone(), Arc::new(SystemClock), stop_rx);
     // Warm-up: connections opened, first polls spread.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = chrono::Utc::now();

@@ -44,6 +44,8 @@ pub struct DaemonFile {
     pub http: HttpSection,
     #[serde(default)]
     pub hj212: Hj212Section,
+    #[serde(default)]
+    pub dtu: DtuSection,
     pub mqtt: Option<MqttSection>,
     #[serde(default)]
     pub factors: Vec<ExtraFactor>,
@@ -131,6 +133,57 @@ impl Default for Hj212Section {
             handshake_timeout: HumanDuration(std::time::Duration::from_secs(60)),
             max_auth_failures: 5,
             max_frame_len: 9999,
+        }
+    }
+}
+
+/// DTU dial-in: 4G/Ethernet DTUs connect here and are identified by their
+/// registration packet (the id, optionally wrapped in a vendor prefix/suffix).
+/// Only bound when some device has `transport = "dtu"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DtuSection {
+    pub listen: ListenAddr,
+    pub registration_timeout: HumanDuration,
+    pub registration_prefix: String,
+    pub registration_suffix: String,
+    /// The idle heartbeat as text (`"HB"`) …
+    pub heartbeat: String,
+    /// … or as hex bytes (`"FE"`), for binary heartbeats.
+    pub heartbeat_hex: Option<String>,
+}
+
+impl Default for DtuSection {
+    fn default() -> Self {
+        DtuSection {
+            listen: ListenAddr(([0, 0, 0, 0], 9300).into()),
+            registration_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+            registration_prefix: String::new(),
+            registration_suffix: String::new(),
+            heartbeat: String::new(),
+            heartbeat_hex: None,
+        }
+    }
+}
+
+impl DtuSection {
+    /// The heartbeat bytes; `None` if `heartbeat_hex` is not hex.
+    pub fn heartbeat_bytes(&self) -> Option<Vec<u8>> {
+        match &self.heartbeat_hex {
+            None => Some(self.heartbeat.as_bytes().to_vec()),
+            Some(hex) => {
+                let hex: String = hex.chars().filter(|c| !c.is_whitespace()).collect();
+                if !hex.len().is_multiple_of(2) {
+                    return None;
+                }
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| {
+                        hex.get(i..i + 2)
+                            .and_then(|b| u8::from_str_radix(b, 16).ok())
+                    })
+                    .collect()
+            }
         }
     }
 }

@@ -17,8 +17,8 @@ mod units;
 mod validate;
 
 pub use daemon::{
-    DaemonFile, DaemonSection, ExtraFactor, ExtraFactorClass, Hj212Section, HttpSection,
-    MqttSection, SqliteSync, StorageSection,
+    DaemonFile, DaemonSection, DtuSection, ExtraFactor, ExtraFactorClass, Hj212Section,
+    HttpSection, MqttSection, SqliteSync, StorageSection,
 };
 pub use device::{Device, DeviceProtocol, Parity, Point, StatusPoint, Transport};
 pub use diag::{ConfigErrors, Diagnostic, SourceMap};

@@ -100,6 +100,15 @@ pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
     if d.storage.queue == 0 {
         c.error("storage.queue", "must be at least 1");
     }
+    if d.dtu.heartbeat_bytes().is_none() {
+        c.error(
+            "dtu.heartbeat_hex",
+            "must be pairs of hex digits, e.g. \"FE\" or \"48 42\"",
+        );
+    }
+    if d.dtu.heartbeat_hex.is_some() && !d.dtu.heartbeat.is_empty() {
+        c.error("dtu", "set heartbeat or heartbeat_hex, not both");
+    }
     let h = &d.hj212;
     if h.max_connections == 0 {
         c.error("hj212.max_connections", "must be at least 1");
@@ -208,12 +217,7 @@ fn device(c: &mut Checker<'_>, p: &str, d: &Device, cat: &Catalogue<'_>, meter: 
         Transport::Rtu => need("port = \"/dev/ttyUSB0\"", d.port.is_some()),
         Transport::Dtu => need("dtu_id", d.dtu_id.as_deref().is_some_and(|s| !s.is_empty())),
     }
-    if d.transport == Transport::Dtu {
-        c.error(
-            &format!("{p}.transport"),
-            "DTU dial-in needs the DTU listener, which this version of pollwatch does not have yet",
-        );
-    }
+
     if let Some(a) = &d.address {
         let ok = a
             .rsplit_once(':')

@@ -2,6 +2,7 @@
 //! environment, and readings to feed them.
 #![allow(dead_code)]
 
+pub mod field;
 pub mod proxy;
 
 use std::sync::Arc;

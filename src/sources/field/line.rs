@@ -7,6 +7,7 @@
 //! or mismatched reply, so that bytes a slow device sends late can never be taken
 //! for the answer to the next request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -15,6 +16,7 @@ use tokio::time::Instant;
 use tokio_modbus::client::Context;
 use tokio_modbus::Slave;
 
+use super::dtu::{DtuHub, HeartbeatFilter};
 use crate::config::{Device, DeviceProtocol, Parity, Transport};
 
 /// Where a line goes; devices with equal endpoints share a line.
@@ -93,8 +95,8 @@ pub enum ConnectError {
     },
     #[error("connecting to {0} timed out")]
     Timeout(String),
-    #[error("DTU dial-in lines are served by the DTU listener, which is not available yet")]
-    DtuUnsupported,
+    #[error("DTU {0} has not dialled in (or dropped its connection)")]
+    DtuNotConnected(String),
 }
 
 pub struct Line {
@@ -102,15 +104,21 @@ pub struct Line {
     gap: Duration,
     link: Option<(DeviceProtocol, Link)>,
     last_request: Option<Instant>,
+    /// Where DTU connections come from, and the heartbeat to strip.
+    dtu: Option<(Arc<DtuHub>, Vec<u8>)>,
+    /// Generation of the DTU connection in use.
+    dtu_generation: u64,
 }
 
 impl Line {
-    pub fn new(endpoint: Endpoint, gap: Duration) -> Self {
+    pub fn new(endpoint: Endpoint, gap: Duration, dtu: Option<(Arc<DtuHub>, Vec<u8>)>) -> Self {
         Line {
             endpoint,
             gap,
             link: None,
             last_request: None,
+            dtu,
+            dtu_generation: 0,
         }
     }
 
@@ -138,6 +146,21 @@ impl Line {
     ) -> Result<&mut Link, ConnectError> {
         if self.link.as_ref().is_some_and(|(p, _)| *p != protocol) {
             self.link = None;
+        }
+        if let (Endpoint::Dtu(id), Some((hub, heartbeat))) = (&self.endpoint, &self.dtu) {
+            // A DTU that dialled in again replaces the connection we hold.
+            if hub.generation(id) != self.dtu_generation {
+                if let Some((generation, stream)) = hub.take(id) {
+                    self.dtu_generation = generation;
+                    let stream: Box<dyn ByteStream> =
+                        Box::new(HeartbeatFilter::new(stream, heartbeat.clone()));
+                    self.link = Some((protocol, over_bytes(stream, protocol)));
+                }
+            }
+            return match self.link.as_mut() {
+                Some((_, link)) => Ok(link),
+                None => Err(ConnectError::DtuNotConnected(id.clone())),
+            };
         }
         if self.link.is_none() {
             let link = tokio::time::timeout(timeout, connect(&self.endpoint, protocol))
@@ -203,12 +226,17 @@ async fn connect(endpoint: &Endpoint, protocol: DeviceProtocol) -> Result<Link, 
                 })?;
             Box::new(s)
         }
-        Endpoint::Dtu(_) => return Err(ConnectError::DtuUnsupported),
+        Endpoint::Dtu(id) => return Err(ConnectError::DtuNotConnected(id.clone())),
     };
-    Ok(match protocol {
+    Ok(over_bytes(stream, protocol))
+}
+
+/// RTU or DL/T 645 framing over a byte stream.
+fn over_bytes(stream: Box<dyn ByteStream>, protocol: DeviceProtocol) -> Link {
+    match protocol {
         DeviceProtocol::Modbus => {
             Link::Modbus(tokio_modbus::client::rtu::attach_slave(stream, Slave(1)))
         }
         DeviceProtocol::Dlt645 => Link::Bytes(stream),
-    })
+    }
 }

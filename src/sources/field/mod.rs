@@ -10,6 +10,7 @@
 //! cadence and their readings; after any timeout or odd reply the connection is
 //! re-opened so a late answer cannot be read as the next device's value.
 
+pub mod dtu;
 pub mod health;
 pub mod line;
 pub mod poll;
@@ -102,8 +103,11 @@ pub struct FieldSources {
 }
 
 impl FieldSources {
+    /// Starts one task per line. DTU lines take their connections from `dtu`
+    /// (the hub and the heartbeat to strip).
     pub fn start(
         devices: Vec<FieldDevice>,
+        dtu: Option<(Arc<dtu::DtuHub>, Vec<u8>)>,
         writer: Writer,
         clock: Arc<dyn Clock>,
         shutdown: watch::Receiver<bool>,
@@ -118,7 +122,7 @@ impl FieldSources {
         for (endpoint, devices) in lines {
             let gap = devices.iter().map(|d| d.gap).max().unwrap_or_default();
             let task = LineTask {
-                line: Line::new(endpoint, gap),
+                line: Line::new(endpoint, gap, dtu.clone()),
                 devices,
                 writer: writer.clone(),
                 clock: clock.clone(),
