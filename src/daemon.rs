@@ -21,6 +21,7 @@ use crate::sources::field::dtu::{DtuHub, DtuOptions};
 use crate::sources::field::line::Endpoint;
 use crate::sources::field::FieldSources;
 use crate::sources::hj212::{Hj212Server, Registry, ServerConfig};
+use crate::sources::mqtt::MqttSource;
 use crate::store::{Store, StoreError, StoreOptions, StoreUrl, Writer, WriterOptions};
 
 /// How long shutdown waits for an unreachable store before abandoning unwritten
@@ -37,6 +38,8 @@ pub enum DaemonError {
     Field(#[from] crate::sources::field::FieldError),
     #[error(transparent)]
     Dtu(#[from] crate::sources::field::dtu::DtuListenError),
+    #[error(transparent)]
+    Mqtt(#[from] crate::sources::mqtt::MqttError),
 }
 
 pub fn store_options(config: &Config) -> StoreOptions {
@@ -114,6 +117,16 @@ pub async fn run(
         tracing::info!(dtu = %addr, "DTU listener bound");
         Some((hub, heartbeat, task))
     };
+    let mqtt = match &config.daemon.mqtt {
+        Some(m) => Some(MqttSource::start(
+            m,
+            &config,
+            writer.clone(),
+            clock.clone(),
+            sources_stop.clone(),
+        )?),
+        None => None,
+    };
     let field = FieldSources::start(
         devices,
         dtu.as_ref().map(|(hub, hb, _)| (hub.clone(), hb.clone())),
@@ -137,6 +150,9 @@ pub async fn run(
     let _ = stop_sources.send(true);
     hj212.join().await;
     field.join().await;
+    if let Some(m) = mqtt {
+        m.join().await;
+    }
     if let Some((_, _, task)) = dtu {
         let _ = task.await;
     }

@@ -188,13 +188,82 @@ impl DtuSection {
     }
 }
 
+/// The MQTT broker pollwatch subscribes to (gateways and loggers publish there).
+///
+/// ```toml
+/// [mqtt]
+/// url = "mqtt://127.0.0.1:1883"
+/// client_id = "pollwatch-1"          # the persistent session is kept under this id
+/// username = "pollwatch"
+/// password_file = "/etc/pollwatch/mqtt.password"   # or password_env = "PW_MQTT_PASSWORD"
+///
+/// [[mqtt.subscriptions]]
+/// topic = "power/{enterprise}/{meter}/data"   # named levels are subscribed as +
+/// format = "json"                             # or "hj212"
+/// shared_group = "pollwatch"                  # optional: $share/<group>/… for scale-out
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSection {
-    /// `mqtt://host:port` or `mqtts://host:port`.
+    /// `mqtt://host:port`.
     pub url: String,
     #[serde(default = "default_client_id")]
     pub client_id: String,
+    pub username: Option<String>,
+    pub password_file: Option<std::path::PathBuf>,
+    pub password_env: Option<String>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: HumanDuration,
+    /// Largest incoming packet; rumqttc's own default (10 KiB) drops real gateways.
+    #[serde(default = "default_max_packet")]
+    pub max_packet_size: usize,
+    #[serde(default)]
+    pub subscriptions: Vec<MqttSubscription>,
+}
+
+fn default_keep_alive() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+
+fn default_max_packet() -> usize {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSubscription {
+    pub topic: String,
+    pub format: MqttFormat,
+    pub shared_group: Option<String>,
+    /// JSON: where the time is (default `ts`: RFC 3339 or epoch milliseconds).
+    #[serde(default = "default_ts_field")]
+    pub ts_field: String,
+    /// JSON: the object of factor → number (default `values`).
+    #[serde(default = "default_values_field")]
+    pub values_field: String,
+    /// JSON: the object of factor → HJ 212 flag letter (default `flags`; optional).
+    #[serde(default = "default_flags_field")]
+    pub flags_field: String,
+    /// JSON: gateway's own names → factor codes, e.g. `{ P = "e_p" }`.
+    #[serde(default)]
+    pub factor_map: std::collections::BTreeMap<String, String>,
+}
+
+fn default_ts_field() -> String {
+    "ts".into()
+}
+fn default_values_field() -> String {
+    "values".into()
+}
+fn default_flags_field() -> String {
+    "flags".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttFormat {
+    Json,
+    Hj212,
 }
 
 fn default_client_id() -> String {

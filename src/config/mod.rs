@@ -18,7 +18,7 @@ mod validate;
 
 pub use daemon::{
     DaemonFile, DaemonSection, DtuSection, ExtraFactor, ExtraFactorClass, Hj212Section,
-    HttpSection, MqttSection, SqliteSync, StorageSection,
+    HttpSection, MqttFormat, MqttSection, MqttSubscription, SqliteSync, StorageSection,
 };
 pub use device::{Device, DeviceProtocol, Parity, Point, StatusPoint, Transport};
 pub use diag::{ConfigErrors, Diagnostic, SourceMap};

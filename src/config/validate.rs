@@ -129,11 +129,22 @@ pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
         );
     }
     if let Some(m) = &d.mqtt {
-        if !(m.url.starts_with("mqtt://") || m.url.starts_with("mqtts://")) {
+        if !m.url.starts_with("mqtt://") {
             c.error(
                 "mqtt.url",
-                format!("must start with mqtt:// or mqtts://, got {:?}", m.url),
+                format!(
+                    "must start with mqtt:// (TLS, mqtts://, is not supported yet), got {:?}",
+                    m.url
+                ),
             );
+        }
+        if m.password_file.is_some() && m.password_env.is_some() {
+            c.error("mqtt", "set password_file or password_env, not both");
+        }
+        for (i, sub) in m.subscriptions.iter().enumerate() {
+            if let Err(e) = crate::sources::mqtt::topic::TopicPattern::parse(&sub.topic) {
+                c.error(&format!("mqtt.subscriptions[{i}].topic"), e.to_string());
+            }
         }
     }
     let mut seen = HashSet::new();

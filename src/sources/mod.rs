@@ -5,3 +5,4 @@ pub mod dlt645;
 pub mod field;
 pub mod hj212;
 pub mod modbus;
+pub mod mqtt;

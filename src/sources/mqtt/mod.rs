@@ -1,0 +1,439 @@
+//! MQTT ingest: gateways and loggers publish to the bureau's broker; pollwatch
+//! subscribes with QoS 1 on a persistent session and acknowledges each message
+//! only after what it carried is durable (invariant 1) — readings, or the message
+//! itself as a dead letter when it cannot be used, so a bad message never blocks
+//! the stream and is never lost either.
+//!
+//! rumqttc reconnects on the next `poll` after an error, at once; we add our own
+//! exponential backoff with jitter so a broker restart is not met by a storm.
+//! Subscriptions are (re)sent on every ConnAck without a present session.
+
+pub mod payload;
+pub mod topic;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::{Config, MqttFormat, MqttSection, MqttSubscription};
+use crate::model::{Id, Location, Protocol};
+use crate::sources::hj212::codec::frame::FrameDecoder;
+use crate::sources::hj212::codec::segment::DataSegment;
+use crate::sources::hj212::mapping::{self, Command};
+use crate::sources::hj212::Registry;
+use crate::store::{Batch, DeadLetter, Writer};
+use topic::TopicPattern;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("mqtt.url {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot read the MQTT password from {path}: {source}")]
+    Password {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("environment variable {0} for the MQTT password is not set")]
+    PasswordEnv(String),
+    #[error("subscription {topic:?}: {source}")]
+    Topic {
+        topic: String,
+        #[source]
+        source: topic::TopicError,
+    },
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    pub received: AtomicU64,
+    pub acked: AtomicU64,
+    pub readings: AtomicU64,
+    pub connects: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl MqttStats {
+    fn reject(&self, reason: &'static str) {
+        *self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    pub fn rejected_for(&self, reason: &str) -> u64 {
+        self.rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+struct Sub {
+    cfg: MqttSubscription,
+    pattern: TopicPattern,
+}
+
+struct Ctx {
+    subs: Vec<Sub>,
+    registry: Registry,
+    tz: chrono_tz::Tz,
+    /// (enterprise, "outlet"|"meter", id) configured.
+    known: HashSet<(String, &'static str, String)>,
+    writer: Writer,
+    clock: Arc<dyn Clock>,
+    stats: Arc<MqttStats>,
+}
+
+pub struct MqttSource {
+    task: JoinHandle<()>,
+    stats: Arc<MqttStats>,
+}
+
+/// Messages being stored at once; the broker's own in-flight window is usually smaller.
+const IN_FLIGHT: usize = 1000;
+
+impl MqttSource {
+    pub fn start(
+        m: &MqttSection,
+        config: &Config,
+        writer: Writer,
+        clock: Arc<dyn Clock>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<MqttSource, MqttError> {
+        let url = m
+            .url
+            .strip_prefix("mqtt://")
+            .ok_or_else(|| MqttError::Url {
+                url: m.url.clone(),
+                reason: "only mqtt:// is supported".into(),
+            })?;
+        let (host, port) = match url.trim_end_matches('/').rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_string(),
+                p.parse::<u16>().map_err(|_| MqttError::Url {
+                    url: m.url.clone(),
+                    reason: format!("bad port {p:?}"),
+                })?,
+            ),
+            None => (url.trim_end_matches('/').to_string(), 1883),
+        };
+        let mut opts = MqttOptions::new(m.client_id.clone(), host, port);
+        opts.set_keep_alive(m.keep_alive.0.max(Duration::from_secs(5)));
+        opts.set_clean_session(false);
+        opts.set_manual_acks(true);
+        opts.set_max_packet_size(m.max_packet_size, m.max_packet_size);
+        if let Some(user) = &m.username {
+            let password = match (&m.password_file, &m.password_env) {
+                (Some(path), _) => std::fs::read_to_string(path)
+                    .map_err(|source| MqttError::Password {
+                        path: path.display().to_string(),
+                        source,
+                    })?
+                    .trim_end()
+                    .to_string(),
+                (None, Some(var)) => {
+                    std::env::var(var).map_err(|_| MqttError::PasswordEnv(var.clone()))?
+                }
+                (None, None) => String::new(),
+            };
+            opts.set_credentials(user.clone(), password);
+        }
+        let mut subs = Vec::new();
+        for s in &m.subscriptions {
+            let pattern = TopicPattern::parse(&s.topic).map_err(|source| MqttError::Topic {
+                topic: s.topic.clone(),
+                source,
+            })?;
+            subs.push(Sub {
+                cfg: s.clone(),
+                pattern,
+            });
+        }
+        let mut known = HashSet::new();
+        for e in &config.enterprises {
+            for o in &e.outlets {
+                known.insert((e.id.clone(), "outlet", o.id.clone()));
+            }
+            for mt in &e.meters {
+                known.insert((e.id.clone(), "meter", mt.id.clone()));
+            }
+        }
+        let stats = Arc::new(MqttStats::default());
+        let ctx = Arc::new(Ctx {
+            subs,
+            registry: Registry::from_config(config),
+            tz: config.timezone,
+            known,
+            writer,
+            clock,
+            stats: stats.clone(),
+        });
+        let task = tokio::spawn(run(opts, ctx, shutdown));
+        Ok(MqttSource { task, stats })
+    }
+
+    pub fn stats(&self) -> Arc<MqttStats> {
+        self.stats.clone()
+    }
+
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    // 50–150 % of the nominal delay.
+    d.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
+}
+
+async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
+    let (client, mut events) = AsyncClient::new(opts, 1000);
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.changed() => break,
+            e = events.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                ctx.stats.connects.fetch_add(1, Ordering::Relaxed);
+                backoff = Duration::from_millis(500);
+                tracing::info!(session_present = ack.session_present, "MQTT connected");
+                if !ack.session_present {
+                    for s in &ctx.subs {
+                        let filter = match &s.cfg.shared_group {
+                            Some(g) => format!("$share/{g}/{}", s.pattern.filter()),
+                            None => s.pattern.filter(),
+                        };
+                        if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                            tracing::error!(filter, error = %e, "MQTT subscribe failed");
+                        }
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                ctx.stats.received.fetch_add(1, Ordering::Relaxed);
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let (ctx, client) = (ctx.clone(), client.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if handle(&ctx, &p).await {
+                        match client.ack(&p).await {
+                            Ok(()) => {
+                                ctx.stats.acked.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "MQTT ack failed; the broker will redeliver")
+                            }
+                        }
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let wait = jitter(backoff);
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost");
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+    // Let in-flight messages finish storing and acknowledging.
+    let _ = slots.acquire_many(IN_FLIGHT as u32).await;
+    let _ = client.disconnect().await;
+    tracing::info!("MQTT source stopped");
+}
+
+/// Stores what a message carries (or the message as a dead letter). `true` when
+/// it is durable and may be acknowledged.
+async fn handle(ctx: &Ctx, p: &Publish) -> bool {
+    let topic = p.topic.as_str();
+    let mut batch = Batch::default();
+    let found = ctx
+        .subs
+        .iter()
+        .find_map(|s| s.pattern.captures(topic).map(|c| (s, c)));
+    let outcome: Result<(), (&'static str, String)> = match found {
+        None => Err((
+            "no_subscription",
+            format!("topic {topic:?} matches no configured subscription"),
+        )),
+        Some((sub, caps)) => {
+            let enterprise = caps.get("enterprise").cloned().unwrap_or_default();
+            let (kind, id) = match (caps.get("outlet"), caps.get("meter")) {
+                (Some(o), _) => ("outlet", o.clone()),
+                (None, Some(m)) => ("meter", m.clone()),
+                (None, None) => ("meter", String::new()),
+            };
+            if !ctx.known.iter().any(|(e, _, _)| *e == enterprise) {
+                Err((
+                    "unknown_enterprise",
+                    format!("topic {topic:?}: enterprise {enterprise:?} is not configured"),
+                ))
+            } else if !ctx.known.contains(&(enterprise.clone(), kind, id.clone())) {
+                Err((
+                    "unknown_location",
+                    format!("topic {topic:?}: {kind} {id:?} is not configured for {enterprise}"),
+                ))
+            } else {
+                let location = if kind == "outlet" {
+                    Location::Outlet(id.as_str().into())
+                } else {
+                    Location::Meter(id.as_str().into())
+                };
+                match sub.cfg.format {
+                    MqttFormat::Json => {
+                        let e: Id = enterprise.as_str().into();
+                        let device: Id = topic.into();
+                        match payload::parse_json(&p.payload, &sub.cfg, &e, &location, &device) {
+                            Ok(parsed) => {
+                                ctx.stats
+                                    .readings
+                                    .fetch_add(parsed.readings.len() as u64, Ordering::Relaxed);
+                                batch.readings = parsed.readings;
+                                if parsed.problems.is_empty() {
+                                    Ok(())
+                                } else {
+                                    Err(("bad_value", parsed.problems.join("; ")))
+                                }
+                            }
+                            Err(e) => Err(("bad_payload", e.to_string())),
+                        }
+                    }
+                    MqttFormat::Hj212 => {
+                        match hj212_payload(
+                            &ctx.registry,
+                            &p.payload,
+                            &enterprise,
+                            &location,
+                            ctx.tz,
+                        ) {
+                            Ok(readings) => {
+                                ctx.stats
+                                    .readings
+                                    .fetch_add(readings.len() as u64, Ordering::Relaxed);
+                                batch.readings = readings;
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if let Err((reason, detail)) = outcome {
+        ctx.stats.reject(reason);
+        tracing::debug!(topic, reason, detail, "MQTT message kept as a dead letter");
+        batch.dead_letters.push(DeadLetter {
+            at: ctx.clock.now(),
+            protocol: Protocol::Mqtt,
+            peer: topic.to_string(),
+            reason: reason.to_string(),
+            detail,
+            raw: p.payload.to_vec(),
+        });
+    }
+    match ctx.writer.write(batch).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(topic, error = %e, "MQTT message not stored; not acknowledged");
+            false
+        }
+    }
+}
+
+/// An HJ 212 frame as an MQTT payload: checked (CRC, MN, password) and mapped
+/// exactly as on TCP; the MN must belong to the outlet the topic names.
+fn hj212_payload(
+    registry: &Registry,
+    payload: &[u8],
+    enterprise: &str,
+    location: &Location,
+    tz: chrono_tz::Tz,
+) -> Result<Vec<crate::model::Reading>, (&'static str, String)> {
+    let mut buf = payload.to_vec();
+    let mut decoder = FrameDecoder::new();
+    let frame = match decoder
+        .decode_idle(&mut buf)
+        .or_else(|| decoder.finish(&mut buf))
+    {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return Err(("bad_frame", e.to_string())),
+        None => return Err(("bad_frame", "no HJ 212 frame in the payload".into())),
+    };
+    let text = String::from_utf8_lossy(&frame.segment).into_owned();
+    let seg = DataSegment::parse(&text).map_err(|e| ("bad_segment", e.to_string()))?;
+    let mn = seg
+        .mn
+        .ok_or(("missing_mn", "frame has no MN".to_string()))?;
+    let ep = registry.get(mn).ok_or_else(|| {
+        (
+            "unknown_mn",
+            format!("MN {mn:?} is not configured for any outlet"),
+        )
+    })?;
+    if seg.pw != Some(ep.password.as_str()) {
+        return Err(("bad_password", format!("wrong password for MN {mn:?}")));
+    }
+    if *ep.origin.enterprise != *enterprise
+        || Location::Outlet(ep.origin.outlet.clone()) != *location
+    {
+        return Err((
+            "mn_mismatch",
+            format!(
+                "MN {mn:?} belongs to {} outlet {}, not to the topic's {enterprise} {location}",
+                ep.origin.enterprise, ep.origin.outlet
+            ),
+        ));
+    }
+    let mapped = match Command::of(seg.cn) {
+        Command::Data(kind) => mapping::map_values(&seg, kind, &ep.origin, tz),
+        Command::DeviceStatus | Command::DeviceRunTime => {
+            mapping::map_devices(&seg, &ep.origin, tz)
+        }
+        _ => {
+            return Err((
+                "unsupported_cn",
+                format!("CN {} carries no readings", seg.cn),
+            ))
+        }
+    };
+    let mapped = mapped.map_err(|e| ("bad_data_time", e.to_string()))?;
+    if !mapped.problems.is_empty() {
+        let detail = mapped
+            .problems
+            .iter()
+            .map(|p| format!("{}={:?}: {}", p.key, p.value, p.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(("bad_value", detail));
+    }
+    let mut readings = mapped.readings;
+    for r in &mut readings {
+        r.source.protocol = Protocol::Mqtt;
+    }
+    Ok(readings)
+}

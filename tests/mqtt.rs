@@ -1,0 +1,214 @@
+//! MQTT ingest against a real Mosquitto (`PW_TEST_MQTT_URL`).
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pollwatch::clock::SystemClock;
+use pollwatch::config::MqttSection;
+use pollwatch::model::LocationKind;
+use pollwatch::sources::mqtt::MqttSource;
+use pollwatch::store::{ReadingQuery, Store, StoreOptions, Writer, WriterOptions};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use tokio::sync::watch;
+
+const ENTERPRISE: &str = r#"
+id = "E1"
+name = "测试企业"
+district = "吴中区"
+industry = "印染"
+
+[[meters]]
+id = "M1"
+name = "生产线"
+role = "production"
+
+[[outlets]]
+id = "DA001"
+name = "1#排气筒"
+kind = "flue_gas"
+o2_reference = 6.0
+hj212 = { mn = "MQ-MN-1", password = "pw1" }
+"#;
+
+fn unique() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+/// A config with one JSON subscription under a topic prefix of its own.
+fn config(dir: &std::path::Path, url: &str, prefix: &str) -> pollwatch::config::Config {
+    let cfg = dir.join("config");
+    std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
+    std::fs::write(
+        cfg.join("pollwatch.toml"),
+        format!(
+            "[daemon]\nstate_dir = {:?}\n[hj212]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{url}\"\nclient_id = \"pw-test-{prefix}\"\n\n[[mqtt.subscriptions]]\ntopic = \"{prefix}/{{enterprise}}/{{meter}}/data\"\nformat = \"json\"\nfactor_map = {{ P = \"e_p\" }}\n\n[[mqtt.subscriptions]]\ntopic = \"{prefix}/hj212/{{enterprise}}/{{outlet}}\"\nformat = \"hj212\"\n",
+            dir.join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(cfg.join("enterprises/e1.toml"), ENTERPRISE).unwrap();
+    pollwatch::config::Config::load(&cfg, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn publisher(url: &str) -> AsyncClient {
+    let hostport = url.trim_start_matches("mqtt://");
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    let mut opts = MqttOptions::new(format!("pw-pub-{}", unique()), host, port.parse().unwrap());
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (client, mut events) = AsyncClient::new(opts, 100);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    client
+}
+
+#[tokio::test]
+async fn json_lands_as_readings_and_bad_messages_as_dead_letters() {
+    let Some(url) = mqtt_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("pwtest/{}", unique());
+    let cfg = config(dir.path(), &url, &prefix);
+    let store = Store::open(&cfg.storage_url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let (writer, task) = Writer::spawn(
+        store.clone(),
+        WriterOptions::default(),
+        Arc::new(SystemClock),
+    );
+    let (stop, stop_rx) = watch::channel(false);
+    let m: &MqttSection = cfg.daemon.mqtt.as_ref().unwrap();
+    let source =
+        MqttSource::start(m, &cfg, writer.clone(), Arc::new(SystemClock), stop_rx).unwrap();
+    let stats = source.stats();
+    // Wait for the subscription before publishing.
+    for _ in 0..50 {
+        if stats.connects.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let publ = publisher(&url).await;
+    let t = "2026-11-27T08:00:00+08:00";
+    let msgs = [
+        (
+            format!("{prefix}/E1/M1/data"),
+            format!(r#"{{"ts":"{t}","values":{{"P":12.5,"e_ep":3021.7}}}}"#),
+        ),
+        (
+            format!("{prefix}/E1/M1/data"),
+            r#"{"ts":"2026-11-27T08:01:00+08:00","values":{"P":"n/a","e_ep":3022.0}}"#.to_string(),
+        ),
+        (format!("{prefix}/E1/M1/data"), "not json".to_string()),
+        (
+            format!("{prefix}/E1/NOPE/data"),
+            format!(r#"{{"ts":"{t}","values":{{"P":1}}}}"#),
+        ),
+        (
+            format!("{prefix}/E9/M1/data"),
+            format!(r#"{{"ts":"{t}","values":{{"P":1}}}}"#),
+        ),
+        (format!("{prefix}/hj212/E1/DA001"), hj212("pw1", "41.2")),
+        (format!("{prefix}/hj212/E1/DA001"), hj212("wrong", "41.3")),
+    ];
+    for (topic, payload) in &msgs {
+        publ.publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .unwrap();
+    }
+    for _ in 0..100 {
+        if stats.acked.load(Ordering::Relaxed) >= msgs.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stats.acked.load(Ordering::Relaxed),
+        msgs.len() as u64,
+        "every message acknowledged once stored"
+    );
+    let _ = stop.send(true);
+    source.join().await;
+    drop(writer);
+    task.finish(Duration::from_secs(5)).await;
+
+    let q = ReadingQuery::new("E1", LocationKind::Meter, "M1");
+    let rows = store.readings(&q.clone().factor("e_p")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].value, 12.5);
+    assert_eq!(rows[0].protocol, pollwatch::model::Protocol::Mqtt);
+    assert_eq!(
+        store.readings(&q.factor("e_ep")).await.unwrap().len(),
+        2,
+        "the good value of a half-bad message is kept"
+    );
+    let dead = store.dead_letters(20).await.unwrap();
+    let reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|d| (d.reason.as_str(), d.detail.as_str()))
+        .collect();
+    for want in [
+        ("bad_value", "P: \"n/a\" is not a number"),
+        ("bad_payload", "payload is not JSON"),
+        (
+            "unknown_location",
+            "meter \"NOPE\" is not configured for E1",
+        ),
+        ("unknown_enterprise", "enterprise \"E9\" is not configured"),
+    ] {
+        assert!(
+            reasons
+                .iter()
+                .any(|(r, d)| *r == want.0 && d.contains(want.1)),
+            "missing {want:?} in {reasons:#?}"
+        );
+    }
+    assert!(
+        dead.iter().any(|d| d.raw == b"not json"),
+        "raw payload kept"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(r, d)| *r == "bad_password" && d.contains("MQ-MN-1")),
+        "{reasons:#?}"
+    );
+    let so2 = store
+        .readings(&ReadingQuery::new("E1", LocationKind::Outlet, "DA001").factor("a21026"))
+        .await
+        .unwrap();
+    assert_eq!(
+        so2.len(),
+        1,
+        "HJ 212 frame over MQTT stored; the wrong password's is not"
+    );
+    assert_eq!(so2[0].value, 41.2);
+}
+
+fn hj212(pw: &str, so2: &str) -> String {
+    let seg = format!("QN=20261127080000001;ST=31;CN=2011;PW={pw};MN=MQ-MN-1;Flag=5;CP=&&DataTime=20261127080000;a21026-Rtd={so2},a21026-Flag=N&&");
+    String::from_utf8(pollwatch::sources::hj212::codec::reply::encode_frame(&seg).unwrap()).unwrap()
+}
+
+fn mqtt_url() -> Option<String> {
+    match std::env::var("PW_TEST_MQTT_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("PW_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("PW_TEST_MQTT_URL is not set but PW_REQUIRE_SERVICES=1");
+            }
+            eprintln!("SKIPPED mqtt tests: set PW_TEST_MQTT_URL (e.g. mqtt://127.0.0.1:1883)");
+            None
+        }
+    }
+}
