@@ -260,9 +260,26 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
             }
         }
     }
-    // Let in-flight messages finish storing and acknowledging.
-    let _ = slots.acquire_many(IN_FLIGHT as u32).await;
-    let _ = client.disconnect().await;
+    // Let in-flight messages finish storing and acknowledging. The event loop
+    // must keep turning meanwhile, or their acks (and the disconnect) would wait
+    // forever in the request queue. New messages are not taken: unacknowledged,
+    // the broker delivers them again after the restart.
+    let drained = slots.clone().acquire_many_owned(IN_FLIGHT as u32);
+    tokio::pin!(drained);
+    let deadline = tokio::time::sleep(Duration::from_secs(5));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut drained => break,
+            _ = &mut deadline => {
+                tracing::warn!("MQTT: in-flight messages still being stored at shutdown; the broker will redeliver them");
+                break;
+            }
+            e = events.poll() => if e.is_err() { break },
+        }
+    }
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(500), events.poll()).await;
     tracing::info!("MQTT source stopped");
 }
 
