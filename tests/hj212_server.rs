@@ -17,7 +17,7 @@ use pollwatch::sources::hj212::codec::reply::encode_frame;
 use pollwatch::sources::hj212::codec::segment::DataSegment;
 use pollwatch::sources::hj212::codec::time::LocalDateTime;
 use pollwatch::sources::hj212::{Hj212Server, Hj212Stats, Registry, ServerConfig};
-use pollwatch::store::{ReadingQuery, Store, StoreOptions, Writer, WriterOptions, WriterTask};
+use pollwatch::store::{ReadingQuery, Store, Writer, WriterTask};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -35,14 +35,7 @@ impl Harness {
     async fn start(hj212_extra: &str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let cfg = common::hj212_config(dir.path(), hj212_extra);
-        let store = Store::open(&cfg.storage_url, &StoreOptions::default())
-            .await
-            .unwrap();
-        let (writer, task) = Writer::spawn(
-            store.clone(),
-            WriterOptions::default(),
-            Arc::new(SystemClock),
-        );
+        let (store, writer, task) = common::store_and_writer(&cfg.storage_url).await;
         let (stop, stop_rx) = watch::channel(false);
         let (_tx, registry) = watch::channel(Arc::new(Registry::from_config(&cfg)));
         let mut scfg = ServerConfig::from_config(&cfg);

@@ -10,7 +10,7 @@ use pollwatch::clock::SystemClock;
 use pollwatch::config::MqttSection;
 use pollwatch::model::LocationKind;
 use pollwatch::sources::mqtt::MqttSource;
-use pollwatch::store::{ReadingQuery, Store, StoreOptions, Writer, WriterOptions};
+use pollwatch::store::ReadingQuery;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::sync::watch;
 
@@ -76,14 +76,7 @@ async fn json_lands_as_readings_and_bad_messages_as_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("pwtest/{}", unique());
     let cfg = config(dir.path(), &url, &prefix);
-    let store = Store::open(&cfg.storage_url, &StoreOptions::default())
-        .await
-        .unwrap();
-    let (writer, task) = Writer::spawn(
-        store.clone(),
-        WriterOptions::default(),
-        Arc::new(SystemClock),
-    );
+    let (store, writer, task) = common::store_and_writer(&cfg.storage_url).await;
     let (stop, stop_rx) = watch::channel(false);
     let m: &MqttSection = cfg.daemon.mqtt.as_ref().unwrap();
     let source =

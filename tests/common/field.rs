@@ -12,7 +12,7 @@ use pollwatch::sources::field::poll::DevicePlan;
 use pollwatch::sources::field::{FieldDevice, FieldSources};
 use pollwatch::sources::modbus::decode::{DataType, WordOrder};
 use pollwatch::sources::modbus::plan::RegisterKind;
-use pollwatch::store::{ReadingQuery, Store, StoreOptions, StoredReading, Writer, WriterOptions};
+use pollwatch::store::{ReadingQuery, Store, StoredReading, Writer};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -72,17 +72,8 @@ pub struct Rig {
 impl Rig {
     pub async fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            &format!("sqlite://{}/t.db", dir.path().display()),
-            &StoreOptions::default(),
-        )
-        .await
-        .unwrap();
-        let (writer, task) = Writer::spawn(
-            store.clone(),
-            WriterOptions::default(),
-            Arc::new(SystemClock),
-        );
+        let (store, writer, task) =
+            super::store_and_writer(&format!("sqlite://{}/t.db", dir.path().display())).await;
         let (stop, _) = watch::channel(false);
         Rig {
             store,

@@ -25,6 +25,25 @@ pub fn pg_url(test: &str) -> Option<String> {
     }
 }
 
+/// A store at `url` with a writer on the wall clock: what every source test needs.
+pub async fn store_and_writer(
+    url: &str,
+) -> (
+    pollwatch::store::Store,
+    pollwatch::store::Writer,
+    pollwatch::store::WriterTask,
+) {
+    let store = pollwatch::store::Store::open(url, &Default::default())
+        .await
+        .unwrap();
+    let (writer, task) = pollwatch::store::Writer::spawn(
+        store.clone(),
+        Default::default(),
+        Arc::new(pollwatch::clock::SystemClock),
+    );
+    (store, writer, task)
+}
+
 /// A fresh, empty database on the test server, so tests never see each other's rows.
 pub async fn fresh_pg_database(base_url: &str) -> String {
     use sqlx::Connection;
