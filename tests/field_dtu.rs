@@ -14,20 +14,23 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-#[tokio::test]
-async fn devices_behind_a_dtu_that_dials_in_with_heartbeats_and_reconnects() {
-    use pollwatch::sim::dtu::{DtuDevice, DtuSim};
-    let mut rig = Rig::new().await;
+/// A DTU listener on an ephemeral port that knows one DTU id.
+async fn dtu_listener(
+    rig: &Rig,
+    id: &str,
+    prefix: &[u8],
+    suffix: &[u8],
+    heartbeat: &[u8],
+) -> (std::net::SocketAddr, Arc<DtuHub>) {
     let hub = Arc::new(DtuHub::default());
-    let heartbeat = b"HB-860000000000001".to_vec();
     let opts = DtuOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         registration_timeout: Duration::from_secs(2),
-        registration_prefix: Vec::new(),
-        registration_suffix: Vec::new(),
-        heartbeat: heartbeat.clone(),
+        registration_prefix: prefix.to_vec(),
+        registration_suffix: suffix.to_vec(),
+        heartbeat: heartbeat.to_vec(),
     };
-    let known = ["860000000000001".to_string()].into_iter().collect();
+    let known = [id.to_string()].into_iter().collect();
     let (addr, _task) = pollwatch::sources::field::dtu::listen(
         opts,
         known,
@@ -38,6 +41,15 @@ async fn devices_behind_a_dtu_that_dials_in_with_heartbeats_and_reconnects() {
     )
     .await
     .unwrap();
+    (addr, hub)
+}
+
+#[tokio::test]
+async fn devices_behind_a_dtu_that_dials_in_with_heartbeats_and_reconnects() {
+    use pollwatch::sim::dtu::{DtuDevice, DtuSim};
+    let mut rig = Rig::new().await;
+    let heartbeat = b"HB-860000000000001".to_vec();
+    let (addr, hub) = dtu_listener(&rig, "860000000000001", b"", b"", &heartbeat).await;
 
     // A Modbus meter behind the DTU; the DTU heartbeats every 50 ms when idle.
     let sim = Arc::new(ModbusSim::new(Arc::new(SystemClock)));
@@ -105,25 +117,7 @@ async fn dlt645_meter_behind_a_dtu() {
     use pollwatch::sim::dlt645_meter::MeterSim;
     use pollwatch::sim::dtu::{DtuDevice, DtuSim};
     let mut rig = Rig::new().await;
-    let hub = Arc::new(DtuHub::default());
-    let opts = DtuOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        registration_timeout: Duration::from_secs(2),
-        registration_prefix: b"REG:".to_vec(),
-        registration_suffix: b"\r\n".to_vec(),
-        heartbeat: vec![0xFE],
-    };
-    let known = ["DTU-A".to_string()].into_iter().collect();
-    let (addr, _task) = pollwatch::sources::field::dtu::listen(
-        opts,
-        known,
-        hub.clone(),
-        rig.writer.clone().unwrap(),
-        Arc::new(SystemClock),
-        rig.stop.subscribe(),
-    )
-    .await
-    .unwrap();
+    let (addr, hub) = dtu_listener(&rig, "DTU-A", b"REG:", b"\r\n", &[0xFE]).await;
     let meter = Arc::new(MeterSim::new(Arc::new(SystemClock)));
     let address: pollwatch::sources::dlt645::types::MeterAddress = "000000000001".parse().unwrap();
     meter.set(address, 0x0000_0000, Profile::Constant(123_456.78));
