@@ -86,6 +86,24 @@ enum SimulateWhat {
         #[arg(long, default_value = "1s")]
         interval: String,
     },
+    /// A power-monitoring gateway publishing JSON over MQTT (QoS 1, persistent session).
+    Mqtt {
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        url: String,
+        #[arg(long, default_value = "power/{enterprise}/{meter}/data")]
+        topic: String,
+        #[arg(long)]
+        enterprise: String,
+        #[arg(long = "meter", required = true)]
+        meters: Vec<String>,
+        /// Values as CODE=VALUE, e.g. e_p=120.5.
+        #[arg(long = "value", required = true)]
+        values: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
 }
 
 #[derive(Args)]
@@ -154,6 +172,24 @@ enum BenchWhat {
         loggers: usize,
         #[arg(long, default_value_t = 200)]
         frames_per_logger: usize,
+    },
+    /// MQTT: QoS 1 messages through a private Mosquitto to durable SQLite, beside
+    /// mosquitto_sub on the same broker.
+    Mqtt {
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 1000)]
+        meters: u64,
+        #[arg(long, default_value_t = 4)]
+        values_per_message: usize,
+        #[arg(long, default_value_t = 4)]
+        publishers: u64,
+        /// The broker's max_inflight_messages (Mosquitto's default is 20).
+        #[arg(long, default_value_t = 1000)]
+        broker_inflight: u32,
+        /// Publish first, then time how fast pollwatch and mosquitto_sub drain.
+        #[arg(long)]
+        backlog: bool,
     },
     /// Store throughput: readings committed per second through the batched writer.
     Store {
@@ -301,6 +337,69 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
             let report = pollwatch::bench::field::modbus(&url, devices, base_port, seconds).await?;
             println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchArgs {
+            what:
+                BenchWhat::Mqtt {
+                    messages,
+                    meters,
+                    values_per_message,
+                    publishers,
+                    broker_inflight,
+                    backlog,
+                },
+        }) => {
+            let opts = pollwatch::bench::mqtt::MqttBench {
+                messages,
+                meters,
+                values_per_message,
+                publishers,
+                broker_inflight,
+                backlog,
+            };
+            println!("{}", pollwatch::bench::mqtt::mqtt(&opts).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate(SimulateArgs {
+            what:
+                SimulateWhat::Mqtt {
+                    url,
+                    topic,
+                    enterprise,
+                    meters,
+                    values,
+                    count,
+                    interval,
+                },
+        }) => {
+            let values = values
+                .iter()
+                .map(|v| {
+                    let (k, x) = v
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("--value {v:?}: expected CODE=VALUE"))?;
+                    let x: f64 = x
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--value {v:?}: {x:?} is not a number"))?;
+                    Ok((k.to_string(), x))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let plan = pollwatch::sim::mqtt_pub::GatewayPlan {
+                url,
+                topic,
+                enterprise,
+                meters,
+                values,
+                count,
+                interval: pollwatch::config::HumanDuration::parse(&interval)
+                    .map_err(|e| anyhow::anyhow!("--interval: {e}"))?
+                    .0,
+            };
+            pollwatch::sim::mqtt_pub::run_gateway(&plan, |round, acked| {
+                println!("round {round}/{count}: {acked} message(s) acknowledged by the broker")
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchArgs {

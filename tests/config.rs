@@ -311,3 +311,51 @@ fn dtu_settings_are_validated() {
         "{errs:#?}"
     );
 }
+
+#[test]
+fn mqtt_urls_and_tls_files_are_checked() {
+    let dir = copy_config();
+    let d = dir.path();
+    edit(d, "pollwatch.toml", |t| {
+        format!(
+            "{t}\n[mqtt]\nurl = \"tcp://broker:1883\"\nclient_cert_file = \"/etc/pollwatch/c.pem\"\n"
+        )
+    });
+    let errs = errors(d);
+    assert!(
+        errs.iter().any(|e| e.starts_with("pollwatch.toml:")
+            && e.contains("mqtt.url")
+            && e.contains("must start with mqtt:// or mqtts://")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("set client_cert_file and client_key_file together")),
+        "{errs:#?}"
+    );
+
+    let dir = copy_config();
+    let d = dir.path();
+    edit(d, "pollwatch.toml", |t| {
+        format!("{t}\n[mqtt]\nurl = \"mqtt://broker\"\nca_file = \"/etc/pollwatch/ca.pem\"\n")
+    });
+    let errs = errors(d);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("ca_file and client certificates need an mqtts:// url")),
+        "{errs:#?}"
+    );
+
+    let dir = copy_config();
+    let d = dir.path();
+    edit(d, "pollwatch.toml", |t| {
+        format!(
+            "{t}\n[mqtt]\nurl = \"mqtts://broker.example\"\nca_file = \"/etc/pollwatch/ca.pem\"\n"
+        )
+    });
+    let cfg = load(d).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.daemon.mqtt.unwrap().ca_file.unwrap(),
+        std::path::Path::new("/etc/pollwatch/ca.pem")
+    );
+}

@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use pollwatch::model::LocationKind;
@@ -15,31 +12,6 @@ use pollwatch::sources::hj212::codec::reply::encode_frame;
 use pollwatch::sources::hj212::codec::time::LocalDateTime;
 use pollwatch::store::{ReadingQuery, Store, StoreOptions};
 use sqlx::Connection;
-
-fn start(config: &Path) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pollwatch"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut ready = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("pollwatch ready") {
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(());
-                }
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("daemon ready");
-    child
-}
 
 #[tokio::test]
 async fn sigkill_before_the_answer_loses_nothing() {
@@ -57,7 +29,7 @@ async fn sigkill_before_the_answer_loses_nothing() {
     std::fs::write(&toml, text).unwrap();
     let db = dir.path().join("state/pollwatch.db");
 
-    let mut daemon = start(&cfg.dir);
+    let mut daemon = common::daemon::Daemon::start(&cfg.dir, None);
     // Hold the database so the daemon receives the upload but cannot make it durable.
     let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
         .await
@@ -87,23 +59,18 @@ async fn sigkill_before_the_answer_loses_nothing() {
         "no 9014 before it is durable"
     );
 
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    daemon.kill();
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     lock.close().await.unwrap();
 
-    let mut daemon = start(&cfg.dir);
+    let mut daemon = common::daemon::Daemon::start(&cfg.dir, None);
     logger.disconnect();
     logger.tries = 5;
     let d = logger.send_until_answered(&qn, &frame).await.unwrap();
     assert_eq!(d.attempts, 1);
     // And a resend of an upload already answered (the 9014 got lost on the way).
     logger.send_until_answered(&qn, &frame).await.unwrap();
-    Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(daemon.wait().unwrap().success());
+    assert!(daemon.terminate().success());
 
     let store = Store::open(
         &format!("sqlite://{}", db.display()),

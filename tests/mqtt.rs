@@ -72,7 +72,9 @@ async fn publisher(url: &str) -> AsyncClient {
 
 #[tokio::test]
 async fn json_lands_as_readings_and_bad_messages_as_dead_letters() {
-    let Some(url) = mqtt_url() else { return };
+    let Some(url) = common::mqtt_url() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("pwtest/{}", unique());
     let cfg = config(dir.path(), &url, &prefix);
@@ -191,17 +193,4 @@ async fn json_lands_as_readings_and_bad_messages_as_dead_letters() {
 fn hj212(pw: &str, so2: &str) -> String {
     let seg = format!("QN=20261127080000001;ST=31;CN=2011;PW={pw};MN=MQ-MN-1;Flag=5;CP=&&DataTime=20261127080000;a21026-Rtd={so2},a21026-Flag=N&&");
     String::from_utf8(pollwatch::sources::hj212::codec::reply::encode_frame(&seg).unwrap()).unwrap()
-}
-
-fn mqtt_url() -> Option<String> {
-    match std::env::var("PW_TEST_MQTT_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("PW_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("PW_TEST_MQTT_URL is not set but PW_REQUIRE_SERVICES=1");
-            }
-            eprintln!("SKIPPED mqtt tests: set PW_TEST_MQTT_URL (e.g. mqtt://127.0.0.1:1883)");
-            None
-        }
-    }
 }

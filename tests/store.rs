@@ -286,7 +286,13 @@ async fn resend_after_compaction_keeps_the_first_value(url: &str) {
         values(store.readings(&query("DA001")).await.unwrap()),
         vec![1.0, 2.0, 3.0]
     );
+    assert_eq!(
+        store.count_readings().await.unwrap(),
+        3,
+        "the resend is not counted"
+    );
     store.compact().await.unwrap();
+    assert_eq!(store.count_readings().await.unwrap(), 3);
     assert_eq!(
         values(store.readings(&query("DA001")).await.unwrap()),
         vec![1.0, 2.0, 3.0]

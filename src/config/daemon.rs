@@ -197,6 +197,11 @@ impl DtuSection {
 /// username = "pollwatch"
 /// password_file = "/etc/pollwatch/mqtt.password"   # or password_env = "PW_MQTT_PASSWORD"
 ///
+/// # TLS: url = "mqtts://broker.example.gov.cn:8883", and
+/// # ca_file = "/etc/pollwatch/mqtt-ca.pem"      # default: the system's CA bundle
+/// # client_cert_file = "/etc/pollwatch/mqtt-client.pem"   # with client_key_file,
+/// # client_key_file = "/etc/pollwatch/mqtt-client.key"    # when the broker asks for one
+///
 /// [[mqtt.subscriptions]]
 /// topic = "power/{enterprise}/{meter}/data"   # named levels are subscribed as +
 /// format = "json"                             # or "hj212"
@@ -205,8 +210,13 @@ impl DtuSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSection {
-    /// `mqtt://host:port`.
+    /// `mqtt://host[:1883]` or `mqtts://host[:8883]`.
     pub url: String,
+    /// mqtts: CA certificates (PEM) that the broker's certificate must chain to.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// mqtts: our certificate chain and key (PEM), for brokers that require them.
+    pub client_cert_file: Option<std::path::PathBuf>,
+    pub client_key_file: Option<std::path::PathBuf>,
     #[serde(default = "default_client_id")]
     pub client_id: String,
     pub username: Option<String>,

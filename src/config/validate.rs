@@ -129,14 +129,23 @@ pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
         );
     }
     if let Some(m) = &d.mqtt {
-        if !m.url.starts_with("mqtt://") {
-            c.error(
-                "mqtt.url",
-                format!(
-                    "must start with mqtt:// (TLS, mqtts://, is not supported yet), got {:?}",
-                    m.url
-                ),
-            );
+        match crate::sources::mqtt::conn::BrokerUrl::parse(&m.url) {
+            Err(e) => c.error("mqtt.url", e.to_string()),
+            Ok(url) if !url.tls => {
+                if m.ca_file.is_some()
+                    || m.client_cert_file.is_some()
+                    || m.client_key_file.is_some()
+                {
+                    c.error(
+                        "mqtt.url",
+                        "ca_file and client certificates need an mqtts:// url",
+                    );
+                }
+            }
+            Ok(_) => {}
+        }
+        if m.client_cert_file.is_some() != m.client_key_file.is_some() {
+            c.error("mqtt", "set client_cert_file and client_key_file together");
         }
         if m.password_file.is_some() && m.password_env.is_some() {
             c.error("mqtt", "set password_file or password_env, not both");

@@ -8,6 +8,8 @@ pub mod hj212_logger;
 mod link;
 pub mod modbus;
 pub mod modbus_frame;
+pub mod mosquitto;
+pub mod mqtt_pub;
 pub mod profile;
 
 pub use dlt645_meter::{MeterBehaviour, MeterSim, MeterStats};

@@ -282,6 +282,14 @@ impl Store {
         }
     }
 
+    /// How many distinct readings are stored.
+    pub async fn count_readings(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.count_readings().await,
+            Store::Postgres(s) => s.count_readings().await,
+        }
+    }
+
     /// The newest dead letters first.
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         match self {

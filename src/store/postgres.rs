@@ -160,6 +160,14 @@ impl PgStore {
             .collect()
     }
 
+    pub async fn count_readings(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM readings")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::db("count readings"))?;
+        Ok(n as u64)
+    }
+
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         let rows = sqlx::query(
             "SELECT at, protocol, peer, reason, detail, raw FROM dead_letters ORDER BY id DESC LIMIT $1",

@@ -342,6 +342,19 @@ impl SqliteStore {
             .collect()
     }
 
+    /// Distinct readings stored: a resend waiting in the recent tier for a
+    /// reading already archived is not counted twice.
+    pub async fn count_readings(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM readings) + (SELECT count(*) FROM readings_recent r \
+             WHERE NOT EXISTS (SELECT 1 FROM readings a WHERE a.series_id = r.series_id AND a.ts = r.ts))",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::db("count readings"))?;
+        Ok(n as u64)
+    }
+
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         let rows = sqlx::query(
             "SELECT at, protocol, peer, reason, detail, raw FROM dead_letters ORDER BY id DESC LIMIT ?",

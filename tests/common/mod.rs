@@ -2,6 +2,7 @@
 //! environment, and readings to feed them.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod field;
 pub mod proxy;
 
@@ -23,6 +24,39 @@ pub fn pg_url(test: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// The Mosquitto URL for tests (`PW_TEST_MQTT_URL`), or `None` after printing that
+/// the test is skipped; a failure under `PW_REQUIRE_SERVICES=1`.
+pub fn mqtt_url() -> Option<String> {
+    match std::env::var("PW_TEST_MQTT_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("PW_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("PW_TEST_MQTT_URL is not set but PW_REQUIRE_SERVICES=1");
+            }
+            eprintln!("SKIPPED mqtt tests: set PW_TEST_MQTT_URL (e.g. mqtt://127.0.0.1:1883)");
+            None
+        }
+    }
+}
+
+/// Whether the `mosquitto` binary is here, for tests that run a private broker
+/// (to restart it, or to give it TLS). Gated like the shared services.
+pub fn mosquitto_binary(test: &str) -> bool {
+    let found = std::process::Command::new("mosquitto")
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("PW_REQUIRE_SERVICES").as_deref() == Ok("1") {
+            panic!("{test}: the mosquitto binary is missing but PW_REQUIRE_SERVICES=1");
+        }
+        eprintln!("SKIPPED {test}: install mosquitto to run it");
+    }
+    found
 }
 
 /// A store at `url` with a writer on the wall clock: what every source test needs.

@@ -8,6 +8,7 @@
 //! exponential backoff with jitter so a broker restart is not met by a storm.
 //! Subscriptions are (re)sent on every ConnAck without a present session.
 
+pub mod conn;
 pub mod payload;
 pub mod topic;
 
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -34,8 +35,9 @@ use topic::TopicPattern;
 pub enum MqttError {
     #[error("mqtt.url {url:?}: {reason}")]
     Url { url: String, reason: String },
-    #[error("cannot read the MQTT password from {path}: {source}")]
-    Password {
+    #[error("cannot read the MQTT {what} from {path}: {source}")]
+    File {
+        what: &'static str,
         path: String,
         #[source]
         source: std::io::Error,
@@ -89,6 +91,7 @@ struct Ctx {
     subs: Vec<Sub>,
     registry: Registry,
     tz: chrono_tz::Tz,
+    enterprises: HashSet<String>,
     /// (enterprise, "outlet"|"meter", id) configured.
     known: HashSet<(String, &'static str, String)>,
     writer: Writer,
@@ -101,8 +104,10 @@ pub struct MqttSource {
     stats: Arc<MqttStats>,
 }
 
-/// Messages being stored at once; the broker's own in-flight window is usually smaller.
-const IN_FLIGHT: usize = 1000;
+/// Messages stored in one write at most.
+const ROUND: usize = 5000;
+/// Requests (acks, subscriptions) waiting for the event loop.
+const REQUESTS: usize = 10_000;
 
 impl MqttSource {
     pub fn start(
@@ -112,44 +117,7 @@ impl MqttSource {
         clock: Arc<dyn Clock>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<MqttSource, MqttError> {
-        let url = m
-            .url
-            .strip_prefix("mqtt://")
-            .ok_or_else(|| MqttError::Url {
-                url: m.url.clone(),
-                reason: "only mqtt:// is supported".into(),
-            })?;
-        let (host, port) = match url.trim_end_matches('/').rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_string(),
-                p.parse::<u16>().map_err(|_| MqttError::Url {
-                    url: m.url.clone(),
-                    reason: format!("bad port {p:?}"),
-                })?,
-            ),
-            None => (url.trim_end_matches('/').to_string(), 1883),
-        };
-        let mut opts = MqttOptions::new(m.client_id.clone(), host, port);
-        opts.set_keep_alive(m.keep_alive.0.max(Duration::from_secs(5)));
-        opts.set_clean_session(false);
-        opts.set_manual_acks(true);
-        opts.set_max_packet_size(m.max_packet_size, m.max_packet_size);
-        if let Some(user) = &m.username {
-            let password = match (&m.password_file, &m.password_env) {
-                (Some(path), _) => std::fs::read_to_string(path)
-                    .map_err(|source| MqttError::Password {
-                        path: path.display().to_string(),
-                        source,
-                    })?
-                    .trim_end()
-                    .to_string(),
-                (None, Some(var)) => {
-                    std::env::var(var).map_err(|_| MqttError::PasswordEnv(var.clone()))?
-                }
-                (None, None) => String::new(),
-            };
-            opts.set_credentials(user.clone(), password);
-        }
+        let opts = conn::options(m)?;
         let mut subs = Vec::new();
         for s in &m.subscriptions {
             let pattern = TopicPattern::parse(&s.topic).map_err(|source| MqttError::Topic {
@@ -175,6 +143,7 @@ impl MqttSource {
             subs,
             registry: Registry::from_config(config),
             tz: config.timezone,
+            enterprises: config.enterprises.iter().map(|e| e.id.clone()).collect(),
             known,
             writer,
             clock,
@@ -203,8 +172,12 @@ fn jitter(d: Duration) -> Duration {
 }
 
 async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
-    let (client, mut events) = AsyncClient::new(opts, 1000);
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let (client, mut events) = AsyncClient::new(opts, REQUESTS);
+    // Unbounded, yet bounded in fact: the broker sends at most its in-flight
+    // window of unacknowledged messages. The event loop must never wait on the
+    // committer, because the committer's acks wait on the event loop.
+    let (tx, rx) = mpsc::unbounded_channel::<Publish>();
+    let committer = tokio::spawn(commit_loop(ctx.clone(), client.clone(), rx));
     let mut backoff = Duration::from_millis(500);
     loop {
         let event = tokio::select! {
@@ -222,7 +195,7 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
                             Some(g) => format!("$share/{g}/{}", s.pattern.filter()),
                             None => s.pattern.filter(),
                         };
-                        if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                        if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                             tracing::error!(filter, error = %e, "MQTT subscribe failed");
                         }
                     }
@@ -230,23 +203,10 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 ctx.stats.received.fetch_add(1, Ordering::Relaxed);
-                let Ok(permit) = slots.clone().acquire_owned().await else {
+                if tx.send(p).is_err() {
+                    tracing::error!("MQTT committer stopped; messages stay with the broker");
                     break;
-                };
-                let (ctx, client) = (ctx.clone(), client.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if handle(&ctx, &p).await {
-                        match client.ack(&p).await {
-                            Ok(()) => {
-                                ctx.stats.acked.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "MQTT ack failed; the broker will redeliver")
-                            }
-                        }
-                    }
-                });
+                }
             }
             Ok(_) => {}
             Err(e) => {
@@ -260,19 +220,19 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
             }
         }
     }
-    // Let in-flight messages finish storing and acknowledging. The event loop
-    // must keep turning meanwhile, or their acks (and the disconnect) would wait
-    // forever in the request queue. New messages are not taken: unacknowledged,
-    // the broker delivers them again after the restart.
-    let drained = slots.clone().acquire_many_owned(IN_FLIGHT as u32);
-    tokio::pin!(drained);
+    // Messages already received are stored and acknowledged; the event loop keeps
+    // turning meanwhile, or their acks (and the disconnect) would wait forever in
+    // the request queue. Messages not received stay with the broker for the next
+    // start.
+    drop(tx);
+    tokio::pin!(committer);
     let deadline = tokio::time::sleep(Duration::from_secs(5));
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            _ = &mut drained => break,
+            _ = &mut committer => break,
             _ = &mut deadline => {
-                tracing::warn!("MQTT: in-flight messages still being stored at shutdown; the broker will redeliver them");
+                tracing::warn!("MQTT: messages still being stored at shutdown; the broker will redeliver them");
                 break;
             }
             e = events.poll() => if e.is_err() { break },
@@ -283,11 +243,38 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
     tracing::info!("MQTT source stopped");
 }
 
-/// Stores what a message carries (or the message as a dead letter). `true` when
-/// it is durable and may be acknowledged.
-async fn handle(ctx: &Ctx, p: &Publish) -> bool {
+/// Takes every message waiting, stores them in one write (group commit at the
+/// source: one request to the writer per round, not per message), then
+/// acknowledges each. While a round commits, the next one gathers.
+async fn commit_loop(ctx: Arc<Ctx>, client: AsyncClient, mut rx: mpsc::UnboundedReceiver<Publish>) {
+    let mut round: Vec<Publish> = Vec::with_capacity(ROUND);
+    while rx.recv_many(&mut round, ROUND).await > 0 {
+        let mut batch = Batch::default();
+        for p in &round {
+            parse(&ctx, p, &mut batch);
+        }
+        if let Err(e) = ctx.writer.write(batch).await {
+            tracing::error!(messages = round.len(), error = %e, "MQTT messages not stored; not acknowledged");
+            round.clear();
+            continue;
+        }
+        for p in round.drain(..) {
+            match client.ack(&p).await {
+                Ok(()) => {
+                    ctx.stats.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT ack failed; the broker will redeliver");
+                }
+            }
+        }
+    }
+}
+
+/// Adds what a message carries to `batch` — its readings, or the message itself as
+/// a dead letter with the reason it could not be used.
+fn parse(ctx: &Ctx, p: &Publish, batch: &mut Batch) {
     let topic = p.topic.as_str();
-    let mut batch = Batch::default();
     let found = ctx
         .subs
         .iter()
@@ -304,7 +291,7 @@ async fn handle(ctx: &Ctx, p: &Publish) -> bool {
                 (None, Some(m)) => ("meter", m.clone()),
                 (None, None) => ("meter", String::new()),
             };
-            if !ctx.known.iter().any(|(e, _, _)| *e == enterprise) {
+            if !ctx.enterprises.contains(&enterprise) {
                 Err((
                     "unknown_enterprise",
                     format!("topic {topic:?}: enterprise {enterprise:?} is not configured"),
@@ -329,7 +316,7 @@ async fn handle(ctx: &Ctx, p: &Publish) -> bool {
                                 ctx.stats
                                     .readings
                                     .fetch_add(parsed.readings.len() as u64, Ordering::Relaxed);
-                                batch.readings = parsed.readings;
+                                batch.readings.extend(parsed.readings);
                                 if parsed.problems.is_empty() {
                                     Ok(())
                                 } else {
@@ -351,7 +338,7 @@ async fn handle(ctx: &Ctx, p: &Publish) -> bool {
                                 ctx.stats
                                     .readings
                                     .fetch_add(readings.len() as u64, Ordering::Relaxed);
-                                batch.readings = readings;
+                                batch.readings.extend(readings);
                                 Ok(())
                             }
                             Err(e) => Err(e),
@@ -372,13 +359,6 @@ async fn handle(ctx: &Ctx, p: &Publish) -> bool {
             detail,
             raw: p.payload.to_vec(),
         });
-    }
-    match ctx.writer.write(batch).await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(topic, error = %e, "MQTT message not stored; not acknowledged");
-            false
-        }
     }
 }
 
