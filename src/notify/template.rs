@@ -295,45 +295,65 @@ fn digest_line(m: &Message) -> String {
 }
 
 /// Merges queued messages into one digest no longer than `max_bytes` (text and
-/// markdown alike). Returns the digest and how many of `queued` it covers (at least
-/// one); the caller keeps the rest for the next digest, so none is ever dropped.
+/// markdown alike). Alerts get a line each while they fit; the rest are listed by
+/// id only ("另有 N 条：#… #…"), so a digest names every alert it covers. Returns
+/// the digest and how many of `queued` it covers (at least one); the caller keeps
+/// the rest for the next digest, so none is ever dropped.
 pub fn digest(
     queued: &[Message],
     max_bytes: Option<usize>,
     link: Option<&str>,
 ) -> (Message, usize) {
     let max = max_bytes.unwrap_or(usize::MAX);
-    let mut lines: Vec<String> = Vec::new();
-    let header = |n: usize| format!("【告警汇总】{n} 条告警（通道限流，合并发送）");
+    let lines: Vec<String> = queued.iter().map(digest_line).collect();
+    let ids: Vec<String> = queued
+        .iter()
+        .map(|m| format!("#{}", m.alert_ids.join(" #")))
+        .collect();
     let footer = link.map(|l| format!("\n详情：{l}")).unwrap_or_default();
-    let mut taken = 0;
-    for m in queued {
-        let line = digest_line(m);
-        let candidate_len = header(taken + 1).len()
-            + 1
-            + lines.iter().map(|l| l.len() + 4).sum::<usize>()
-            + line.len()
-            + 4
-            + footer.len();
-        if taken > 0 && candidate_len > max {
+    // (title, text, markdown) for the first `n` messages, `full` of them with a line.
+    let compose = |n: usize, full: usize| {
+        let title = format!("【告警汇总】{n} 条告警（通道限流，合并发送）");
+        let mut text = vec![title.clone()];
+        let mut md = vec![format!("### {title}")];
+        for l in &lines[..full] {
+            text.push(l.clone());
+            md.push(format!("- {l}"));
+        }
+        if full < n {
+            let rest = format!("另有 {} 条：{}", n - full, ids[full..n].join(" "));
+            text.push(rest.clone());
+            md.push(format!("- {rest}"));
+        }
+        (title, text.join("\n") + &footer, md.join("\n") + &footer)
+    };
+    let fits = |c: &(String, String, String)| c.1.len() <= max && c.2.len() <= max;
+    let n_all = queued.len();
+    let mut chosen = None;
+    for full in (0..=n_all).rev() {
+        let c = compose(n_all, full);
+        if fits(&c) {
+            chosen = Some((c, n_all));
             break;
         }
-        lines.push(line);
-        taken += 1;
     }
-    let title = header(taken);
-    let text = truncate_bytes(&format!("{title}\n{}{footer}", lines.join("\n")), max);
-    let markdown = truncate_bytes(
-        &format!(
-            "### {title}\n{}{footer}",
-            lines
-                .iter()
-                .map(|l| format!("- {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-        max,
-    );
+    if chosen.is_none() {
+        // Too many even as bare ids: as many as fit, the rest wait for the next one.
+        for n in (1..n_all).rev() {
+            let c = compose(n, 0);
+            if fits(&c) {
+                chosen = Some((c, n));
+                break;
+            }
+        }
+    }
+    let ((title, text, markdown), taken) = chosen.unwrap_or_else(|| {
+        let (t, x, m) = compose(n_all.min(1), 0);
+        (
+            (t, truncate_bytes(&x, max), truncate_bytes(&m, max)),
+            n_all.min(1),
+        )
+    });
     let covered = &queued[..taken];
     let severity = covered
         .iter()
@@ -383,6 +403,36 @@ mod tests {
             render(r#"{"t": {text}}"#, &v, json_quoted),
             r#"{"t": "a\"b"}"#
         );
+    }
+
+    #[test]
+    fn digests_name_every_alert_within_the_limit() {
+        let msgs: Vec<Message> = (0..200)
+            .map(|i| Message {
+                title: String::new(),
+                text: String::new(),
+                markdown: String::new(),
+                severity: crate::config::Severity::Major,
+                link: None,
+                alert_ids: vec![format!("AL-{i:03}")],
+                facts: Vec::new(),
+                digest: false,
+                refs: Vec::new(),
+            })
+            .collect();
+        let mut covered = 0;
+        while covered < msgs.len() {
+            let (d, n) = digest(&msgs[covered..], Some(2048), None);
+            assert!(n >= 1);
+            assert!(d.text.len() <= 2048 && d.markdown.len() <= 2048);
+            for m in &msgs[covered..covered + n] {
+                assert!(d.text.contains(&m.alert_ids[0]), "{}", m.alert_ids[0]);
+            }
+            covered += n;
+        }
+        let (d, n) = digest(&msgs[..3], Some(2048), Some("https://x/alerts"));
+        assert_eq!(n, 3);
+        assert!(d.text.ends_with("详情：https://x/alerts"));
     }
 
     #[test]
