@@ -39,8 +39,18 @@ async fn rate_limited_answer_is_retried_after_backoff_and_delivered_once() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let key = secret_file(&dir, "k", "K");
-    let n = notifier(&wecom("w", &rx.url, &key, ""), &["w"], clock.clone());
-    let report = send_one(&n, &clock, &facts("R-1")).await;
+    let n = std::sync::Arc::new(notifier(
+        &wecom("w", &rx.url, &key, ""),
+        &["w"],
+        clock.clone(),
+    ));
+    // The dispatcher runs deliveries on its own tasks: the future must be Send.
+    let report = tokio::spawn({
+        let (n, clock) = (n.clone(), clock.clone());
+        async move { send_one(&n, &clock, &facts("R-1")).await }
+    })
+    .await
+    .unwrap();
     assert_eq!(
         report.status,
         DeliveryStatus::Sent {
@@ -98,6 +108,38 @@ async fn busy_until_attempts_run_out_then_falls_back() {
             ("ok", AttemptResult::Accepted)
         ]
     );
+}
+
+#[tokio::test]
+async fn a_muted_dingtalk_robot_is_skipped_at_once() {
+    let clock = clock();
+    let muted = receiver(
+        clock.clone(),
+        |_, _| json!({"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}),
+    )
+    .await;
+    let ok = receiver(clock.clone(), |_, _| json!({"errcode": 0, "errmsg": "ok"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(&dir, "k", "K");
+    let cfg = format!(
+        r#"[[channels]]
+id = "ding"
+kind = "dingtalk"
+url = "{}/robot/send?access_token=T"
+"#,
+        muted.url
+    ) + &wecom("ok", &ok.url, &key, "");
+    let n = notifier(&cfg, &["ding", "ok"], clock.clone());
+    let report = send_one(&n, &clock, &facts("R-4")).await;
+    assert_eq!(
+        report.status,
+        DeliveryStatus::Sent {
+            channel: "ok".into()
+        }
+    );
+    assert_eq!(muted.seen().len(), 1, "no retry into a ten-minute mute");
+    assert_eq!(report.attempts[0].code.as_deref(), Some("130101"));
+    assert_eq!(report.attempts[0].result, AttemptResult::Retryable);
 }
 
 #[tokio::test]

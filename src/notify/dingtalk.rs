@@ -55,7 +55,14 @@ pub fn sign(timestamp_ms: i64, secret: &str) -> String {
 pub fn classify(code: i64, msg: &str) -> Outcome {
     match code {
         0 => Outcome::Accepted { provider_id: None },
-        130101 | -1 => Outcome::retryable(code, msg),
+        // The robot is muted for ten minutes: saying so lets the notifier fall back
+        // at once instead of retrying into the mute.
+        130101 => Outcome::Retryable {
+            code: code.to_string(),
+            reason: msg.to_string(),
+            retry_after: Some(std::time::Duration::from_secs(600)),
+        },
+        -1 => Outcome::retryable(code, msg),
         _ => Outcome::permanent(code, msg),
     }
 }

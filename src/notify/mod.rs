@@ -39,6 +39,7 @@ mod http;
 pub mod mqtt;
 mod notifier;
 pub mod ratelimit;
+mod report;
 pub mod retry;
 pub mod roster;
 pub mod routing;
@@ -55,9 +56,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use crate::config::Severity;
-pub use notifier::{
+pub use notifier::Notifier;
+pub use report::{
     AlertSummary, AttemptRecord, AttemptResult, Delivery, DeliveryReport, DeliveryStatus,
-    DigestReport, Notifier, Plan,
+    DigestReport, Plan,
 };
 pub use secret::Secret;
 
