@@ -357,3 +357,82 @@ fn secrets_do_not_show_in_debug_output() {
     assert_eq!(format!("{s:?}"), "<redacted>");
     assert_eq!(format!("{s}"), "<redacted>");
 }
+
+#[tokio::test]
+async fn a_refused_digest_sends_its_alerts_over_the_next_channel() {
+    let clock = clock();
+    // The robot takes one message, then its webhook is deleted.
+    let rx = receiver(clock.clone(), |_, n| {
+        if n == 0 {
+            json!({"errcode": 0, "errmsg": "ok"})
+        } else {
+            json!({"errcode": 93000, "errmsg": "invalid webhook url"})
+        }
+    })
+    .await;
+    let (port, mails) = smtp_sink(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(&dir, "k", "K");
+    let cfg = wecom("w", &rx.url, &key, "rate_limit = 2\ndigest_wait = \"1s\"")
+        + &format!(
+            r#"[[channels]]
+id = "email"
+kind = "email"
+smtp_host = "127.0.0.1"
+smtp_port = {port}
+tls = "none"
+from = "pollwatch@example.gov.cn"
+"#
+        );
+    let n = notifier(&cfg, &["w", "email"], clock.clone());
+    let statuses: Vec<DeliveryStatus> = {
+        let mut v = Vec::new();
+        for id in ["D-1", "D-2", "D-3"] {
+            v.push(send_one(&n, &clock, &facts(id)).await.status);
+        }
+        v
+    };
+    assert_eq!(
+        statuses,
+        [
+            DeliveryStatus::Sent {
+                channel: "w".into()
+            },
+            DeliveryStatus::Queued {
+                channel: "w".into()
+            },
+            DeliveryStatus::Queued {
+                channel: "w".into()
+            },
+        ]
+    );
+    assert!(
+        n.flush().await.is_empty(),
+        "the digest waits for digest_wait"
+    );
+    clock.advance(Duration::seconds(1));
+    let reports = n.flush().await;
+    assert_eq!(reports.len(), 1);
+    let d = &reports[0];
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert_eq!(d.alert_ids, ["D-2", "D-3"]);
+    assert_eq!(d.attempts[0].code.as_deref(), Some("93000"));
+    assert_eq!(d.rerouted.len(), 2);
+    for (_, r) in &d.rerouted {
+        assert_eq!(
+            r.status,
+            DeliveryStatus::Sent {
+                channel: "email".into()
+            }
+        );
+    }
+    let bodies: Vec<String> = mails
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| m.body_text())
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert!(bodies[0].contains("D-2") && bodies[1].contains("D-3"));
+    assert_eq!(n.queued(), 0);
+}

@@ -12,7 +12,9 @@
 //! repeat_every` for k = 1..=max_repeats. An acknowledgement stops everything not
 //! yet due at the time of acknowledgement. With `ack_timeout`, an acknowledged alert
 //! nobody resolved by `acked + ack_timeout` is [`Escalation::AckExpired`]: the
-//! lifecycle re-opens it and starts the chain again from that instant.
+//! lifecycle re-opens it and starts the chain again from that instant (passing the
+//! re-open time as `opened_at`; step keys then repeat, so the dispatcher should
+//! qualify them with the cycle, e.g. the re-open time).
 
 use chrono::{DateTime, Duration, Utc};
 

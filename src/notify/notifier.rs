@@ -1,7 +1,7 @@
 //! The facade the dispatcher calls: plan who is due a notification, deliver it
 //! under the channel's rate limit with retries and fall-back, and flush digests.
 //!
-//! ```ignore
+//! ```text
 //! let notifier = Notifier::from_config(&config, clock.clone())?;
 //! let plan = notifier.plan(&alert, now)?;            // deliveries due now
 //! for d in &plan.deliveries {                        // skip those already sent (d.key())
