@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod model;
+pub mod notify;
 pub mod ratelimit;
 pub mod sim;
 pub mod sources;

@@ -49,6 +49,9 @@ pub struct DaemonFile {
     pub mqtt: Option<MqttSection>,
     #[serde(default)]
     pub factors: Vec<ExtraFactor>,
+    /// Where alerts are pushed; see [`super::channels`].
+    #[serde(default)]
+    pub channels: Vec<super::ChannelConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,13 +1,15 @@
 //! Typed config, loaded and validated as a whole (invariant 5).
 //!
 //! A config directory holds `pollwatch.toml` (the daemon), `enterprises/*.toml`
-//! (one file per enterprise) and `duty.toml` (officers). [`Config::load`] reads all
+//! (one file per enterprise) and `duty.toml` (officers, rotations, routes,
+//! escalation). [`Config::load`] reads all
 //! of it, parses strictly (unknown keys are errors: a misspelt `wran_at` must not
 //! silently leave a default in force) and validates across files. It returns either a
 //! complete, consistent [`Config`] or every problem found, each placed by file, line
 //! and key path. Nothing is half-loaded, which is what lets a reload keep running on
 //! the old config when the new one is wrong.
 
+mod channels;
 mod daemon;
 mod device;
 mod diag;
@@ -15,14 +17,19 @@ mod duty;
 mod enterprise;
 mod units;
 mod validate;
+mod validate_notify;
 
+pub use channels::{ChannelConfig, ChannelKind, HttpMethod, MessageFormat, SmtpTls};
 pub use daemon::{
     DaemonFile, DaemonSection, DtuSection, ExtraFactor, ExtraFactorClass, Hj212Section,
     HttpSection, MqttFormat, MqttSection, MqttSubscription, SqliteSync, StorageSection,
 };
 pub use device::{Device, DeviceProtocol, Parity, Point, StatusPoint, Transport};
 pub use diag::{ConfigErrors, Diagnostic, SourceMap};
-pub use duty::{Duty, Officer, Team};
+pub use duty::{
+    Duty, EscalationLevel, EscalationPolicy, Officer, Override, Rotation, Route, Severity,
+    ShiftKind, Team,
+};
 pub use enterprise::{
     Basis, Contact, Enterprise, Hj212Crc, Hj212Identity, Limit, Meter, MeterRole, Outlet,
     OutletKind,
@@ -112,6 +119,7 @@ impl Config {
             Some(f) => match diag::parse_file::<DaemonFile>(&f.rel, &f.text, &f.map) {
                 Ok(d) => {
                     validate::daemon(&mut checker(&f, &mut errors), &d);
+                    validate_notify::channels(&mut checker(&f, &mut errors), &d.channels);
                     Some(d)
                 }
                 Err(e) => {
@@ -143,6 +151,11 @@ impl Config {
             Some(f) => match diag::parse_file::<Duty>(&f.rel, &f.text, &f.map) {
                 Ok(d) => {
                     validate::duty(&mut checker(&f, &mut errors), &d);
+                    validate_notify::duty(
+                        &mut checker(&f, &mut errors),
+                        &d,
+                        daemon.as_ref().map(|d| d.channels.as_slice()),
+                    );
                     d
                 }
                 Err(e) => {
@@ -226,6 +239,20 @@ impl Config {
             crate::store::StoreUrl::redacted(&self.storage_url)
         );
         let _ = writeln!(s, "timezone: {}", self.timezone);
+        let _ = writeln!(
+            s,
+            "alerting: {} channels ({}), {} rotations, {} routes, {} escalation policies",
+            self.daemon.channels.len(),
+            self.daemon
+                .channels
+                .iter()
+                .map(|c| format!("{} {}", c.id, c.kind.as_str()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.duty.rotations.len(),
+            self.duty.routes.len(),
+            self.duty.escalation.len(),
+        );
         for (e, file) in self.enterprises.iter().zip(&self.enterprise_files) {
             let _ = writeln!(
                 s,

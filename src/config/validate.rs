@@ -26,7 +26,7 @@ impl Checker<'_> {
         self.out.push(self.map.diagnostic(self.file, path, message));
     }
 
-    fn id(&mut self, path: &str, id: &str) {
+    pub(super) fn id(&mut self, path: &str, id: &str) {
         let ok = !id.is_empty()
             && id.len() <= 64
             && id
@@ -40,7 +40,7 @@ impl Checker<'_> {
         }
     }
 
-    fn non_empty(&mut self, path: &str, s: &str) {
+    pub(super) fn non_empty(&mut self, path: &str, s: &str) {
         if s.trim().is_empty() {
             self.error(path, "must not be empty");
         }
