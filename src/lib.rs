@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod model;
 pub mod ratelimit;
+pub mod rules;
 pub mod sim;
 pub mod sources;
 pub mod store;

@@ -24,8 +24,8 @@ pub use device::{Device, DeviceProtocol, Parity, Point, StatusPoint, Transport};
 pub use diag::{ConfigErrors, Diagnostic, SourceMap};
 pub use duty::{Duty, Officer, Team};
 pub use enterprise::{
-    Basis, Contact, Enterprise, Hj212Crc, Hj212Identity, Limit, Meter, MeterRole, Outlet,
-    OutletKind,
+    Aggregates, Analyzer, Basis, Contact, EmissionCap, Enterprise, Hj212Crc, Hj212Identity, Limit,
+    Linkage, Meter, MeterRole, Order, OrderKind, Outlet, OutletKind,
 };
 pub use units::{HumanDuration, ListenAddr};
 pub use validate::parse_di;
