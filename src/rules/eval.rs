@@ -216,10 +216,12 @@ impl Evaluator {
         }
     }
 
-    /// Seeds an emission cap's year-to-date total (from the store, at start-up).
+    /// Adds emission of earlier in the year (from the store, at start-up) to the
+    /// caps that count this outlet's pollutant.
     pub fn seed_emissions(
         &mut self,
         enterprise: &str,
+        outlet: &str,
         factor: &str,
         year_start: DateTime<Utc>,
         tonnes: f64,
@@ -227,9 +229,13 @@ impl Evaluator {
         let Some(&e) = self.plan.enterprise_ix.get(enterprise) else {
             return;
         };
-        for (c, cap) in self.plan.enterprises[e].caps.iter().enumerate() {
-            if &*cap.factor == factor {
-                self.ents[e].caps[c].seed(year_start, tonnes);
+        let plan = &self.plan.enterprises[e];
+        let Some(&oi) = plan.outlet_ix.get(outlet) else {
+            return;
+        };
+        for (c, cap) in plan.caps.iter().enumerate() {
+            if &*cap.factor == factor && cap.outlets.contains(&oi) {
+                self.ents[e].caps[c].add_seed(year_start, tonnes);
             }
         }
     }

@@ -362,6 +362,9 @@ impl Series {
         let Some(hour) = self.hour.as_mut() else {
             return false;
         };
+        if r.kind == DataKind::Rtd && !hour.first_sight(r.ts) {
+            return false;
+        }
         hour.counts.values += 1;
         hour.counts.add_flag(r.flag);
         if !r.flag.valid_for_judging() {

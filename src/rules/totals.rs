@@ -38,6 +38,14 @@ impl CapState {
         };
     }
 
+    /// Adds tonnes emitted earlier in the year (from the store, at start-up).
+    pub fn add_seed(&mut self, year_start: DateTime<Utc>, tonnes: f64) {
+        if self.year != Some(year_start) {
+            self.seed(year_start, 0.0);
+        }
+        self.total += tonnes;
+    }
+
     pub fn total(&self) -> f64 {
         self.total
     }

@@ -72,6 +72,9 @@ pub struct Slot {
     supplied: Option<(f64, f64)>,
     /// Flagged M or C (maintenance, calibration) at least once.
     pub maintenance: bool,
+    /// Seconds of the minute that already brought a real-time value: a reading
+    /// delivered twice (a resend, a replay overlapping the live feed) counts once.
+    seen: u64,
 }
 
 impl Slot {
@@ -162,6 +165,16 @@ impl HourWin {
     pub fn add(&mut self, t: DateTime<Utc>, s: Sample) {
         let m = self.minute_of(t);
         self.slots[m].add(s);
+    }
+
+    /// Marks the second of `t` as seen; false if a value for it was seen already.
+    pub fn first_sight(&mut self, t: DateTime<Utc>) -> bool {
+        let m = self.minute_of(t);
+        let bit = 1u64 << (t - self.start).num_seconds().rem_euclid(60);
+        let slot = &mut self.slots[m];
+        let new = slot.seen & bit == 0;
+        slot.seen |= bit;
+        new
     }
 
     pub fn supply_minute(&mut self, t: DateTime<Utc>, judged: f64, measured: f64) {
