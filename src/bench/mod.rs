@@ -4,6 +4,7 @@
 
 pub mod field;
 pub mod hj212;
+pub mod rules;
 pub mod store;
 
 pub use store::{store, synthetic_readings, BenchError, StoreBench, StoreReport};

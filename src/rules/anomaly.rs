@@ -34,7 +34,7 @@ pub(crate) struct SeriesView<'a> {
 fn ev(r: &Reading) -> EvidenceValue {
     EvidenceValue {
         ts: r.ts,
-        factor: r.factor.to_string(),
+        factor: r.factor.clone(),
         value: r.value,
         flag: r.flag,
         corrected: None,
@@ -58,7 +58,6 @@ fn once_per_hour(
 
 /// Checks one valid real-time or minute value, newer than any before it.
 pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &mut Output) {
-    let loc = ctx.loc();
     let stopped = ctx.production == Some(false);
     if r.value < 0.0 {
         if let Some(h) = once_per_hour(s.negative_hour, ctx, r.ts) {
@@ -66,7 +65,7 @@ pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &m
                 Finding::new(
                     RuleName::NegativeValue,
                     ctx.plan,
-                    loc.clone(),
+                    ctx.loc(),
                     s.factor,
                     h,
                     h + Duration::hours(1),
@@ -89,7 +88,7 @@ pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &m
                 Finding::new(
                     RuleName::ZeroValue,
                     ctx.plan,
-                    loc.clone(),
+                    ctx.loc(),
                     s.factor,
                     h,
                     h + Duration::hours(1),
@@ -118,7 +117,7 @@ pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &m
                 Finding::new(
                     RuleName::OverRange,
                     ctx.plan,
-                    loc.clone(),
+                    ctx.loc(),
                     s.factor,
                     h,
                     h + Duration::hours(1),
@@ -156,7 +155,7 @@ pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &m
                     Finding::new(
                         RuleName::ConstantValue,
                         ctx.plan,
-                        loc,
+                        ctx.loc(),
                         s.factor,
                         start,
                         r.ts,

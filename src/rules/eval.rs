@@ -1,8 +1,6 @@
 //! The evaluator: routes each reading to its outlet or meter state, and moves time
 //! on for the rules that fire on silence.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Duration, Utc};
 
 use super::finding::{Evidence, Finding, RuleName, Severity};
@@ -205,13 +203,25 @@ impl Evaluator {
             for (i, o) in ent.outlets.iter_mut().enumerate() {
                 o.tick(plan, i, &mut ent.caps, &self.opts, tz, now, out);
                 let op = &plan.outlets[i];
-                let loc = Location::Outlet(op.id.clone());
-                offline(plan, loc, op.offline_after, &mut o.seen, now, out);
+                offline(
+                    plan,
+                    || Location::Outlet(op.id.clone()),
+                    op.offline_after,
+                    &mut o.seen,
+                    now,
+                    out,
+                );
             }
             for (i, m) in ent.meters.iter_mut().enumerate() {
                 let mp = &plan.meters[i];
-                let loc = Location::Meter(mp.id.clone());
-                offline(plan, loc, mp.offline_after, &mut m.seen, now, out);
+                offline(
+                    plan,
+                    || Location::Meter(mp.id.clone()),
+                    mp.offline_after,
+                    &mut m.seen,
+                    now,
+                    out,
+                );
             }
         }
     }
@@ -280,7 +290,7 @@ impl Seen {
 
 fn offline(
     plan: &EnterprisePlan,
-    loc: Location,
+    loc: impl FnOnce() -> Location,
     after: Duration,
     seen: &mut Seen,
     now: DateTime<Utc>,
@@ -292,6 +302,7 @@ fn offline(
         return;
     }
     seen.raised = true;
+    let loc = loc();
     let silent = (now - last).num_minutes();
     let what = if seen.last.is_some() {
         format!("last data at {last}")
@@ -388,4 +399,4 @@ pub(crate) fn kind_ix(k: DataKind) -> usize {
 
 /// Series of one outlet by factor, created on first sight (one allocation per new
 /// series, none per reading).
-pub(crate) type SeriesIx = HashMap<Id, usize>;
+pub(crate) type SeriesIx = super::plan::IdMap<usize>;

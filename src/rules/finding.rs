@@ -104,7 +104,9 @@ impl FromStr for Severity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceValue {
     pub ts: DateTime<Utc>,
-    pub factor: String,
+    /// Shared with the reading: keeping a value as evidence costs no allocation.
+    #[serde(with = "id_serde")]
+    pub factor: Id,
     pub value: f64,
     pub flag: Flag,
     /// Oxygen-corrected value, where correction applies.
@@ -247,6 +249,19 @@ impl Finding {
             self.detail,
             self.window_start.timestamp_millis()
         )
+    }
+}
+
+mod id_serde {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &Id, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        Ok(Id::from(String::deserialize(d)?))
     }
 }
 

@@ -29,6 +29,9 @@ pub(crate) struct OutletState {
     flow: [Option<Pair>; 4],
     pub seen: Seen,
     pub fm: FlowHour,
+    /// Earliest end of an open hour or day among the series: ticks before it have
+    /// nothing to close, which keeps a tick over a city cheap.
+    next_due: Option<DateTime<Utc>>,
 }
 
 /// Everything a series needs from around it.
@@ -241,6 +244,7 @@ impl OutletState {
         };
         match (r.kind, r.stat) {
             (DataKind::Rtd, Stat::Rtd) | (DataKind::Min, Stat::Avg) => {
+                let due = self.series[si].due();
                 let o2 = self.series[si]
                     .o2_reference
                     .map(|_| Self::paired(&self.o2, r.kind, r.ts, opts.pair_max_age));
@@ -253,7 +257,15 @@ impl OutletState {
                     self.fm
                         .observe(&ctx, r, s.is_flow, s.water_pollutant && changed, out);
                 }
-                self.series[si].value(&mut ctx, r, o2, flow, out)
+                let late = self.series[si].value(&mut ctx, r, o2, flow, out);
+                let now_due = self.series[si].due();
+                if now_due != due {
+                    self.next_due = match (self.next_due, now_due) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                late
             }
             (DataKind::Hour, Stat::Avg) | (DataKind::Day, Stat::Avg) => {
                 let o2 = Self::paired(&self.o2, r.kind, r.ts, opts.pair_max_age);
@@ -302,14 +314,31 @@ impl OutletState {
             caps,
             production: None,
         };
-        for s in &mut self.series {
-            s.roll(&mut ctx, now - opts.close_after, out);
+        let t = now - opts.close_after;
+        if self.next_due.is_some_and(|d| t >= d) {
+            let mut next: Option<DateTime<Utc>> = None;
+            for s in &mut self.series {
+                s.roll(&mut ctx, t, out);
+                if let Some(d) = s.due() {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
+            }
+            self.next_due = next;
         }
         self.fm.tick(&ctx, now, out);
     }
 }
 
 impl Series {
+    /// When this series next has a window to close.
+    fn due(&self) -> Option<DateTime<Utc>> {
+        match (&self.hour, &self.day) {
+            (Some(h), _) => Some(h.end()),
+            (None, Some(d)) => Some(d.end),
+            (None, None) => None,
+        }
+    }
+
     /// Closes every hour (and day) that ended before `t`, and makes sure a window
     /// is open for `t` if the series is tracked or has data there.
     fn roll(&mut self, ctx: &mut Ctx<'_>, t: DateTime<Utc>, out: &mut Output) {
@@ -383,7 +412,7 @@ impl Series {
         };
         let mut ev = EvidenceValue {
             ts: r.ts,
-            factor: r.factor.to_string(),
+            factor: r.factor.clone(),
             value: r.value,
             flag: r.flag,
             corrected: None,
@@ -594,7 +623,7 @@ impl Series {
         };
         let mut ev = EvidenceValue {
             ts: r.ts,
-            factor: r.factor.to_string(),
+            factor: r.factor.clone(),
             value: r.value,
             flag: r.flag,
             corrected: None,

@@ -62,21 +62,15 @@ impl PowerState {
     ) -> Option<bool> {
         let mut known_off = false;
         for l in &plan.linkages {
-            let samples: Vec<_> = l
-                .production
-                .iter()
-                .map(|&m| Self::fresh(plan, meters, m, at))
-                .collect();
-            if samples
-                .iter()
-                .flatten()
-                .any(|(_, kw)| *kw > l.production_on_kw)
-            {
-                return Some(true);
+            let mut all_fresh = !l.production.is_empty();
+            for &m in &l.production {
+                match Self::fresh(plan, meters, m, at) {
+                    Some((_, kw)) if kw > l.production_on_kw => return Some(true),
+                    Some(_) => {}
+                    None => all_fresh = false,
+                }
             }
-            if samples.iter().all(Option::is_some) && !samples.is_empty() {
-                known_off = true;
-            }
+            known_off |= all_fresh;
         }
         known_off.then_some(false)
     }
@@ -126,17 +120,26 @@ impl PowerState {
             .filter(|(_, kw)| *kw > l.production_on_kw)
             .map(|(t, _)| t)
             .max();
-        let treatment: Option<Vec<(DateTime<Utc>, f64)>> = l
-            .treatment
-            .iter()
-            .map(|&m| Self::fresh(plan, meters, m, at))
-            .collect();
-        let (Some(prod_ts), Some(treatment)) = (on, treatment) else {
+        // Every treatment meter must be fresh: one silent meter makes the sum
+        // meaningless (offline reports it).
+        let mut kw = 0.0;
+        let mut treat_ts: Option<DateTime<Utc>> = None;
+        for &m in &l.treatment {
+            match Self::fresh(plan, meters, m, at) {
+                Some((t, p)) => {
+                    kw += p;
+                    treat_ts = Some(treat_ts.map_or(t, |x| x.min(t)));
+                }
+                None => {
+                    *ep = Episode::default();
+                    return;
+                }
+            }
+        }
+        let (Some(prod_ts), Some(treat_ts)) = (on, treat_ts) else {
             *ep = Episode::default();
             return;
         };
-        let kw: f64 = treatment.iter().map(|(_, kw)| kw).sum();
-        let treat_ts = treatment.iter().map(|(t, _)| *t).min().unwrap_or(at);
         let (rule, fraction) = if kw < l.off_below * l.treatment_normal_kw {
             (RuleName::TreatmentNotRunning, l.off_below)
         } else if kw < l.underpowered_below * l.treatment_normal_kw {
@@ -212,20 +215,21 @@ impl PowerState {
             *ep = Episode::default();
             return;
         }
-        let samples: Vec<(DateTime<Utc>, f64)> = o
-            .meters
-            .iter()
-            .filter_map(|&m| Self::fresh(plan, meters, m, at))
-            .filter(|(t, _)| *t >= o.start)
-            .collect();
-        let kw: f64 = samples.iter().map(|(_, kw)| kw).sum();
+        // Only readings taken inside the window count.
+        let mut kw = 0.0;
+        let mut confirmed: Option<DateTime<Utc>> = None;
+        for &m in &o.meters {
+            if let Some((t, p)) = Self::fresh(plan, meters, m, at).filter(|(t, _)| *t >= o.start) {
+                kw += p;
+                confirmed = Some(confirmed.map_or(t, |x| x.min(t)));
+            }
+        }
         let allowed = o.allowed_share * o.baseline_kw;
-        if samples.is_empty() || kw <= allowed {
+        let Some(confirmed) = confirmed.filter(|_| kw > allowed) else {
             *ep = Episode::default();
             return;
-        }
+        };
         let start = *ep.start.get_or_insert(at);
-        let confirmed = samples.iter().map(|(t, _)| *t).min().unwrap_or(at);
         if ep.raised || confirmed < start || confirmed - start < o.grace {
             return;
         }

@@ -111,6 +111,9 @@ pub const EVIDENCE_VALUES: usize = 6;
 #[derive(Debug, Clone)]
 pub struct HourWin {
     pub start: DateTime<Utc>,
+    /// Kept rather than computed: the hot path compares against it per value.
+    end: DateTime<Utc>,
+    start_ms: i64,
     pub slots: Box<[Slot; 60]>,
     pub counts: Counts,
     /// Minute index up to which the running mean was last evaluated.
@@ -144,6 +147,8 @@ impl HourWin {
     pub fn new(start: DateTime<Utc>) -> Self {
         HourWin {
             start,
+            end: start + Duration::hours(1),
+            start_ms: start.timestamp_millis(),
             slots: Box::new([Slot::default(); 60]),
             counts: Counts::default(),
             evaluated_minute: 0,
@@ -155,11 +160,11 @@ impl HourWin {
     }
 
     pub fn end(&self) -> DateTime<Utc> {
-        self.start + Duration::hours(1)
+        self.end
     }
 
     pub fn minute_of(&self, t: DateTime<Utc>) -> usize {
-        ((t - self.start).num_minutes()).clamp(0, 59) as usize
+        ((t.timestamp_millis() - self.start_ms).div_euclid(60_000)).clamp(0, 59) as usize
     }
 
     pub fn add(&mut self, t: DateTime<Utc>, s: Sample) {
@@ -169,8 +174,9 @@ impl HourWin {
 
     /// Marks the second of `t` as seen; false if a value for it was seen already.
     pub fn first_sight(&mut self, t: DateTime<Utc>) -> bool {
-        let m = self.minute_of(t);
-        let bit = 1u64 << (t - self.start).num_seconds().rem_euclid(60);
+        let ms = t.timestamp_millis() - self.start_ms;
+        let m = ms.div_euclid(60_000).clamp(0, 59) as usize;
+        let bit = 1u64 << ms.div_euclid(1000).rem_euclid(60);
         let slot = &mut self.slots[m];
         let new = slot.seen & bit == 0;
         slot.seen |= bit;
