@@ -2,7 +2,7 @@
 //! Same code as `pollwatch bench rules`.
 
 fn main() {
-    for (enterprises, hours) in [(900, 2), (9000, 1)] {
+    for (enterprises, hours) in [(900, 2), (3000, 1)] {
         match pollwatch::bench::rules::rules(enterprises, hours) {
             Ok(r) => println!("{r}"),
             Err(e) => eprintln!("rules bench with {enterprises} enterprises failed: {e}"),

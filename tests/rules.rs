@@ -763,3 +763,36 @@ fn emission_from_concentration_times_flow() {
     );
     assert_eq!(out.emissions[0].source, "computed");
 }
+
+#[test]
+fn zero_values_while_production_is_metered_off_are_not_anomalies() {
+    let cfg = format!("{FLUE}{POWER}");
+    let mut ev = evaluator(&cfg);
+    let f = feed(
+        &mut ev,
+        vec![
+            meter("M-PROD", at(0), 5.0),
+            meter("M-TREAT", at(0), 0.0),
+            outlet("DA001", "a19001", at(30), 20.5),
+            outlet("DA001", "a21026", at(30), 0.0),
+        ],
+    );
+    assert!(
+        of(&f, RuleName::ZeroValue).is_empty(),
+        "production off: {f:#?}"
+    );
+    let f = feed(
+        &mut ev,
+        vec![
+            meter("M-PROD", at(3600), 400.0),
+            meter("M-TREAT", at(3600), 100.0),
+            outlet("DA001", "a19001", at(3630), 6.0),
+            outlet("DA001", "a21026", at(3630), 0.0),
+        ],
+    );
+    assert_eq!(
+        of(&f, RuleName::ZeroValue).len(),
+        1,
+        "production running: {f:#?}"
+    );
+}

@@ -284,3 +284,57 @@ async fn restart_mid_hour_gives_the_same_hourly_verdict(url: &str) {
         "same counts"
     );
 }
+
+/// A tap nobody drains never holds up ingestion: the writer keeps committing,
+/// counts what it could not offer, and the numbers show the receiver the gap.
+#[tokio::test]
+async fn a_full_tap_never_blocks_the_writer_and_shows_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+    let (tap, mut rx) = tokio::sync::mpsc::channel(1);
+    let clock = Arc::new(ManualClock::new(t0()));
+    let (writer, wtask) = Writer::spawn(
+        store.clone(),
+        WriterOptions {
+            tap: Some(tap),
+            ..WriterOptions::default()
+        },
+        clock,
+    );
+    for i in 0..4 {
+        tokio::time::timeout(
+            StdDuration::from_secs(5),
+            writer.write(Batch::readings(upload(i))),
+        )
+        .await
+        .expect("a full tap must not block the writer")
+        .unwrap();
+    }
+    assert_eq!(
+        writer
+            .stats()
+            .tap_lagged
+            .load(std::sync::atomic::Ordering::Relaxed),
+        6,
+        "three commits of two readings not offered"
+    );
+    let first = rx.recv().await.unwrap();
+    assert_eq!(first.seq, 1);
+    assert_eq!(first.readings.len(), 2);
+    writer.write(Batch::readings(upload(4))).await.unwrap();
+    let next = rx.recv().await.unwrap();
+    assert_eq!(next.seq, 5, "the receiver sees that 2–4 are missing");
+    drop(writer);
+    wtask.finish(StdDuration::from_secs(5)).await;
+    // Every reading is in the store all the same.
+    let stored = store
+        .readings(&pollwatch::store::ReadingQuery::new(
+            "E1",
+            pollwatch::model::LocationKind::Outlet,
+            "DA001",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 10);
+}

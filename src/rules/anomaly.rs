@@ -16,9 +16,24 @@ use crate::model::{Id, Reading};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Run {
     start: Option<DateTime<Utc>>,
+    /// `start + constant_for`, computed on the first repeat (most runs end at
+    /// their first value), then one comparison per value.
+    due: Option<DateTime<Utc>>,
     value: f64,
     raised: bool,
-    first: Option<EvidenceValue>,
+    first_flag: Option<crate::model::Flag>,
+}
+
+impl Run {
+    fn start(r: &Reading) -> Run {
+        Run {
+            start: Some(r.ts),
+            due: None,
+            value: r.value,
+            raised: false,
+            first_flag: Some(r.flag),
+        }
+    }
 }
 
 pub(crate) struct SeriesView<'a> {
@@ -58,7 +73,6 @@ fn once_per_hour(
 
 /// Checks one valid real-time or minute value, newer than any before it.
 pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &mut Output) {
-    let stopped = ctx.production == Some(false);
     if r.value < 0.0 {
         if let Some(h) = once_per_hour(s.negative_hour, ctx, r.ts) {
             out.findings.push(
@@ -82,7 +96,7 @@ pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &m
                 }),
             );
         }
-    } else if r.value == 0.0 && !s.is_flow && !stopped {
+    } else if r.value == 0.0 && !s.is_flow && ctx.production(r.ts) != Some(false) {
         if let Some(h) = once_per_hour(s.zero_hour, ctx, r.ts) {
             out.findings.push(
                 Finding::new(
@@ -99,14 +113,14 @@ pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &m
                     ctx.op.id,
                     s.factor,
                     r.ts,
-                    production_text(ctx.production)
+                    production_text(ctx.production(r.ts))
                 ))
                 .evidence(
                     Evidence {
                         values: vec![ev(r)],
                         ..Evidence::default()
                     }
-                    .param("production", ctx.production),
+                    .param("production", ctx.production(r.ts)),
                 ),
             );
         }
@@ -138,19 +152,30 @@ pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &m
             );
         }
     }
-    // Flow legitimately sits at zero when nothing is discharged; a stopped plant
-    // legitimately reads flat.
-    if s.is_flow || stopped {
+    // Flow legitimately sits at zero when nothing is discharged.
+    if s.is_flow {
         *s.run = Run::default();
         return;
     }
     let run = s.run;
     match run.start {
         Some(start) if (r.value - run.value).abs() <= ctx.op.constant_epsilon => {
-            let held = r.ts - start;
-            if held >= ctx.op.constant_for && !run.raised {
+            let due = *run.due.get_or_insert_with(|| start + ctx.op.constant_for);
+            if r.ts >= due && !run.raised {
+                // A stopped plant legitimately reads flat: the run counts from
+                // when production is seen again.
+                if ctx.production(r.ts) == Some(false) {
+                    *run = Run::start(r);
+                    return;
+                }
+                let held = r.ts - start;
                 run.raised = true;
-                let values = run.first.iter().cloned().chain([ev(r)]).collect();
+                let first = run.first_flag.map(|flag| EvidenceValue {
+                    ts: start,
+                    flag,
+                    ..ev(r)
+                });
+                let values = first.into_iter().chain([ev(r)]).collect();
                 out.findings.push(
                     Finding::new(
                         RuleName::ConstantValue,
@@ -180,14 +205,7 @@ pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &m
                 );
             }
         }
-        _ => {
-            *run = Run {
-                start: Some(r.ts),
-                value: r.value,
-                raised: false,
-                first: Some(ev(r)),
-            };
-        }
+        _ => *run = Run::start(r),
     }
 }
 

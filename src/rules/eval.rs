@@ -158,14 +158,13 @@ impl Evaluator {
                 };
                 let plan = &self.plan.enterprises[e];
                 let ent = &mut self.ents[e];
-                let production = ent.power.production(plan, &ent.meters, r.ts);
                 let late = ent.outlets[i].reading(
                     plan,
                     i,
                     &mut ent.caps,
                     &self.opts,
                     self.plan.tz,
-                    production,
+                    (&ent.power, &ent.meters),
                     r,
                     out,
                 );

@@ -9,6 +9,7 @@ use super::eval::{kind_ix, Options, Output, Seen, SeriesIx};
 use super::finding::{Counts, Evidence, EvidenceValue, Finding, RuleName};
 use super::o2::{self, NotJudgeable};
 use super::plan::{self, EnterprisePlan, LimitPlan, OutletPlan, GAS_FLOW, WATER_FLOW};
+use super::power::{MeterState, PowerState};
 use super::totals::{self, CapState};
 use super::window::{day_start, hour_start, DayWin, HourWin, Sample};
 use crate::config::{Aggregates, Basis, OutletKind};
@@ -41,14 +42,21 @@ pub(crate) struct Ctx<'a> {
     pub opts: &'a Options,
     pub tz: Tz,
     pub caps: &'a mut [CapState],
-    /// Whether the enterprise's production runs, by its power meters (`None`: no
-    /// linkage configured or no fresh data).
-    pub production: Option<bool>,
+    /// The enterprise's power meters, to ask whether production runs (only asked
+    /// when a rule needs it: it is not free).
+    pub power: Option<(&'a PowerState, &'a [MeterState])>,
 }
 
 impl Ctx<'_> {
     pub fn loc(&self) -> Option<Location> {
         Some(Location::Outlet(self.op.id.clone()))
+    }
+
+    /// Whether production runs at `at`, by the linkages' production meters
+    /// (`None`: no linkage, or no fresh data).
+    pub fn production(&self, at: DateTime<Utc>) -> Option<bool> {
+        let (power, meters) = self.power?;
+        power.production(self.plan, meters, at)
     }
 }
 
@@ -224,7 +232,7 @@ impl OutletState {
         caps: &mut [CapState],
         opts: &Options,
         tz: Tz,
-        production: Option<bool>,
+        power: (&PowerState, &[MeterState]),
         r: &Reading,
         out: &mut Output,
     ) -> bool {
@@ -240,7 +248,7 @@ impl OutletState {
             opts,
             tz,
             caps,
-            production,
+            power: Some(power),
         };
         match (r.kind, r.stat) {
             (DataKind::Rtd, Stat::Rtd) | (DataKind::Min, Stat::Avg) => {
@@ -312,7 +320,7 @@ impl OutletState {
             opts,
             tz,
             caps,
-            production: None,
+            power: None,
         };
         let t = now - opts.close_after;
         if self.next_due.is_some_and(|d| t >= d) {
