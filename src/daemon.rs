@@ -17,6 +17,8 @@ use crate::clock::Clock;
 use crate::config::Config;
 use std::collections::HashSet;
 
+use crate::rules::task::{RulesTask, TaskOptions};
+use crate::rules::Plan;
 use crate::sources::field::dtu::{DtuHub, DtuOptions};
 use crate::sources::field::line::Endpoint;
 use crate::sources::field::FieldSources;
@@ -27,6 +29,11 @@ use crate::store::{Store, StoreError, StoreOptions, StoreUrl, Writer, WriterOpti
 /// How long shutdown waits for an unreachable store before abandoning unwritten
 /// batches. systemd's default stop timeout is 90 s; we aim to be gone within 10.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Commits the rules engine may be behind before the writer stops offering it
+/// readings (it then rebuilds from the store). A commit is one batch of up to
+/// `max_batch` readings, so this is minutes of city-scale traffic.
+pub const RULES_TAP_QUEUE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -71,8 +78,24 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let devices = crate::sources::field::devices(&config)?;
     let store = open_store(&config).await?;
-    let (writer, writer_task) =
-        Writer::spawn(store.clone(), writer_options(&config), clock.clone());
+    // The rules engine judges what the writer has committed (never before).
+    let (tap, tap_rx) = tokio::sync::mpsc::channel(RULES_TAP_QUEUE);
+    let (writer, writer_task) = Writer::spawn(
+        store.clone(),
+        WriterOptions {
+            tap: Some(tap),
+            ..writer_options(&config)
+        },
+        clock.clone(),
+    );
+    let rules = RulesTask::spawn(
+        store.clone(),
+        Plan::new(&config),
+        TaskOptions::default(),
+        clock.clone(),
+        tap_rx,
+        None,
+    );
     let (stop_sources, sources_stop) = watch::channel(false);
     let registry = Arc::new(Registry::from_config(&config));
     let (_registry_tx, registry_rx) = watch::channel(registry.clone());
@@ -159,6 +182,8 @@ pub async fn run(
     tracing::info!("flushing the store writer");
     drop(writer);
     writer_task.finish(SHUTDOWN_GRACE).await;
+    tracing::info!("judging the last committed readings");
+    rules.join(SHUTDOWN_GRACE).await;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod model;
 pub mod notify;
 pub mod ratelimit;
+pub mod rules;
 pub mod sim;
 pub mod sources;
 pub mod store;

@@ -40,6 +40,8 @@ enum Command {
     CheckConfig(ConfigArg),
     /// Query stored readings.
     Readings(ReadingsArgs),
+    /// List what the rules engine found, newest first.
+    Findings(FindingsArgs),
     /// Measure throughput on this machine.
     Bench(BenchArgs),
     /// Run a simulated device against a pollwatch (or any platform).
@@ -104,6 +106,25 @@ enum SimulateWhat {
         #[arg(long, default_value = "5s")]
         interval: String,
     },
+}
+
+#[derive(Args)]
+struct FindingsArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[arg(long)]
+    enterprise: Option<String>,
+    /// Rule name, e.g. exceedance, offline, treatment_not_running.
+    #[arg(long)]
+    rule: Option<String>,
+    /// Findings decided since: RFC 3339 or local "YYYY-MM-DD[ HH:MM[:SS]]".
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// One JSON array on stdout, with the evidence.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -190,6 +211,15 @@ enum BenchWhat {
         /// Publish first, then time how fast pollwatch and mosquitto_sub drain.
         #[arg(long)]
         backlog: bool,
+    },
+    /// Rules engine: readings per second through every rule on one core.
+    Rules {
+        /// Enterprises, each with a flue-gas and a wastewater outlet and two meters.
+        #[arg(long, default_value_t = 900)]
+        enterprises: usize,
+        /// Hours of data (one upload per outlet and meter every 30 s).
+        #[arg(long, default_value_t = 2)]
+        hours: u32,
     },
     /// Store throughput: readings committed per second through the batched writer.
     Store {
@@ -278,6 +308,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Readings(args) => readings(args).await,
+        Command::Findings(args) => findings(args).await,
         Command::Simulate(SimulateArgs {
             what:
                 SimulateWhat::Modbus {
@@ -403,6 +434,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchArgs {
+            what: BenchWhat::Rules { enterprises, hours },
+        }) => {
+            println!("{}", pollwatch::bench::rules::rules(enterprises, hours)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchArgs {
             what: BenchWhat::Hj212Codec { frames },
         }) => {
             println!("{}", pollwatch::bench::hj212::codec(frames));
@@ -447,6 +484,54 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn findings(a: FindingsArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load(&a.config.config)?;
+    if let Some(r) = &a.rule {
+        r.parse::<pollwatch::rules::RuleName>()?;
+    }
+    let tz = cfg.timezone;
+    let q = pollwatch::store::FindingQuery {
+        enterprise: a.enterprise,
+        rule: a.rule,
+        since: a.since.map(|s| parse_user_time(&s, tz)).transpose()?,
+        after_id: None,
+        limit: a.limit,
+    };
+    let store = pollwatch::daemon::open_store(&cfg).await?;
+    let rows = store.findings(&q).await?;
+    store.close().await;
+    if a.json {
+        let out = rows
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(&s.finding)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("id".into(), s.id.into());
+                    o.insert("created".into(), rfc3339_local(s.created, tz).into());
+                }
+                Ok(v)
+            })
+            .collect::<Result<Vec<serde_json::Value>, serde_json::Error>>()?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for s in &rows {
+            let f = &s.finding;
+            println!(
+                "{:>6}  {}  {:<22} {:<9} {} {} {}  {}",
+                s.id,
+                rfc3339_local(f.window_start, tz),
+                f.rule.as_str(),
+                f.severity.as_str(),
+                f.enterprise,
+                f.location_text(),
+                f.factor,
+                f.message
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {

@@ -359,3 +359,96 @@ fn mqtt_urls_and_tls_files_are_checked() {
         std::path::Path::new("/etc/pollwatch/ca.pem")
     );
 }
+
+#[test]
+fn rules_config_mistakes_are_placed_by_file_line_and_path() {
+    let dir = copy_config();
+    let d = dir.path();
+    let power = "enterprises/dongshan-power.toml";
+    edit(d, power, |t| {
+        t.replacen("treatment = [\"M-FGD\"]", "treatment = [\"M-FDG\"]", 1)
+    });
+    edit(d, power, |t| {
+        t.replacen(
+            "production = [\"M-BOILER1\"]\nproduction_on_kw = 80.0\ntreatment = [\"M-SCR\"]",
+            "production = [\"M-FGD\"]\nproduction_on_kw = 80.0\ntreatment = [\"M-SCR\"]",
+            1,
+        )
+    });
+    edit(d, power, |t| {
+        t.replacen("allowed_share = 0.6", "allowed_share = 1.5", 1)
+    });
+    edit(d, power, |t| {
+        t.replacen(
+            "end = 2026-12-12T00:00:00+08:00",
+            "end = 2026-12-09T00:00:00+08:00",
+            1,
+        )
+    });
+    edit(d, power, |t| {
+        t.replacen("tonnes_per_year = 310.0", "tonnes_per_year = 0.0", 1)
+    });
+    edit(d, power, |t| {
+        t.replacen(
+            "{ factor = \"a21026\", range = 200.0 }",
+            "{ factor = \"a21026\", range = -1.0 }",
+            1,
+        )
+    });
+    let dye = "enterprises/xinghe-dyeing.toml";
+    edit(d, dye, |t| {
+        t.replacen("for = \"10m\"", "for = \"10m\"\nrepeat = 3", 1)
+    });
+    edit(d, dye, |t| {
+        t.replacen(
+            "basis = \"day\"\nwarn_at = 0.9",
+            "basis = \"day\"\nwarn_at = 0.9\nrepeat = 2",
+            1,
+        )
+    });
+    let errs = errors(d);
+    let want = [
+        format!("{power}:{}: linkages[0].treatment[0]: no meter with id \"M-FDG\"", line_of(d, power, "M-FDG")),
+        format!(
+            "{power}:{}: linkages[1].production[0]: meter \"M-FGD\" has role \"treatment\", expected \"production\"",
+            line_of(d, power, "production = [\"M-FGD\"]")
+        ),
+        format!("{power}:{}: orders[0].allowed_share: must be in [0, 1), got 1.5", line_of(d, power, "allowed_share = 1.5")),
+        format!("{power}:{}: orders[0].end: must be after start", line_of(d, power, "end = 2026-12-09")),
+        format!("{power}:{}: emission_caps[0].tonnes_per_year: must be a finite number > 0, got 0", line_of(d, power, "tonnes_per_year = 0.0")),
+        format!("{power}:{}: outlets[0].analyzers[0].range: must be a finite number > 0, got -1", line_of(d, power, "range = -1.0")),
+        format!("{dye}:{}: outlets[0].limits[2]: set for or repeat, not both", line_of(d, dye, "factor = \"w01001\"") - 1),
+        format!("{dye}:{}: outlets[0].limits[0]: for and repeat suppress single spikes", line_of(d, dye, "factor = \"w01018\"") - 1),
+    ];
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    for w in want {
+        assert!(
+            errs.iter().any(|e| e.starts_with(&w)),
+            "missing {w:?} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn an_order_time_needs_its_offset() {
+    let dir = copy_config();
+    let d = dir.path();
+    let power = "enterprises/dongshan-power.toml";
+    edit(d, power, |t| {
+        t.replacen(
+            "start = 2026-12-10T00:00:00+08:00",
+            "start = 2026-12-10T00:00:00",
+            1,
+        )
+    });
+    let errs = errors(d);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(&format!(
+            "{power}:{}",
+            line_of(d, power, "start = 2026-12-10T00:00:00")
+        )),
+        "{errs:#?}"
+    );
+    assert!(errs[0].contains("offset"), "{errs:#?}");
+}

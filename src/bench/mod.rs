@@ -5,6 +5,7 @@
 pub mod field;
 pub mod hj212;
 pub mod mqtt;
+pub mod rules;
 pub mod store;
 
 pub use store::{store, synthetic_readings, BenchError, StoreBench, StoreReport};

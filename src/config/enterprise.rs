@@ -46,6 +46,15 @@ pub struct Enterprise {
     pub outlets: Vec<Outlet>,
     #[serde(default)]
     pub meters: Vec<Meter>,
+    /// Production/treatment power linkage (see `src/rules/linkage.rs`).
+    #[serde(default)]
+    pub linkages: Vec<Linkage>,
+    /// Stop or limit orders with a time window.
+    #[serde(default)]
+    pub orders: Vec<Order>,
+    /// Annual permitted emission quantities.
+    #[serde(default)]
+    pub emission_caps: Vec<EmissionCap>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +96,70 @@ pub struct Outlet {
     /// Analyzers polled directly (most outlets report through an HJ 212 logger).
     #[serde(default)]
     pub devices: Vec<super::Device>,
+    /// Which hourly/daily averages are judged when the logger supplies them and we
+    /// can also compute them: `supplied` (default; computed is a cross-check) or
+    /// `computed`.
+    #[serde(default)]
+    pub aggregates: Aggregates,
+    /// Valid minutes for a valid hour (HJ 75: 45).
+    pub min_valid_minutes: Option<u32>,
+    /// Valid hours for a valid day (HJ 75: 20).
+    pub min_valid_hours: Option<u32>,
+    /// Relative difference between supplied and computed averages above which a
+    /// `data_mismatch` is raised. Default 0.05.
+    pub mismatch_tolerance: Option<f64>,
+    /// No data for this long → `offline`. Default 30m.
+    pub offline_after: Option<super::HumanDuration>,
+    /// Identical values for this long → `constant_value`. Default 4h.
+    pub constant_for: Option<super::HumanDuration>,
+    /// Values within this absolute difference count as identical. Default 1e-6.
+    pub constant_epsilon: Option<f64>,
+    /// Share of the day flagged M or C above which `maintenance_overuse` is raised.
+    /// Default 0.1.
+    pub maintenance_max_share: Option<f64>,
+    /// Analyzer ranges: a value above `range` is `over_range`.
+    #[serde(default)]
+    pub analyzers: Vec<Analyzer>,
+}
+
+impl Outlet {
+    pub const DEFAULT_MIN_VALID_MINUTES: u32 = 45;
+    pub const DEFAULT_MIN_VALID_HOURS: u32 = 20;
+    pub const DEFAULT_MISMATCH_TOLERANCE: f64 = 0.05;
+    pub const DEFAULT_OFFLINE_AFTER: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+    pub const DEFAULT_CONSTANT_FOR: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
+    pub const DEFAULT_CONSTANT_EPSILON: f64 = 1e-6;
+    pub const DEFAULT_MAINTENANCE_MAX_SHARE: f64 = 0.1;
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregates {
+    #[default]
+    Supplied,
+    Computed,
+}
+
+impl Aggregates {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregates::Supplied => "supplied",
+            Aggregates::Computed => "computed",
+        }
+    }
+}
+
+/// An analyzer's measuring range on an outlet.
+///
+/// ```toml
+/// analyzers = [{ factor = "a21026", range = 200.0 }]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Analyzer {
+    pub factor: String,
+    /// Upper end of the range, in the factor's unit.
+    pub range: f64,
 }
 
 /// How a logger proves it speaks for this outlet, and what we ask of it.
@@ -147,8 +220,14 @@ pub struct Limit {
     pub max: Option<f64>,
     pub min: Option<f64>,
     pub basis: Basis,
-    /// Early warning at this fraction of `max`. Default 0.8.
+    /// Early warning at this fraction of `max`. Default 0.8 for hour and day limits;
+    /// instant limits warn only when it is set.
     pub warn_at: Option<f64>,
+    /// Instant limits: raise only when the value stays outside for this long.
+    #[serde(rename = "for")]
+    pub for_: Option<super::HumanDuration>,
+    /// Instant limits: raise only after this many consecutive values outside.
+    pub repeat: Option<u32>,
 }
 
 impl Limit {
@@ -188,4 +267,132 @@ pub struct Meter {
     pub role: MeterRole,
     /// How the meter is read, when pollwatch polls it (MQTT meters publish instead).
     pub device: Option<super::Device>,
+    /// Usual active power (kW) in production; orders are a share of it.
+    pub baseline_kw: Option<f64>,
+    /// No data for this long → `offline`. Default 30m.
+    pub offline_after: Option<super::HumanDuration>,
+}
+
+/// Treatment must run while production runs (分表计电).
+///
+/// ```toml
+/// [[linkages]]
+/// id = "boiler1-fgd"
+/// production = ["M-BOILER1"]        # meters; production runs when any is above
+/// production_on_kw = 50.0           #   this active power (e_p, kW)
+/// treatment = ["M-FGD"]             # meters; their powers are summed
+/// treatment_normal_kw = 400.0       # usual treatment power while production runs
+/// off_below = 0.1                   # below 10 % of normal = not running (default)
+/// underpowered_below = 0.5          # below 50 % of normal = underpowered (default)
+/// grace = "15m"                     # how long before it is a finding (default)
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Linkage {
+    pub id: String,
+    pub production: Vec<String>,
+    pub production_on_kw: f64,
+    pub treatment: Vec<String>,
+    pub treatment_normal_kw: f64,
+    pub off_below: Option<f64>,
+    pub underpowered_below: Option<f64>,
+    pub grace: Option<super::HumanDuration>,
+}
+
+impl Linkage {
+    pub const DEFAULT_OFF_BELOW: f64 = 0.1;
+    pub const DEFAULT_UNDERPOWERED_BELOW: f64 = 0.5;
+    pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderKind {
+    /// Stop production (停产): power at most `allowed_share` (default 0.1, standby).
+    Stop,
+    /// Limit production (限产): power at most `allowed_share` of baseline.
+    Limit,
+}
+
+impl OrderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Stop => "stop",
+            OrderKind::Limit => "limit",
+        }
+    }
+}
+
+/// A stop or limit order (heavy-pollution-weather response, 错峰生产).
+///
+/// ```toml
+/// [[orders]]
+/// id = "2026-11-orange"
+/// kind = "limit"                    # stop | limit
+/// start = "2026-11-28T00:00:00+08:00"
+/// end = "2026-11-30T00:00:00+08:00" # exclusive
+/// allowed_share = 0.6               # of baseline (required for limit; stop: 0.1)
+/// meters = ["M-DYE1", "M-DYE2"]     # default: every production meter
+/// baseline_kw = 900.0               # default: sum of the meters' baseline_kw
+/// grace = "15m"                     # default
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    pub id: String,
+    pub kind: OrderKind,
+    #[serde(deserialize_with = "offset_datetime")]
+    pub start: chrono::DateTime<chrono::FixedOffset>,
+    #[serde(deserialize_with = "offset_datetime")]
+    pub end: chrono::DateTime<chrono::FixedOffset>,
+    pub allowed_share: Option<f64>,
+    #[serde(default)]
+    pub meters: Vec<String>,
+    pub baseline_kw: Option<f64>,
+    pub grace: Option<super::HumanDuration>,
+}
+
+impl Order {
+    pub const DEFAULT_STOP_SHARE: f64 = 0.1;
+    pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+}
+
+/// An annual permitted emission quantity (许可排放量).
+///
+/// ```toml
+/// [[emission_caps]]
+/// factor = "a21026"
+/// tonnes_per_year = 120.0
+/// outlets = ["DA001", "DA002"]      # default: every outlet where the factor belongs
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmissionCap {
+    pub factor: String,
+    pub tonnes_per_year: f64,
+    #[serde(default)]
+    pub outlets: Vec<String>,
+}
+
+/// A time with its UTC offset, written either as a TOML datetime
+/// (`start = 2026-11-28T00:00:00+08:00`) or as a string. A time without an offset is
+/// refused: an order's window must not depend on the server's time zone.
+fn offset_datetime<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<chrono::DateTime<chrono::FixedOffset>, D::Error> {
+    let text = match toml::Value::deserialize(d)? {
+        toml::Value::String(s) => s,
+        toml::Value::Datetime(dt) => dt.to_string(),
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a date-time such as 2026-11-28T00:00:00+08:00, got {}",
+                other.type_str()
+            )))
+        }
+    };
+    chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid date-time {text:?} ({e}): write it with its offset, e.g. 2026-11-28T00:00:00+08:00"
+        ))
+    })
 }

@@ -31,8 +31,8 @@ pub use duty::{
     ShiftKind, Team,
 };
 pub use enterprise::{
-    Basis, Contact, Enterprise, Hj212Crc, Hj212Identity, Limit, Meter, MeterRole, Outlet,
-    OutletKind,
+    Aggregates, Analyzer, Basis, Contact, EmissionCap, Enterprise, Hj212Crc, Hj212Identity, Limit,
+    Linkage, Meter, MeterRole, Order, OrderKind, Outlet, OutletKind,
 };
 pub use units::{HumanDuration, ListenAddr};
 pub use validate::parse_di;

@@ -7,7 +7,7 @@ use super::daemon::DaemonFile;
 use super::device::{Device, DeviceProtocol, Point, Transport};
 use super::diag::{Diagnostic, SourceMap};
 use super::duty::Duty;
-use super::enterprise::{Enterprise, Limit, Outlet, OutletKind};
+use super::enterprise::{Basis, Enterprise, Limit, MeterRole, Outlet, OutletKind};
 use crate::model::{self, FactorClass};
 use crate::sources::dlt645::types::MeterAddress;
 use crate::sources::dlt645::value as dlt645_value;
@@ -216,6 +216,204 @@ pub fn enterprise(c: &mut Checker<'_>, e: &Enterprise, cat: &Catalogue<'_>) {
     for (i, o) in e.outlets.iter().enumerate() {
         for (j, d) in o.devices.iter().enumerate() {
             device(c, &format!("outlets[{i}].devices[{j}]"), d, cat, false);
+        }
+    }
+    for (i, m) in e.meters.iter().enumerate() {
+        if let Some(b) = m.baseline_kw {
+            positive(c, &format!("meters[{i}].baseline_kw"), b);
+        }
+        if let Some(d) = m.offline_after {
+            non_zero(c, &format!("meters[{i}].offline_after"), d);
+        }
+    }
+    rules(c, e, cat);
+}
+
+fn positive(c: &mut Checker<'_>, path: &str, v: f64) {
+    if !(v.is_finite() && v > 0.0) {
+        c.error(path, format!("must be a finite number > 0, got {v}"));
+    }
+}
+
+fn fraction(c: &mut Checker<'_>, path: &str, v: f64) {
+    if !(v.is_finite() && v > 0.0 && v <= 1.0) {
+        c.error(path, format!("must be in (0, 1], got {v}"));
+    }
+}
+
+fn non_zero(c: &mut Checker<'_>, path: &str, d: super::HumanDuration) {
+    if d.0.is_zero() {
+        c.error(path, "must be longer than 0s");
+    }
+}
+
+/// Linkages, orders and emission caps: they refer to meters and outlets by id, so
+/// a typo would silently switch a rule off; every reference must resolve.
+fn rules(c: &mut Checker<'_>, e: &Enterprise, cat: &Catalogue<'_>) {
+    let role = |id: &str| e.meters.iter().find(|m| m.id == id).map(|m| m.role);
+    let mut ids = HashSet::new();
+    for (i, l) in e.linkages.iter().enumerate() {
+        let p = format!("linkages[{i}]");
+        c.id(&format!("{p}.id"), &l.id);
+        if !ids.insert(l.id.as_str()) {
+            c.error(
+                &format!("{p}.id"),
+                format!("linkage id {:?} is used twice", l.id),
+            );
+        }
+        for (key, list, want) in [
+            ("production", &l.production, MeterRole::Production),
+            ("treatment", &l.treatment, MeterRole::Treatment),
+        ] {
+            if list.is_empty() {
+                c.error(&format!("{p}.{key}"), "needs at least one meter id");
+            }
+            for (j, m) in list.iter().enumerate() {
+                match role(m) {
+                    None => c.error(
+                        &format!("{p}.{key}[{j}]"),
+                        format!("no meter with id {m:?}"),
+                    ),
+                    Some(r) if r != want => c.error(
+                        &format!("{p}.{key}[{j}]"),
+                        format!(
+                            "meter {m:?} has role {:?}, expected {:?}",
+                            r.as_str(),
+                            want.as_str()
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        positive(c, &format!("{p}.production_on_kw"), l.production_on_kw);
+        positive(
+            c,
+            &format!("{p}.treatment_normal_kw"),
+            l.treatment_normal_kw,
+        );
+        let off = l.off_below.unwrap_or(super::Linkage::DEFAULT_OFF_BELOW);
+        let under = l
+            .underpowered_below
+            .unwrap_or(super::Linkage::DEFAULT_UNDERPOWERED_BELOW);
+        if let Some(v) = l.off_below {
+            fraction(c, &format!("{p}.off_below"), v);
+        }
+        if let Some(v) = l.underpowered_below {
+            fraction(c, &format!("{p}.underpowered_below"), v);
+        }
+        if off > under {
+            c.error(
+                &format!("{p}.off_below"),
+                format!("must not be above underpowered_below ({under}), got {off}"),
+            );
+        }
+    }
+    let mut ids = HashSet::new();
+    for (i, o) in e.orders.iter().enumerate() {
+        let p = format!("orders[{i}]");
+        c.id(&format!("{p}.id"), &o.id);
+        if !ids.insert(o.id.as_str()) {
+            c.error(
+                &format!("{p}.id"),
+                format!("order id {:?} is used twice", o.id),
+            );
+        }
+        if o.end <= o.start {
+            c.error(
+                &format!("{p}.end"),
+                format!("must be after start ({})", o.start),
+            );
+        }
+        match (o.kind, o.allowed_share) {
+            (super::OrderKind::Limit, None) => c.error(
+                &p,
+                "a limit order needs allowed_share (a fraction of baseline)",
+            ),
+            (_, Some(v)) if !(v.is_finite() && (0.0..1.0).contains(&v)) => c.error(
+                &format!("{p}.allowed_share"),
+                format!("must be in [0, 1), got {v}"),
+            ),
+            _ => {}
+        }
+        let meters: Vec<&str> = if o.meters.is_empty() {
+            e.meters
+                .iter()
+                .filter(|m| m.role == MeterRole::Production)
+                .map(|m| m.id.as_str())
+                .collect()
+        } else {
+            o.meters.iter().map(String::as_str).collect()
+        };
+        if meters.is_empty() {
+            c.error(
+                &format!("{p}.meters"),
+                "no meters: list them or add a production meter",
+            );
+        }
+        for (j, m) in o.meters.iter().enumerate() {
+            if role(m).is_none() {
+                c.error(
+                    &format!("{p}.meters[{j}]"),
+                    format!("no meter with id {m:?}"),
+                );
+            }
+        }
+        match o.baseline_kw {
+            Some(b) => positive(c, &format!("{p}.baseline_kw"), b),
+            None => {
+                let missing: Vec<&str> = meters
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        !e.meters
+                            .iter()
+                            .any(|m| m.id == *id && m.baseline_kw.is_some())
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    c.error(
+                        &format!("{p}.baseline_kw"),
+                        format!("set baseline_kw here or on meters {}", missing.join(", ")),
+                    );
+                }
+            }
+        }
+        if let Some(g) = o.grace {
+            non_zero(c, &format!("{p}.grace"), g);
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, cap) in e.emission_caps.iter().enumerate() {
+        let p = format!("emission_caps[{i}]");
+        match cat.class(&cap.factor) {
+            Some(FactorClass::GasPollutant | FactorClass::WaterPollutant) => {}
+            Some(_) => c.error(
+                &format!("{p}.factor"),
+                format!(
+                    "{} is not a pollutant with an emission quantity",
+                    cap.factor
+                ),
+            ),
+            None => c.error(
+                &format!("{p}.factor"),
+                format!("unknown factor code {:?}", cap.factor),
+            ),
+        }
+        if !seen.insert(cap.factor.as_str()) {
+            c.error(
+                &format!("{p}.factor"),
+                format!("a cap for {} is already set", cap.factor),
+            );
+        }
+        positive(c, &format!("{p}.tonnes_per_year"), cap.tonnes_per_year);
+        for (j, o) in cap.outlets.iter().enumerate() {
+            if !e.outlets.iter().any(|x| &x.id == o) {
+                c.error(
+                    &format!("{p}.outlets[{j}]"),
+                    format!("no outlet with id {o:?}"),
+                );
+            }
         }
     }
 }
@@ -455,6 +653,55 @@ fn outlet(c: &mut Checker<'_>, p: &str, o: &Outlet, cat: &Catalogue<'_>) {
             }
         }
     }
+    if let Some(n) = o.min_valid_minutes.filter(|n| !(1..=60).contains(n)) {
+        c.error(
+            &format!("{p}.min_valid_minutes"),
+            format!("must be 1 to 60, got {n}"),
+        );
+    }
+    if let Some(n) = o.min_valid_hours.filter(|n| !(1..=24).contains(n)) {
+        c.error(
+            &format!("{p}.min_valid_hours"),
+            format!("must be 1 to 24, got {n}"),
+        );
+    }
+    if let Some(v) = o.mismatch_tolerance {
+        positive(c, &format!("{p}.mismatch_tolerance"), v);
+    }
+    if let Some(v) = o.maintenance_max_share {
+        fraction(c, &format!("{p}.maintenance_max_share"), v);
+    }
+    if let Some(v) = o.constant_epsilon.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+        c.error(
+            &format!("{p}.constant_epsilon"),
+            format!("must be a finite number ≥ 0, got {v}"),
+        );
+    }
+    for (key, d) in [
+        ("offline_after", o.offline_after),
+        ("constant_for", o.constant_for),
+    ] {
+        if let Some(d) = d {
+            non_zero(c, &format!("{p}.{key}"), d);
+        }
+    }
+    let mut analyzers = HashSet::new();
+    for (j, a) in o.analyzers.iter().enumerate() {
+        let ap = format!("{p}.analyzers[{j}]");
+        if cat.class(&a.factor).is_none() {
+            c.error(
+                &format!("{ap}.factor"),
+                format!("unknown factor code {:?}", a.factor),
+            );
+        }
+        if !analyzers.insert(a.factor.as_str()) {
+            c.error(
+                &format!("{ap}.factor"),
+                format!("{} has two ranges", a.factor),
+            );
+        }
+        positive(c, &format!("{ap}.range"), a.range);
+    }
     let mut seen = HashSet::new();
     for (j, l) in o.limits.iter().enumerate() {
         let lp = format!("{p}.limits[{j}]");
@@ -519,6 +766,18 @@ fn limit(c: &mut Checker<'_>, p: &str, kind: OutletKind, l: &Limit, cat: &Catalo
             format!("must be below max, got min {min} ≥ max {max}"),
         ),
         _ => {}
+    }
+    if (l.for_.is_some() || l.repeat.is_some()) && l.basis != Basis::Instant {
+        c.error(
+            p,
+            "for and repeat suppress single spikes on instant limits; averages need neither",
+        );
+    }
+    if l.for_.is_some() && l.repeat.is_some() {
+        c.error(p, "set for or repeat, not both");
+    }
+    if l.repeat == Some(0) {
+        c.error(&format!("{p}.repeat"), "must be at least 1");
     }
     if let Some(w) = l.warn_at {
         if !(w > 0.0 && w <= 1.0) {

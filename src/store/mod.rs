@@ -10,14 +10,16 @@
 //! them into transactions and tells each sender when its readings are durable — the
 //! moment a source may acknowledge (invariant 1).
 
+mod findings;
 mod postgres;
 mod series;
 mod sqlite;
 mod url;
 pub mod writer;
 
+pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use url::{StoreUrl, UrlError};
-pub use writer::{Durable, WriteError, Writer, WriterOptions, WriterStats, WriterTask};
+pub use writer::{Committed, Durable, WriteError, Writer, WriterOptions, WriterStats, WriterTask};
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ use super::{
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     ids: Arc<IdCache>,
 }
 

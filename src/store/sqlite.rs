@@ -69,7 +69,7 @@ static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     ids: Arc<IdCache>,
     /// Rows in `readings_recent` (approximate: resends count until compaction).
     recent: Arc<AtomicU64>,

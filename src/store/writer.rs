@@ -16,6 +16,13 @@
 //! sources block, so loggers stop being acknowledged and resend later. An accepted
 //! reading is never dropped for an outage. Only at shutdown, after the grace period,
 //! does the writer give up — and then it says how many readings it could not write.
+//!
+//! The rules engine sees readings only after they are durable, through the optional
+//! [`Tap`]: after each commit the writer offers the committed readings, numbered,
+//! to a bounded channel. It never waits on it — ingestion must not stall because
+//! evaluation is slow — so a full channel drops that batch from the tap (never from
+//! the store), counts it in `tap_lagged`, and logs it; the receiver sees the gap in
+//! the numbers and rebuilds its state from the store (invariant 4).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,6 +50,16 @@ pub struct WriterOptions {
     /// (harmless: re-writing is idempotent). Guards against a connection that died
     /// without telling us.
     pub commit_timeout: Duration,
+    /// Where committed readings are offered (the rules engine), if anywhere.
+    pub tap: Option<mpsc::Sender<Committed>>,
+}
+
+/// Readings of one commit, numbered so that a receiver can tell when it missed some.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// 1, 2, 3, … per writer; a gap means batches were dropped from the tap.
+    pub seq: u64,
+    pub readings: Arc<[Reading]>,
 }
 
 impl Default for WriterOptions {
@@ -54,6 +71,7 @@ impl Default for WriterOptions {
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
             commit_timeout: Duration::from_secs(30),
+            tap: None,
         }
     }
 }
@@ -85,6 +103,8 @@ pub struct WriterStats {
     pub failed_commits: AtomicU64,
     pub last_commit_micros: AtomicU64,
     pub last_batch_readings: AtomicU64,
+    /// Readings committed but not offered to the tap because it was full.
+    pub tap_lagged: AtomicU64,
 }
 
 struct Request {
@@ -118,6 +138,7 @@ impl Writer {
             rx,
             give_up: give_up_rx,
             stats: stats.clone(),
+            tap_seq: 0,
         };
         let handle = tokio::spawn(task.run());
         (Writer { tx, clock, stats }, WriterTask { handle, give_up })
@@ -202,6 +223,7 @@ struct Task {
     rx: mpsc::Receiver<Request>,
     give_up: watch::Receiver<bool>,
     stats: Arc<WriterStats>,
+    tap_seq: u64,
 }
 
 impl Task {
@@ -255,6 +277,7 @@ impl Task {
             {
                 Ok(stats) => {
                     self.record(&stats, started.elapsed(), &parts);
+                    self.offer(&parts);
                     break Ok(());
                 }
                 Err(e) => {
@@ -297,6 +320,36 @@ impl Task {
                     let _ = w.send(Err(WriteError::Abandoned(msg.clone())));
                 }
             }
+        }
+    }
+
+    /// Offers the committed readings to the tap without ever waiting for it.
+    fn offer(&mut self, parts: &[Received]) {
+        let Some(tap) = &self.opts.tap else { return };
+        let readings: Arc<[Reading]> = parts
+            .iter()
+            .flat_map(|p| p.batch.readings.iter().cloned())
+            .collect();
+        if readings.is_empty() {
+            return;
+        }
+        self.tap_seq += 1;
+        let n = readings.len();
+        match tap.try_send(Committed {
+            seq: self.tap_seq,
+            readings,
+        }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let total = self.stats.tap_lagged.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+                tracing::error!(
+                    readings = n,
+                    lagged_total = total,
+                    "rules engine is behind: committed readings not offered to it; it will rebuild from the store"
+                );
+            }
+            // The evaluator has stopped (shutdown); the store has the readings.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 

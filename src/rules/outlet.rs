@@ -1,0 +1,736 @@
+//! Per-outlet evaluation: each factor's series with its hour and day windows, its
+//! limits, and the per-value anomaly checks.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+use super::anomaly::{self, FlowHour, Run};
+use super::eval::{kind_ix, Options, Output, Seen, SeriesIx};
+use super::finding::{Counts, Evidence, EvidenceValue, Finding, RuleName};
+use super::o2::{self, NotJudgeable};
+use super::plan::{self, EnterprisePlan, LimitPlan, OutletPlan, GAS_FLOW, WATER_FLOW};
+use super::power::{MeterState, PowerState};
+use super::totals::{self, CapState};
+use super::window::{day_start, hour_start, DayWin, HourWin, Sample};
+use crate::config::{Aggregates, Basis, OutletKind};
+use crate::model::{DataKind, FactorClass, Flag, Id, Location, Reading, Stat};
+
+/// An O2 or flow value kept to pair with pollutant values of the same instant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pair {
+    pub ts: DateTime<Utc>,
+    pub value: f64,
+}
+
+#[derive(Default)]
+pub(crate) struct OutletState {
+    pub series: Vec<Series>,
+    pub ix: SeriesIx,
+    o2: [Option<Pair>; 4],
+    flow: [Option<Pair>; 4],
+    pub seen: Seen,
+    pub fm: FlowHour,
+    /// Earliest end of an open hour or day among the series: ticks before it have
+    /// nothing to close, which keeps a tick over a city cheap.
+    next_due: Option<DateTime<Utc>>,
+}
+
+/// Everything a series needs from around it.
+pub(crate) struct Ctx<'a> {
+    pub plan: &'a EnterprisePlan,
+    pub op: &'a OutletPlan,
+    pub opts: &'a Options,
+    pub tz: Tz,
+    pub caps: &'a mut [CapState],
+    /// The enterprise's power meters, to ask whether production runs (only asked
+    /// when a rule needs it: it is not free).
+    pub power: Option<(&'a PowerState, &'a [MeterState])>,
+}
+
+impl Ctx<'_> {
+    pub fn loc(&self) -> Option<Location> {
+        Some(Location::Outlet(self.op.id.clone()))
+    }
+
+    /// Whether production runs at `at`, by the linkages' production meters
+    /// (`None`: no linkage, or no fresh data).
+    pub fn production(&self, at: DateTime<Utc>) -> Option<bool> {
+        let (power, meters) = self.power?;
+        power.production(self.plan, meters, at)
+    }
+}
+
+/// A streak of values outside an instant limit.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Streak {
+    pub(crate) start: Option<DateTime<Utc>>,
+    pub(crate) count: u32,
+    pub(crate) raised: bool,
+    pub(crate) values: Vec<EvidenceValue>,
+}
+
+/// Recent (period start, judged mean) pairs, for the supplied/computed cross-check.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recent([Option<(DateTime<Utc>, f64)>; 4]);
+
+impl Recent {
+    pub(crate) fn put(&mut self, t: DateTime<Utc>, v: f64) {
+        self.0.rotate_right(1);
+        self.0[0] = Some((t, v));
+    }
+    pub(crate) fn get(&self, t: DateTime<Utc>) -> Option<f64> {
+        self.0
+            .iter()
+            .flatten()
+            .find(|(s, _)| *s == t)
+            .map(|(_, v)| *v)
+    }
+}
+
+pub(crate) struct Series {
+    pub factor: Id,
+    pub(crate) limits: Vec<LimitPlan>,
+    pub(crate) range: Option<f64>,
+    /// Reference O2 when values are oxygen-corrected.
+    pub(crate) o2_reference: Option<f64>,
+    /// Wastewater pollutant: daily mean flow-weighted.
+    pub(crate) weight: bool,
+    pub(crate) is_flow: bool,
+    pub(crate) water_pollutant: bool,
+    /// Emission caps this series counts toward.
+    pub(crate) caps: Vec<usize>,
+    pub(crate) hour: Option<HourWin>,
+    pub(crate) day: Option<DayWin>,
+    pub(crate) streaks: Vec<Streak>,
+    /// Last valid real-time/minute value.
+    pub last: Option<(DateTime<Utc>, f64)>,
+    pub(crate) run: Run,
+    pub(crate) zero_hour: Option<DateTime<Utc>>,
+    pub(crate) negative_hour: Option<DateTime<Utc>>,
+    pub(crate) range_hour: Option<DateTime<Utc>>,
+    pub(crate) computed_hours: Recent,
+    pub(crate) supplied_hours: Recent,
+    pub(crate) computed_days: Recent,
+    pub(crate) supplied_days: Recent,
+}
+
+impl Series {
+    fn new(plan: &EnterprisePlan, op: &OutletPlan, oi: usize, factor: &Id) -> Series {
+        let fp = op.factors.get(factor).cloned().unwrap_or_default();
+        let class = plan::class(factor);
+        let pollutant = matches!(
+            class,
+            Some(FactorClass::GasPollutant | FactorClass::WaterPollutant)
+        );
+        let caps = plan
+            .caps
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.factor == *factor && c.outlets.contains(&oi))
+            .map(|(i, _)| i)
+            .collect();
+        Series {
+            factor: factor.clone(),
+            streaks: vec![Streak::default(); fp.limits.len()],
+            limits: fp.limits,
+            range: fp.range,
+            o2_reference: op
+                .o2_reference
+                .filter(|_| class == Some(FactorClass::GasPollutant)),
+            weight: class == Some(FactorClass::WaterPollutant),
+            is_flow: matches!(&**factor, GAS_FLOW | WATER_FLOW),
+            water_pollutant: class == Some(FactorClass::WaterPollutant),
+            caps: if pollutant { caps } else { Vec::new() },
+            hour: None,
+            day: None,
+            last: None,
+            run: Run::default(),
+            zero_hour: None,
+            negative_hour: None,
+            range_hour: None,
+            computed_hours: Recent::default(),
+            supplied_hours: Recent::default(),
+            computed_days: Recent::default(),
+            supplied_days: Recent::default(),
+        }
+    }
+
+    /// Series with limits keep their windows rolling through silence, so an hour
+    /// without data is still judged (as missing).
+    fn tracked(&self) -> bool {
+        !self.limits.is_empty() || !self.caps.is_empty()
+    }
+
+    pub(crate) fn has_basis(&self, b: Basis) -> bool {
+        self.limits.iter().any(|l| l.basis == b)
+    }
+}
+
+/// Flow in the catalogue's per-second unit (gas m³/s, water L/s), so that
+/// C × Q is mg/s for both; `None` for a unit we cannot convert.
+fn flow_per_second(value: f64, unit: &str, gas: bool) -> Option<f64> {
+    match (unit, gas) {
+        ("" | "m³/s" | "m3/s", true) | ("" | "L/s" | "l/s", false) => Some(value),
+        ("m³/h" | "m3/h", true) => Some(value / 3600.0),
+        ("m³/h" | "m3/h", false) => Some(value * 1000.0 / 3600.0),
+        ("m³/s" | "m3/s", false) => Some(value * 1000.0),
+        _ => None,
+    }
+}
+
+impl OutletState {
+    /// Takes in an O2 or flow value for pairing (called for a batch's instant
+    /// before its pollutants).
+    pub fn pair_sample(&mut self, r: &Reading) {
+        if r.converted || !matches!(r.stat, Stat::Rtd | Stat::Avg) || !r.flag.valid_for_judging() {
+            return;
+        }
+        let k = kind_ix(r.kind);
+        if &*r.factor == plan::O2 {
+            self.o2[k] = Some(Pair {
+                ts: r.ts,
+                value: r.value,
+            });
+        } else if let Some(v) = flow_per_second(r.value, &r.unit, &*r.factor == GAS_FLOW) {
+            self.flow[k] = Some(Pair { ts: r.ts, value: v });
+        }
+    }
+
+    fn paired(
+        arr: &[Option<Pair>; 4],
+        kind: DataKind,
+        ts: DateTime<Utc>,
+        max_age: Duration,
+    ) -> Option<f64> {
+        let p = arr[kind_ix(kind)]?;
+        let ok = p.ts == ts
+            || (matches!(kind, DataKind::Rtd | DataKind::Min) && p.ts < ts && ts - p.ts <= max_age);
+        ok.then_some(p.value)
+    }
+
+    fn series_ix(
+        &mut self,
+        plan: &EnterprisePlan,
+        op: &OutletPlan,
+        oi: usize,
+        factor: &Id,
+    ) -> usize {
+        if let Some(&i) = self.ix.get(&**factor) {
+            return i;
+        }
+        self.series.push(Series::new(plan, op, oi, factor));
+        self.ix.insert(factor.clone(), self.series.len() - 1);
+        self.series.len() - 1
+    }
+
+    /// One reading of this outlet. Returns true if it came too late to be judged.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reading(
+        &mut self,
+        plan: &EnterprisePlan,
+        oi: usize,
+        caps: &mut [CapState],
+        opts: &Options,
+        tz: Tz,
+        power: (&PowerState, &[MeterState]),
+        r: &Reading,
+        out: &mut Output,
+    ) -> bool {
+        self.seen.saw(r.ts);
+        if r.converted {
+            return false;
+        }
+        let op = &plan.outlets[oi];
+        let si = self.series_ix(plan, op, oi, &r.factor);
+        let mut ctx = Ctx {
+            plan,
+            op,
+            opts,
+            tz,
+            caps,
+            power: Some(power),
+        };
+        match (r.kind, r.stat) {
+            (DataKind::Rtd, Stat::Rtd) | (DataKind::Min, Stat::Avg) => {
+                let due = self.series[si].due();
+                let o2 = self.series[si]
+                    .o2_reference
+                    .map(|_| Self::paired(&self.o2, r.kind, r.ts, opts.pair_max_age));
+                let flow = Self::paired(&self.flow, r.kind, r.ts, opts.pair_max_age);
+                if op.kind == OutletKind::Wastewater && r.flag.valid_for_judging() {
+                    let s = &self.series[si];
+                    let changed = s.last.is_some_and(|(t, v)| {
+                        r.ts > t && (r.value - v).abs() > op.constant_epsilon
+                    });
+                    self.fm
+                        .observe(&ctx, r, s.is_flow, s.water_pollutant && changed, out);
+                }
+                let late = self.series[si].value(&mut ctx, r, o2, flow, out);
+                let now_due = self.series[si].due();
+                if now_due != due {
+                    self.next_due = match (self.next_due, now_due) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                late
+            }
+            (DataKind::Hour, Stat::Avg) | (DataKind::Day, Stat::Avg) => {
+                let o2 = Self::paired(&self.o2, r.kind, r.ts, opts.pair_max_age);
+                self.series[si].supplied(&mut ctx, r, o2, out);
+                false
+            }
+            (DataKind::Hour, Stat::Cou) => {
+                let s = &self.series[si];
+                for &c in &s.caps {
+                    // Pollutant -Cou is in kg.
+                    totals::record(
+                        ctx.plan,
+                        ctx.caps,
+                        c,
+                        ctx.op,
+                        r.ts,
+                        r.value / 1000.0,
+                        "cou",
+                        tz,
+                        out,
+                    );
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn tick(
+        &mut self,
+        plan: &EnterprisePlan,
+        oi: usize,
+        caps: &mut [CapState],
+        opts: &Options,
+        tz: Tz,
+        now: DateTime<Utc>,
+        out: &mut Output,
+    ) {
+        let op = &plan.outlets[oi];
+        let mut ctx = Ctx {
+            plan,
+            op,
+            opts,
+            tz,
+            caps,
+            power: None,
+        };
+        let t = now - opts.close_after;
+        if self.next_due.is_some_and(|d| t >= d) {
+            let mut next: Option<DateTime<Utc>> = None;
+            for s in &mut self.series {
+                s.roll(&mut ctx, t, out);
+                if let Some(d) = s.due() {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
+            }
+            self.next_due = next;
+        }
+        self.fm.tick(&ctx, now, out);
+    }
+}
+
+impl Series {
+    /// When this series next has a window to close.
+    fn due(&self) -> Option<DateTime<Utc>> {
+        match (&self.hour, &self.day) {
+            (Some(h), _) => Some(h.end()),
+            (None, Some(d)) => Some(d.end),
+            (None, None) => None,
+        }
+    }
+
+    /// Closes every hour (and day) that ended before `t`, and makes sure a window
+    /// is open for `t` if the series is tracked or has data there.
+    fn roll(&mut self, ctx: &mut Ctx<'_>, t: DateTime<Utc>, out: &mut Output) {
+        while let Some(h) = &self.hour {
+            if t < h.end() {
+                break;
+            }
+            let next = h.end();
+            let Some(h) = self.hour.take() else { break };
+            self.close_hour(ctx, h, out);
+            if self.tracked() && next <= t {
+                self.hour = Some(HourWin::new(next));
+            }
+        }
+        if let Some(d) = &self.day {
+            if t >= d.end && self.hour.as_ref().is_none_or(|h| h.start >= d.end) {
+                if let Some(d) = self.day.take() {
+                    self.close_day(ctx, d, out);
+                }
+            }
+        }
+    }
+
+    /// A real-time or minute value. Returns true when late.
+    fn value(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        r: &Reading,
+        o2: Option<Option<f64>>,
+        flow: Option<f64>,
+        out: &mut Output,
+    ) -> bool {
+        if self.hour.as_ref().is_some_and(|h| r.ts < h.start) {
+            return true;
+        }
+        self.roll(ctx, r.ts, out);
+        let start = match &self.hour {
+            Some(h) => h.start,
+            None => {
+                let s = hour_start(r.ts, ctx.tz);
+                self.hour = Some(HourWin::new(s));
+                s
+            }
+        };
+        if self.day.is_none() {
+            let d = day_start(start, ctx.tz);
+            let end = day_start(d + Duration::hours(36), ctx.tz);
+            self.day = Some(DayWin::new(d, end));
+        }
+        let Some(hour) = self.hour.as_mut() else {
+            return false;
+        };
+        if r.kind == DataKind::Rtd && !hour.first_sight(r.ts) {
+            return false;
+        }
+        hour.counts.values += 1;
+        hour.counts.add_flag(r.flag);
+        if !r.flag.valid_for_judging() {
+            if matches!(r.flag, Flag::M | Flag::C) {
+                hour.mark_maintenance(r.ts);
+            }
+            return false;
+        }
+        let fresh = self.last.is_none_or(|(t, _)| r.ts > t);
+        if fresh {
+            anomaly::check_value(self_anomaly(self), ctx, r, out);
+            self.last = Some((r.ts, r.value));
+        }
+        let Some(hour) = self.hour.as_mut() else {
+            return false;
+        };
+        let mut ev = EvidenceValue {
+            ts: r.ts,
+            factor: r.factor.clone(),
+            value: r.value,
+            flag: r.flag,
+            corrected: None,
+            o2: o2.flatten(),
+        };
+        let judged = match (self.o2_reference, o2) {
+            (Some(reference), Some(o2v)) => match o2::correct(r.value, reference, o2v) {
+                Ok(c) => c,
+                Err(nj) => {
+                    hour.counts.not_judgeable += 1;
+                    hour.remember(ev);
+                    if !hour.not_judgeable_raised {
+                        hour.not_judgeable_raised = true;
+                        let h = (
+                            hour.start,
+                            hour.end(),
+                            hour.recent.clone(),
+                            hour.counts.clone(),
+                        );
+                        not_judgeable(ctx, &self.factor, h, nj, out);
+                    }
+                    return false;
+                }
+            },
+            _ => r.value,
+        };
+        if self.o2_reference.is_some() {
+            ev.corrected = Some(judged);
+        }
+        let sample = Sample {
+            measured: r.value,
+            judged,
+            flow,
+        };
+        if r.kind == DataKind::Min {
+            hour.supply_minute(r.ts, judged, r.value);
+        } else {
+            hour.add(r.ts, sample);
+        }
+        hour.counts.valid_values += 1;
+        hour.remember(ev.clone());
+        self.instant(ctx, r.ts, judged, ev, out);
+        let m = self.hour.as_ref().map_or(0, |h| h.minute_of(r.ts)) as u8;
+        if self.hour.as_ref().is_some_and(|h| m > h.evaluated_minute) {
+            self.running_hour(ctx, m, out);
+        }
+        false
+    }
+
+    fn close_hour(&mut self, ctx: &mut Ctx<'_>, h: HourWin, out: &mut Output) {
+        let st = h.stats(60);
+        let valid = st.valid_minutes >= ctx.op.min_valid_minutes;
+        let mut counts = h.counts.clone();
+        counts.valid_minutes = Some(st.valid_minutes);
+        if self.day.as_ref().is_none_or(|d| h.start >= d.end) {
+            if let Some(d) = self.day.take() {
+                self.close_day(ctx, d, out);
+            }
+            let d = day_start(h.start, ctx.tz);
+            self.day = Some(DayWin::new(d, day_start(d + Duration::hours(36), ctx.tz)));
+        }
+        if !valid {
+            if !self.limits.is_empty() {
+                out.findings.push(
+                    Finding::new(RuleName::MissingData, ctx.plan, ctx.loc(), &self.factor, h.start, h.end())
+                        .value(f64::from(st.valid_minutes))
+                        .threshold(f64::from(ctx.op.min_valid_minutes))
+                        .detail("hour")
+                        .message(format!("{} {}: hour starting {} has {} valid minutes (< {}): not a valid hourly mean", ctx.op.id, self.factor, h.start, st.valid_minutes, ctx.op.min_valid_minutes))
+                        .evidence(Evidence { values: h.recent.clone(), counts: Some(counts.clone()), ..Evidence::default() }.param("min_valid_minutes", ctx.op.min_valid_minutes)),
+                );
+            }
+        } else if let (Some(mean), Some(measured)) = (st.mean, st.measured_mean) {
+            self.computed_hours.put(h.start, mean);
+            let supplied = self.supplied_hours.get(h.start);
+            if let Some(s) = supplied {
+                self.mismatch(ctx, Basis::Hour, h.start, h.end(), s, mean, out);
+            }
+            if ctx.op.aggregates == Aggregates::Computed || supplied.is_none() {
+                let ev = Evidence {
+                    values: h.recent.clone(),
+                    counts: Some(counts.clone()),
+                    average: Some(mean),
+                    measured_average: Some(measured),
+                    aggregate: Some("computed".into()),
+                    ..Evidence::default()
+                };
+                self.judge(ctx, Basis::Hour, h.start, h.end(), mean, ev, h.warned, out);
+            }
+            for &c in &self.caps.clone() {
+                if st.q_n > 0 {
+                    // Mean C × Q in mg/s over the hour → tonnes.
+                    let tonnes = st.sum_cq / f64::from(st.q_n) * 3600.0 * 1e-9;
+                    totals::record(
+                        ctx.plan, ctx.caps, c, ctx.op, h.start, tonnes, "computed", ctx.tz, out,
+                    );
+                }
+            }
+        }
+        let Some(day) = self.day.as_mut() else { return };
+        day.counts.merge(&h.counts);
+        day.maintenance_minutes += st.maintenance_minutes;
+        if valid {
+            if let Some(mean) = st.mean {
+                day.valid_hours += 1;
+                day.sum_hour_means += mean;
+                if self.weight && st.sum_q > 0.0 && st.q_n == counts.valid_values {
+                    day.sum_cq += st.sum_cq;
+                    day.sum_q += st.sum_q;
+                } else {
+                    day.hours_without_flow += 1;
+                }
+                day.last_hour = Some((mean, st.sum_cq, st.sum_q));
+            }
+        }
+        let share = ctx.op.maintenance_max_share;
+        if !day.maintenance_raised && f64::from(day.maintenance_minutes) > share * 1440.0 {
+            day.maintenance_raised = true;
+            out.findings.push(
+                Finding::new(RuleName::MaintenanceOveruse, ctx.plan, ctx.loc(), &self.factor, day.start, day.end)
+                    .value(f64::from(day.maintenance_minutes) / 1440.0)
+                    .threshold(share)
+                    .detail("day")
+                    .message(format!("{} {}: {} minutes flagged maintenance/calibration today (> {:.0} % of the day)", ctx.op.id, self.factor, day.maintenance_minutes, share * 100.0))
+                    .evidence(Evidence { counts: Some(day.counts.clone()), ..Evidence::default() }.param("maintenance_minutes", day.maintenance_minutes).param("maintenance_max_share", share)),
+            );
+        }
+        if valid && self.has_basis(Basis::Day) {
+            self.running_day(ctx, h.end(), out);
+        }
+    }
+
+    fn close_day(&mut self, ctx: &mut Ctx<'_>, d: DayWin, out: &mut Output) {
+        if !self.has_basis(Basis::Day) {
+            return;
+        }
+        let counts = Counts {
+            valid_hours: Some(d.valid_hours),
+            ..d.counts.clone()
+        };
+        if d.valid_hours < ctx.op.min_valid_hours {
+            out.findings.push(
+                Finding::new(
+                    RuleName::MissingData,
+                    ctx.plan,
+                    ctx.loc(),
+                    &self.factor,
+                    d.start,
+                    d.end,
+                )
+                .value(f64::from(d.valid_hours))
+                .threshold(f64::from(ctx.op.min_valid_hours))
+                .detail("day")
+                .message(format!(
+                    "{} {}: day starting {} has {} valid hours (< {}): not a valid daily mean",
+                    ctx.op.id, self.factor, d.start, d.valid_hours, ctx.op.min_valid_hours
+                ))
+                .evidence(
+                    Evidence {
+                        counts: Some(counts),
+                        ..Evidence::default()
+                    }
+                    .param("min_valid_hours", ctx.op.min_valid_hours),
+                ),
+            );
+            return;
+        }
+        let Some(mean) = d.mean() else { return };
+        self.computed_days.put(d.start, mean);
+        let supplied = self.supplied_days.get(d.start);
+        if let Some(s) = supplied {
+            self.mismatch(ctx, Basis::Day, d.start, d.end, s, mean, out);
+        }
+        if ctx.op.aggregates == Aggregates::Computed || supplied.is_none() {
+            let ev = Evidence {
+                counts: Some(counts),
+                average: Some(mean),
+                measured_average: d.plain_mean(),
+                aggregate: Some(
+                    if d.weighted() {
+                        "computed, flow-weighted"
+                    } else {
+                        "computed"
+                    }
+                    .into(),
+                ),
+                ..Evidence::default()
+            }
+            .param("sum_cq", d.sum_cq)
+            .param("sum_q", d.sum_q);
+            self.judge(ctx, Basis::Day, d.start, d.end, mean, ev, d.warned, out);
+        }
+    }
+
+    /// A logger-supplied hourly (2061) or daily (2031) average.
+    fn supplied(&mut self, ctx: &mut Ctx<'_>, r: &Reading, o2: Option<f64>, out: &mut Output) {
+        if !r.flag.valid_for_judging() {
+            return;
+        }
+        let basis = if r.kind == DataKind::Hour {
+            Basis::Hour
+        } else {
+            Basis::Day
+        };
+        let (start, end) = match basis {
+            Basis::Hour => (r.ts, r.ts + Duration::hours(1)),
+            _ => (r.ts, day_start(r.ts + Duration::hours(36), ctx.tz)),
+        };
+        let mut ev = EvidenceValue {
+            ts: r.ts,
+            factor: r.factor.clone(),
+            value: r.value,
+            flag: r.flag,
+            corrected: None,
+            o2,
+        };
+        let judged = match self.o2_reference {
+            Some(reference) => match o2::correct(r.value, reference, o2) {
+                Ok(c) => c,
+                Err(nj) => {
+                    let counts = Counts {
+                        values: 1,
+                        not_judgeable: 1,
+                        ..Counts::default()
+                    };
+                    not_judgeable(ctx, &self.factor, (start, end, vec![ev], counts), nj, out);
+                    return;
+                }
+            },
+            None => r.value,
+        };
+        if self.o2_reference.is_some() {
+            ev.corrected = Some(judged);
+        }
+        let computed = match basis {
+            Basis::Hour => {
+                self.supplied_hours.put(start, judged);
+                self.computed_hours.get(start)
+            }
+            _ => {
+                self.supplied_days.put(start, judged);
+                self.computed_days.get(start)
+            }
+        };
+        if let Some(c) = computed {
+            self.mismatch(ctx, basis, start, end, judged, c, out);
+        }
+        if ctx.op.aggregates == Aggregates::Supplied {
+            let e = Evidence {
+                values: vec![ev],
+                average: Some(judged),
+                aggregate: Some("supplied".into()),
+                ..Evidence::default()
+            };
+            self.judge(ctx, basis, start, end, judged, e, 0, out);
+        }
+    }
+}
+
+/// The series state the per-value anomaly checks need.
+fn self_anomaly(s: &mut Series) -> anomaly::SeriesView<'_> {
+    anomaly::SeriesView {
+        factor: &s.factor,
+        is_flow: s.is_flow,
+        range: s.range,
+        run: &mut s.run,
+        zero_hour: &mut s.zero_hour,
+        negative_hour: &mut s.negative_hour,
+        range_hour: &mut s.range_hour,
+    }
+}
+
+fn not_judgeable(
+    ctx: &Ctx<'_>,
+    factor: &Id,
+    (start, end, values, counts): (DateTime<Utc>, DateTime<Utc>, Vec<EvidenceValue>, Counts),
+    nj: NotJudgeable,
+    out: &mut Output,
+) {
+    let o2 = match nj {
+        NotJudgeable::HighO2(v) => Some(v),
+        NotJudgeable::NoO2 => None,
+    };
+    let mut f = Finding::new(
+        RuleName::NotJudgeable,
+        ctx.plan,
+        ctx.loc(),
+        factor,
+        start,
+        end,
+    )
+    .detail("o2")
+    .threshold(o2::NOT_JUDGEABLE_O2)
+    .message(format!(
+        "{} {}: value not judgeable: {}",
+        ctx.op.id,
+        factor,
+        nj.reason()
+    ))
+    .evidence(
+        Evidence {
+            values,
+            counts: Some(counts),
+            ..Evidence::default()
+        }
+        .param("o2_reference", ctx.op.o2_reference)
+        .param("reason", nj.reason()),
+    );
+    if let Some(v) = o2 {
+        f = f.value(v);
+    }
+    out.findings.push(f);
+}

@@ -1,0 +1,255 @@
+//! The evaluation task: the daemon's bridge between the store writer and the
+//! evaluator.
+//!
+//! It rebuilds the evaluator from the store, then judges each commit offered by the
+//! writer's tap and ticks every few seconds on the daemon's clock. Findings go to
+//! the `findings` table — whose natural key turns a replayed finding into a no-op —
+//! and those that are new are handed on (the alerts engine, when it lands).
+//!
+//! When the tap's numbers show a gap (the writer dropped batches because this task
+//! was behind) the task logs it and rebuilds from the store, which holds every
+//! committed reading: evaluation may run late, but it never judges on partial data.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::eval::{Evaluator, Options, Output};
+use super::plan::Plan;
+use super::rebuild::rebuild;
+use crate::clock::Clock;
+use crate::store::{Committed, Store, StoredFinding};
+
+#[derive(Debug, Clone)]
+pub struct TaskOptions {
+    pub eval: Options,
+    /// How often time-driven rules (offline, windows closing) run.
+    pub tick: Duration,
+    /// Attempts to store a set of findings before giving up on it (they come back
+    /// on the next rebuild if their data is still in the replay window).
+    pub store_attempts: u32,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        TaskOptions {
+            eval: Options::default(),
+            tick: Duration::from_secs(10),
+            store_attempts: 8,
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct TaskStats {
+    pub readings: AtomicU64,
+    pub findings_new: AtomicU64,
+    pub findings_repeated: AtomicU64,
+    pub rebuilds: AtomicU64,
+    pub gaps: AtomicU64,
+    pub store_failures: AtomicU64,
+}
+
+pub struct RulesTask {
+    handle: JoinHandle<()>,
+    pub stats: Arc<TaskStats>,
+}
+
+impl RulesTask {
+    /// Starts the task. It ends when the tap closes (the writer has finished).
+    pub fn spawn(
+        store: Store,
+        plan: Plan,
+        opts: TaskOptions,
+        clock: Arc<dyn Clock>,
+        tap: mpsc::Receiver<Committed>,
+        forward: Option<mpsc::Sender<Vec<StoredFinding>>>,
+    ) -> RulesTask {
+        let stats = Arc::new(TaskStats::default());
+        let run = Run {
+            store,
+            plan,
+            opts,
+            clock,
+            forward,
+            stats: stats.clone(),
+        };
+        RulesTask {
+            handle: tokio::spawn(run.run(tap)),
+            stats,
+        }
+    }
+
+    /// Waits for the task to judge what the tap delivered and store its findings.
+    pub async fn join(self, grace: Duration) {
+        let mut handle = self.handle;
+        if tokio::time::timeout(grace, &mut handle).await.is_err() {
+            tracing::error!("rules engine did not finish in time; aborting it");
+            handle.abort();
+        }
+    }
+}
+
+struct Run {
+    store: Store,
+    plan: Plan,
+    opts: TaskOptions,
+    clock: Arc<dyn Clock>,
+    forward: Option<mpsc::Sender<Vec<StoredFinding>>>,
+    stats: Arc<TaskStats>,
+}
+
+impl Run {
+    async fn run(self, mut tap: mpsc::Receiver<Committed>) {
+        let Some(mut ev) = self.rebuild(&mut tap).await else {
+            return;
+        };
+        let mut next_seq: Option<u64> = None;
+        let mut ticker = tokio::time::interval(self.opts.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut out = Output::default();
+        loop {
+            tokio::select! {
+                msg = tap.recv() => {
+                    let Some(c) = msg else { break };
+                    if next_seq.is_some_and(|n| c.seq != n) {
+                        self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            expected = next_seq,
+                            got = c.seq,
+                            "rules engine missed committed readings; rebuilding from the store"
+                        );
+                        match self.rebuild(&mut tap).await {
+                            Some(fresh) => ev = fresh,
+                            None => return,
+                        }
+                    } else {
+                        self.stats.readings.fetch_add(c.readings.len() as u64, Ordering::Relaxed);
+                        ev.ingest(&c.readings, &mut out);
+                    }
+                    next_seq = Some(c.seq + 1);
+                }
+                _ = ticker.tick() => ev.tick(self.clock.now(), &mut out),
+            }
+            if !out.is_empty() {
+                self.persist(std::mem::take(&mut out)).await;
+            }
+        }
+        // The writer has finished: everything it committed was offered; close the
+        // windows that the clock says are over.
+        ev.tick(self.clock.now(), &mut out);
+        self.persist(out).await;
+        tracing::debug!(
+            ingested = ev.ingested,
+            late = ev.late,
+            unknown = ev.unknown,
+            "rules engine stopped"
+        );
+    }
+
+    /// Rebuilds from the store, retrying while it is unreachable. `None` when the
+    /// tap closed meanwhile (shutdown).
+    async fn rebuild(&self, tap: &mut mpsc::Receiver<Committed>) -> Option<Evaluator> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let now = self.clock.now();
+            let started = std::time::Instant::now();
+            match rebuild(&self.store, self.plan.clone(), self.opts.eval.clone(), now).await {
+                Ok((ev, out, stats)) => {
+                    self.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        readings = stats.readings,
+                        enterprises = stats.enterprises,
+                        findings = out.findings.len(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "rules engine state rebuilt from the store"
+                    );
+                    self.persist(out).await;
+                    return Some(ev);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "rebuilding rules state failed");
+                    if tap.is_closed() && tap.is_empty() {
+                        return None;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn persist(&self, out: Output) {
+        if out.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=self.opts.store_attempts.max(1) {
+            let result = async {
+                let ids = self.store.insert_findings(&out.findings, now).await?;
+                self.store.upsert_emissions(&out.emissions).await?;
+                Ok::<_, crate::store::StoreError>(ids)
+            }
+            .await;
+            match result {
+                Ok(ids) => {
+                    let new: Vec<StoredFinding> = out
+                        .findings
+                        .iter()
+                        .zip(ids)
+                        .filter_map(|(f, id)| {
+                            Some(StoredFinding {
+                                id: id?,
+                                created: now,
+                                finding: f.clone(),
+                            })
+                        })
+                        .collect();
+                    let repeated = out.findings.len() - new.len();
+                    self.stats
+                        .findings_repeated
+                        .fetch_add(repeated as u64, Ordering::Relaxed);
+                    self.stats
+                        .findings_new
+                        .fetch_add(new.len() as u64, Ordering::Relaxed);
+                    for s in &new {
+                        let f = &s.finding;
+                        tracing::info!(
+                            id = s.id,
+                            rule = f.rule.as_str(),
+                            severity = f.severity.as_str(),
+                            enterprise = %f.enterprise,
+                            location = %f.location_text(),
+                            factor = %f.factor,
+                            window_start = %f.window_start,
+                            "{}",
+                            f.message
+                        );
+                    }
+                    if let (Some(fwd), false) = (&self.forward, new.is_empty()) {
+                        // The alerts engine reads the table too; a closed receiver only
+                        // means it is shutting down.
+                        let _ = fwd.send(new).await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.stats.store_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, attempt, findings = out.findings.len(), "storing findings failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::error!(
+            findings = out.findings.len(),
+            emissions = out.emissions.len(),
+            "findings could not be stored; they are raised again at the next rebuild if their data is still replayed"
+        );
+    }
+}
