@@ -254,3 +254,76 @@ fn run_with_a_broken_config_refuses_to_start() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn findings_lists_what_the_rules_engine_stored() {
+    use pollwatch::model::Location;
+    use pollwatch::rules::{Evidence, Finding, RuleName, Severity};
+    let dir = temp_config();
+    let url = format!(
+        "sqlite://{}",
+        dir.path().join("state/pollwatch.db").display()
+    );
+    let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+    let f = |rule, minutes: i64, message: &str| Finding {
+        rule,
+        severity: Severity::Violation,
+        enterprise: "91320506MA1PW0001A".into(),
+        location: Some(Location::Outlet("DA001".into())),
+        factor: "a21026".into(),
+        window_start: t0() + chrono::Duration::minutes(minutes),
+        window_end: t0() + chrono::Duration::minutes(minutes + 60),
+        at: t0() + chrono::Duration::minutes(minutes + 60),
+        value: Some(41.5),
+        threshold: Some(35.0),
+        detail: "outlets[0].limits[1]".into(),
+        message: message.into(),
+        evidence: Evidence::default().param("warn_at", 0.8),
+    };
+    store
+        .insert_findings(
+            &[
+                f(RuleName::Exceedance, 0, "SO2 hourly mean 41.5 above 35"),
+                f(RuleName::EarlyWarning, 60, "SO2 at 80 %"),
+            ],
+            t0(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let cfg = dir.path().join("config");
+    let out = bin()
+        .args(["findings", "--rule", "exceedance", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{v:#}");
+    assert_eq!(list[0]["rule"], "exceedance");
+    assert_eq!(list[0]["location"], "outlet:DA001");
+    assert_eq!(list[0]["evidence"]["params"]["warn_at"], 0.8);
+    let text = bin()
+        .args(["findings", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines().next().unwrap().contains("SO2 at 80 %"),
+        "newest first: {text}"
+    );
+    let bad = bin()
+        .args(["findings", "--rule", "exceedence", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown rule \"exceedence\""));
+}

@@ -92,6 +92,7 @@
 //!   natural key.
 
 mod anomaly;
+mod close;
 mod eval;
 pub mod finding;
 mod limits;

@@ -1,0 +1,231 @@
+//! Closing windows: an hour's validity and verdict, its contribution to the day
+//! and to emission totals; a day's verdict; and the logger's own hourly and daily
+//! averages (2061/2031), judged or cross-checked as the outlet's `aggregates` says.
+
+use chrono::Duration;
+
+use super::eval::Output;
+use super::finding::{Counts, Evidence, EvidenceValue, Finding, RuleName};
+use super::o2;
+use super::outlet::{not_judgeable, Ctx, Series};
+use super::totals;
+use super::window::{day_start, DayWin, HourWin};
+use crate::config::{Aggregates, Basis};
+use crate::model::{DataKind, Reading};
+
+impl Series {
+    pub(crate) fn close_hour(&mut self, ctx: &mut Ctx<'_>, h: HourWin, out: &mut Output) {
+        let st = h.stats(60);
+        let valid = st.valid_minutes >= ctx.op.min_valid_minutes;
+        let mut counts = h.counts.clone();
+        counts.valid_minutes = Some(st.valid_minutes);
+        if self.day.as_ref().is_none_or(|d| h.start >= d.end) {
+            if let Some(d) = self.day.take() {
+                self.close_day(ctx, d, out);
+            }
+            let d = day_start(h.start, ctx.tz);
+            self.day = Some(DayWin::new(d, day_start(d + Duration::hours(36), ctx.tz)));
+        }
+        if !valid {
+            if !self.limits.is_empty() {
+                out.findings.push(
+                    Finding::new(RuleName::MissingData, ctx.plan, ctx.loc(), &self.factor, h.start, h.end())
+                        .value(f64::from(st.valid_minutes))
+                        .threshold(f64::from(ctx.op.min_valid_minutes))
+                        .detail("hour")
+                        .message(format!("{} {}: hour starting {} has {} valid minutes (< {}): not a valid hourly mean", ctx.op.id, self.factor, h.start, st.valid_minutes, ctx.op.min_valid_minutes))
+                        .evidence(Evidence { values: h.recent.clone(), counts: Some(counts.clone()), ..Evidence::default() }.param("min_valid_minutes", ctx.op.min_valid_minutes)),
+                );
+            }
+        } else if let (Some(mean), Some(measured)) = (st.mean, st.measured_mean) {
+            self.computed_hours.put(h.start, mean);
+            let supplied = self.supplied_hours.get(h.start);
+            if let Some(s) = supplied {
+                self.mismatch(ctx, Basis::Hour, h.start, h.end(), s, mean, out);
+            }
+            if ctx.op.aggregates == Aggregates::Computed || supplied.is_none() {
+                let ev = Evidence {
+                    values: h.recent.clone(),
+                    counts: Some(counts.clone()),
+                    average: Some(mean),
+                    measured_average: Some(measured),
+                    aggregate: Some("computed".into()),
+                    ..Evidence::default()
+                };
+                self.judge(ctx, Basis::Hour, h.start, h.end(), mean, ev, h.warned, out);
+            }
+            for &c in &self.caps.clone() {
+                if st.q_n > 0 {
+                    // Mean C × Q in mg/s over the hour → tonnes.
+                    let tonnes = st.sum_cq / f64::from(st.q_n) * 3600.0 * 1e-9;
+                    totals::record(
+                        ctx.plan, ctx.caps, c, ctx.op, h.start, tonnes, "computed", ctx.tz, out,
+                    );
+                }
+            }
+        }
+        let Some(day) = self.day.as_mut() else { return };
+        day.counts.merge(&h.counts);
+        day.maintenance_minutes += st.maintenance_minutes;
+        if valid {
+            if let Some(mean) = st.mean {
+                day.valid_hours += 1;
+                day.sum_hour_means += mean;
+                if self.weight && st.sum_q > 0.0 && st.q_n == counts.valid_values {
+                    day.sum_cq += st.sum_cq;
+                    day.sum_q += st.sum_q;
+                } else {
+                    day.hours_without_flow += 1;
+                }
+                day.last_hour = Some((mean, st.sum_cq, st.sum_q));
+            }
+        }
+        let share = ctx.op.maintenance_max_share;
+        if !day.maintenance_raised && f64::from(day.maintenance_minutes) > share * 1440.0 {
+            day.maintenance_raised = true;
+            out.findings.push(
+                Finding::new(RuleName::MaintenanceOveruse, ctx.plan, ctx.loc(), &self.factor, day.start, day.end)
+                    .value(f64::from(day.maintenance_minutes) / 1440.0)
+                    .threshold(share)
+                    .detail("day")
+                    .message(format!("{} {}: {} minutes flagged maintenance/calibration today (> {:.0} % of the day)", ctx.op.id, self.factor, day.maintenance_minutes, share * 100.0))
+                    .evidence(Evidence { counts: Some(day.counts.clone()), ..Evidence::default() }.param("maintenance_minutes", day.maintenance_minutes).param("maintenance_max_share", share)),
+            );
+        }
+        if valid && self.has_basis(Basis::Day) {
+            self.running_day(ctx, h.end(), out);
+        }
+    }
+
+    pub(crate) fn close_day(&mut self, ctx: &mut Ctx<'_>, d: DayWin, out: &mut Output) {
+        if !self.has_basis(Basis::Day) {
+            return;
+        }
+        let counts = Counts {
+            valid_hours: Some(d.valid_hours),
+            ..d.counts.clone()
+        };
+        if d.valid_hours < ctx.op.min_valid_hours {
+            out.findings.push(
+                Finding::new(
+                    RuleName::MissingData,
+                    ctx.plan,
+                    ctx.loc(),
+                    &self.factor,
+                    d.start,
+                    d.end,
+                )
+                .value(f64::from(d.valid_hours))
+                .threshold(f64::from(ctx.op.min_valid_hours))
+                .detail("day")
+                .message(format!(
+                    "{} {}: day starting {} has {} valid hours (< {}): not a valid daily mean",
+                    ctx.op.id, self.factor, d.start, d.valid_hours, ctx.op.min_valid_hours
+                ))
+                .evidence(
+                    Evidence {
+                        counts: Some(counts),
+                        ..Evidence::default()
+                    }
+                    .param("min_valid_hours", ctx.op.min_valid_hours),
+                ),
+            );
+            return;
+        }
+        let Some(mean) = d.mean() else { return };
+        self.computed_days.put(d.start, mean);
+        let supplied = self.supplied_days.get(d.start);
+        if let Some(s) = supplied {
+            self.mismatch(ctx, Basis::Day, d.start, d.end, s, mean, out);
+        }
+        if ctx.op.aggregates == Aggregates::Computed || supplied.is_none() {
+            let ev = Evidence {
+                counts: Some(counts),
+                average: Some(mean),
+                measured_average: d.plain_mean(),
+                aggregate: Some(
+                    if d.weighted() {
+                        "computed, flow-weighted"
+                    } else {
+                        "computed"
+                    }
+                    .into(),
+                ),
+                ..Evidence::default()
+            }
+            .param("sum_cq", d.sum_cq)
+            .param("sum_q", d.sum_q);
+            self.judge(ctx, Basis::Day, d.start, d.end, mean, ev, d.warned, out);
+        }
+    }
+
+    /// A logger-supplied hourly (2061) or daily (2031) average.
+    pub(crate) fn supplied(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        r: &Reading,
+        o2: Option<f64>,
+        out: &mut Output,
+    ) {
+        if !r.flag.valid_for_judging() {
+            return;
+        }
+        let basis = if r.kind == DataKind::Hour {
+            Basis::Hour
+        } else {
+            Basis::Day
+        };
+        let (start, end) = match basis {
+            Basis::Hour => (r.ts, r.ts + Duration::hours(1)),
+            _ => (r.ts, day_start(r.ts + Duration::hours(36), ctx.tz)),
+        };
+        let mut ev = EvidenceValue {
+            ts: r.ts,
+            factor: r.factor.clone(),
+            value: r.value,
+            flag: r.flag,
+            corrected: None,
+            o2,
+        };
+        let judged = match self.o2_reference {
+            Some(reference) => match o2::correct(r.value, reference, o2) {
+                Ok(c) => c,
+                Err(nj) => {
+                    let counts = Counts {
+                        values: 1,
+                        not_judgeable: 1,
+                        ..Counts::default()
+                    };
+                    not_judgeable(ctx, &self.factor, (start, end, vec![ev], counts), nj, out);
+                    return;
+                }
+            },
+            None => r.value,
+        };
+        if self.o2_reference.is_some() {
+            ev.corrected = Some(judged);
+        }
+        let computed = match basis {
+            Basis::Hour => {
+                self.supplied_hours.put(start, judged);
+                self.computed_hours.get(start)
+            }
+            _ => {
+                self.supplied_days.put(start, judged);
+                self.computed_days.get(start)
+            }
+        };
+        if let Some(c) = computed {
+            self.mismatch(ctx, basis, start, end, judged, c, out);
+        }
+        if ctx.op.aggregates == Aggregates::Supplied {
+            let e = Evidence {
+                values: vec![ev],
+                average: Some(judged),
+                aggregate: Some("supplied".into()),
+                ..Evidence::default()
+            };
+            self.judge(ctx, basis, start, end, judged, e, 0, out);
+        }
+    }
+}
