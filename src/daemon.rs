@@ -88,14 +88,41 @@ pub async fn run(
         },
         clock.clone(),
     );
+    let (findings_tx, findings_rx) = tokio::sync::mpsc::channel(1024);
     let rules = RulesTask::spawn(
         store.clone(),
         Plan::new(&config),
         TaskOptions::default(),
         clock.clone(),
         tap_rx,
-        None,
+        Some(findings_tx),
     );
+    // Alerts follow the findings. Without a usable notifier (a secret file
+    // missing, say) ingest and judging go on — readings must not be lost for an
+    // SMS token — and the error says what is missing.
+    let (stop_alerts, alerts_stop) = watch::channel(false);
+    let alerts = match crate::notify::Notifier::from_config(&config, clock.clone()) {
+        Ok(notifier) => {
+            let notifier = Arc::new(notifier);
+            let shared = Arc::new(config.clone());
+            Some(crate::alerts::AlertsTask::spawn(
+                crate::alerts::AlertEngine::new(
+                    store.clone(),
+                    notifier.clone(),
+                    shared,
+                    clock.clone(),
+                ),
+                crate::alerts::Dispatcher::new(store.clone(), notifier, clock.clone()),
+                findings_rx,
+                std::time::Duration::from_secs(10),
+                alerts_stop,
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "alerts are DISABLED: findings are stored but nobody is notified");
+            None
+        }
+    };
     let (stop_sources, sources_stop) = watch::channel(false);
     let registry = Arc::new(Registry::from_config(&config));
     let (_registry_tx, registry_rx) = watch::channel(registry.clone());
@@ -184,6 +211,11 @@ pub async fn run(
     writer_task.finish(SHUTDOWN_GRACE).await;
     tracing::info!("judging the last committed readings");
     rules.join(SHUTDOWN_GRACE).await;
+    if let Some(a) = alerts {
+        // The findings channel is closed now; the task settles what it holds.
+        a.join().await;
+    }
+    drop(stop_alerts);
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -52,6 +52,9 @@ pub struct DaemonFile {
     /// Where alerts are pushed; see [`super::channels`].
     #[serde(default)]
     pub channels: Vec<super::ChannelConfig>,
+    /// How findings become alerts; see [`super::alerts`].
+    #[serde(default)]
+    pub alerts: super::AlertsSection,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

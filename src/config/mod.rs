@@ -9,6 +9,7 @@
 //! and key path. Nothing is half-loaded, which is what lets a reload keep running on
 //! the old config when the new one is wrong.
 
+mod alerts;
 mod channels;
 mod daemon;
 mod device;
@@ -19,6 +20,7 @@ mod units;
 mod validate;
 mod validate_notify;
 
+pub use alerts::AlertsSection;
 pub use channels::{ChannelConfig, ChannelKind, HttpMethod, MessageFormat, SmtpTls};
 pub use daemon::{
     DaemonFile, DaemonSection, DtuSection, ExtraFactor, ExtraFactorClass, Hj212Section,

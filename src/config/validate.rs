@@ -128,6 +128,17 @@ pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
             "idle_timeout and handshake_timeout must be longer than 0s",
         );
     }
+    for rule in d.alerts.severity.keys() {
+        if rule.parse::<crate::rules::RuleName>().is_err() {
+            c.error(
+                &format!("alerts.severity.{rule}"),
+                format!("no rule named {rule:?}"),
+            );
+        }
+    }
+    if d.alerts.hold.0.is_zero() || d.alerts.flap_window.0.is_zero() {
+        c.error("alerts", "hold and flap_window must be longer than 0s");
+    }
     if let Some(m) = &d.mqtt {
         match crate::sources::mqtt::conn::BrokerUrl::parse(&m.url) {
             Err(e) => c.error("mqtt.url", e.to_string()),

@@ -65,7 +65,7 @@ pub use secret::Secret;
 
 /// What an alert says, in numbers: the template turns it into text, and MQTT and
 /// webhook receivers get it as JSON.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlertFacts {
     pub alert_id: String,
     pub enterprise_id: String,

@@ -9,24 +9,6 @@ use super::{from_ms, to_ms, Store, StoreError};
 use crate::model::{Location, Reading, SourceRef};
 use crate::rules::{EmissionHour, Finding};
 
-/// Runs `$body` with `$pool` bound to the backend's pool and `$db` to its type.
-macro_rules! on_pool {
-    ($store:expr, |$pool:ident, $db:ident| $body:expr) => {
-        match $store {
-            Store::Sqlite(s) => {
-                type $db = sqlx::Sqlite;
-                let $pool = &s.pool;
-                $body
-            }
-            Store::Postgres(s) => {
-                type $db = sqlx::Postgres;
-                let $pool = &s.pool;
-                $body
-            }
-        }
-    };
-}
-
 /// Which findings to list, newest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FindingQuery {

@@ -10,6 +10,25 @@
 //! them into transactions and tells each sender when its readings are durable — the
 //! moment a source may acknowledge (invariant 1).
 
+/// Runs `$body` with `$pool` bound to the backend's pool and `$db` to its type.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident, $db:ident| $body:expr) => {
+        match $store {
+            Store::Sqlite(s) => {
+                type $db = sqlx::Sqlite;
+                let $pool = &s.pool;
+                $body
+            }
+            Store::Postgres(s) => {
+                type $db = sqlx::Postgres;
+                let $pool = &s.pool;
+                $body
+            }
+        }
+    };
+}
+
+mod alerts;
 mod findings;
 mod postgres;
 mod series;
@@ -17,6 +36,10 @@ mod sqlite;
 mod url;
 pub mod writer;
 
+pub use alerts::{
+    verify_chain, AlertEvent, AlertQuery, AlertRow, AlertState, Attempt, NewAlert, OutboxRow,
+    Recorded,
+};
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use url::{StoreUrl, UrlError};
 pub use writer::{Committed, Durable, WriteError, Writer, WriterOptions, WriterStats, WriterTask};

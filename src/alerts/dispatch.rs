@@ -1,0 +1,217 @@
+//! Sends what the outbox holds. A row is marked `sent` only after a channel
+//! accepted it, in the same transaction as its attempts and the timeline row
+//! saying so; a row whose message waits in a channel's digest queue is `queued`,
+//! and turns `pending` again after a restart (the queue was in memory). So a
+//! restart resends what was not accepted, and never what was.
+//!
+//! [`AlertsTask`] runs the engine and the dispatcher: findings from the rules
+//! task open and update alerts, and each is followed at once by a dispatch round,
+//! so an officer hears of a new alert within the time its channel takes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::{parse_facts, AlertEngine, AlertError};
+use crate::clock::Clock;
+use crate::notify::{AttemptRecord, AttemptResult, DeliveryReport, DeliveryStatus, Notifier};
+use crate::store::{AlertState, Attempt, Store, StoredFinding};
+
+pub struct Dispatcher {
+    store: Store,
+    notifier: Arc<Notifier>,
+    clock: Arc<dyn Clock>,
+}
+
+fn attempt(outbox_id: i64, a: &AttemptRecord) -> Attempt {
+    Attempt {
+        outbox_id,
+        at: a.at,
+        channel: a.channel.clone(),
+        recipients: a.recipients.join(","),
+        alert_ids: a.alert_ids.join(","),
+        result: match a.result {
+            AttemptResult::Accepted => "accepted",
+            AttemptResult::Retryable => "retryable",
+            AttemptResult::Permanent => "permanent",
+            AttemptResult::Deferred => "deferred",
+        }
+        .to_string(),
+        code: a.code.clone(),
+        reason: a.reason.clone(),
+        provider_id: a.provider_id.clone(),
+    }
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, notifier: Arc<Notifier>, clock: Arc<dyn Clock>) -> Dispatcher {
+        Dispatcher {
+            store,
+            notifier,
+            clock,
+        }
+    }
+
+    /// At start-up: what waited in memory is pending again.
+    pub async fn recover(&self) -> Result<u64, AlertError> {
+        Ok(self.store.requeue_outbox().await?)
+    }
+
+    async fn finish(&self, outbox_id: i64, report: &DeliveryReport) -> Result<(), AlertError> {
+        let attempts: Vec<Attempt> = report
+            .attempts
+            .iter()
+            .map(|a| attempt(outbox_id, a))
+            .collect();
+        let (state, channel) = match &report.status {
+            DeliveryStatus::Sent { channel } => ("sent", Some(channel.as_str())),
+            DeliveryStatus::Queued { channel } => ("queued", Some(channel.as_str())),
+            DeliveryStatus::Failed => ("failed", None),
+        };
+        if state == "failed" {
+            tracing::error!(
+                outbox_id,
+                "notification failed on every channel of its route"
+            );
+        }
+        self.store
+            .finish_outbox(outbox_id, state, channel, &attempts, self.clock.now())
+            .await?;
+        Ok(())
+    }
+
+    /// Sends every pending notification, then any digest that is due. Returns how
+    /// many outbox rows it settled.
+    pub async fn run_once(&self) -> Result<usize, AlertError> {
+        let mut settled = 0;
+        for row in self.store.outbox(Some("pending"), None, 200).await? {
+            let Some(alert) = self.store.alert(row.alert_id).await? else {
+                continue;
+            };
+            if alert.state != AlertState::Open && row.step != "L0R0" {
+                continue;
+            }
+            let facts = parse_facts(&alert)?;
+            let now = self.clock.now();
+            let summary = crate::notify::AlertSummary {
+                alert_id: alert.id.to_string(),
+                district: facts.district.clone(),
+                industry: facts.industry.clone(),
+                rule: facts.rule.clone(),
+                severity: facts.severity,
+                opened_at: alert.opened_at,
+                acked_at: None,
+            };
+            let plan = self.notifier.plan(&summary, now)?;
+            let Some(delivery) = plan.deliveries.iter().find(|d| d.step.key() == row.step) else {
+                // The route or policy changed under a queued step: say so on record.
+                self.finish(
+                    row.id,
+                    &DeliveryReport {
+                        status: DeliveryStatus::Failed,
+                        attempts: Vec::new(),
+                    },
+                )
+                .await?;
+                settled += 1;
+                continue;
+            };
+            let mut msg = self.notifier.message(&facts);
+            msg.refs = vec![row.id.to_string()];
+            let report = self.notifier.deliver(delivery, &msg).await;
+            self.finish(row.id, &report).await?;
+            settled += 1;
+        }
+        if self
+            .notifier
+            .next_flush_at()
+            .is_some_and(|t| t <= self.clock.now())
+        {
+            for digest in self.notifier.flush().await {
+                let report = DeliveryReport {
+                    status: digest.status.clone(),
+                    attempts: digest.attempts.clone(),
+                };
+                for r in &digest.refs {
+                    if let Ok(id) = r.parse::<i64>() {
+                        self.finish(id, &report).await?;
+                        settled += 1;
+                    }
+                }
+                for (refs, rep) in &digest.rerouted {
+                    for r in refs {
+                        if let Ok(id) = r.parse::<i64>() {
+                            self.finish(id, rep).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(settled)
+    }
+}
+
+/// The alerts engine and dispatcher as one task of the daemon.
+pub struct AlertsTask {
+    handle: JoinHandle<()>,
+}
+
+impl AlertsTask {
+    pub fn spawn(
+        engine: AlertEngine,
+        dispatcher: Dispatcher,
+        mut findings: mpsc::Receiver<Vec<StoredFinding>>,
+        tick: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> AlertsTask {
+        let handle = tokio::spawn(async move {
+            match dispatcher.recover().await {
+                Ok(n) if n > 0 => tracing::info!(
+                    requeued = n,
+                    "notifications from before the restart are pending again"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot requeue notifications"),
+            }
+            match engine.catch_up().await {
+                Ok(n) if n > 0 => tracing::info!(
+                    findings = n,
+                    "findings from before the restart recorded on alerts"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot catch up with stored findings"),
+            }
+            let mut timer = tokio::time::interval(tick);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    batch = findings.recv() => {
+                        let Some(batch) = batch else { break };
+                        for f in &batch {
+                            if let Err(e) = engine.on_finding(f).await {
+                                tracing::error!(finding = f.id, error = %e, "finding not recorded as an alert");
+                            }
+                        }
+                    }
+                    _ = timer.tick() => {
+                        if let Err(e) = engine.tick().await {
+                            tracing::error!(error = %e, "alert tick failed");
+                        }
+                    }
+                }
+                if let Err(e) = dispatcher.run_once().await {
+                    tracing::error!(error = %e, at = %Utc::now(), "dispatch round failed; retried next round");
+                }
+            }
+        });
+        AlertsTask { handle }
+    }
+
+    pub async fn join(self) {
+        let _ = self.handle.await;
+    }
+}

@@ -1,0 +1,260 @@
+//! From findings to alerts, and from alerts to the officer on duty.
+//!
+//! A finding opens an alert keyed by (enterprise, outlet or meter, factor, rule), or
+//! updates the live one of its key: count, last value, and a severity that may only
+//! rise. An alert resolves by itself once no finding has come for `hold`, or when an
+//! officer resolves it; a finding after that opens a new alert. Keys that keep
+//! opening and resolving (`flap_limit` within `flap_window`) open without
+//! notifications, and their timeline says why.
+//!
+//! Everything that happens to an alert is a row in its timeline, hash-chained, and
+//! written in the same transaction as the change and the notifications it queues
+//! (the outbox, invariant 3). [`Dispatcher`] sends from the outbox; escalation is
+//! [`AlertEngine::tick`] queuing the next steps of the route's policy while nobody
+//! has acknowledged.
+
+mod dispatch;
+mod facts;
+
+pub use dispatch::{AlertsTask, Dispatcher};
+pub use facts::facts_for;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+
+use crate::clock::Clock;
+use crate::config::{Config, Severity};
+use crate::notify::{AlertFacts, AlertSummary, Notifier, NotifyError};
+use crate::store::{AlertRow, AlertState, NewAlert, Recorded, Store, StoreError, StoredFinding};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error("alert {0} has unreadable facts: {1}")]
+    Facts(i64, String),
+}
+
+/// Higher is worse; [`Severity`] lists the most urgent first.
+pub fn rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 4,
+        "major" => 3,
+        "minor" => 2,
+        "warning" => 1,
+        _ => 0,
+    }
+}
+
+pub struct AlertEngine {
+    store: Store,
+    notifier: Arc<Notifier>,
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+}
+
+/// What a tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    pub resolved: Vec<i64>,
+    pub escalated: Vec<(i64, Vec<String>)>,
+}
+
+impl AlertEngine {
+    pub fn new(
+        store: Store,
+        notifier: Arc<Notifier>,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+    ) -> AlertEngine {
+        AlertEngine {
+            store,
+            notifier,
+            config,
+            clock,
+        }
+    }
+
+    fn summary(
+        &self,
+        alert_id: i64,
+        facts: &AlertFacts,
+        opened: chrono::DateTime<chrono::Utc>,
+        acked: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> AlertSummary {
+        AlertSummary {
+            alert_id: alert_id.to_string(),
+            district: facts.district.clone(),
+            industry: facts.industry.clone(),
+            rule: facts.rule.clone(),
+            severity: facts.severity,
+            opened_at: opened,
+            acked_at: acked,
+        }
+    }
+
+    /// Records one stored finding on its alert.
+    pub async fn on_finding(&self, f: &StoredFinding) -> Result<Recorded, AlertError> {
+        let now = self.clock.now();
+        let a = &self.config.daemon.alerts;
+        let positive = self
+            .config
+            .enterprises
+            .iter()
+            .any(|e| *e.id == *f.finding.enterprise && e.positive_list);
+        let severity = a.severity_of(f.finding.rule.as_str(), positive);
+        let facts = facts_for(&self.config, &f.finding, severity);
+        let new = NewAlert {
+            key: format!(
+                "{}|{}|{}|{}",
+                f.finding.enterprise,
+                f.finding.location_text(),
+                f.finding.factor,
+                f.finding.rule.as_str()
+            ),
+            enterprise: f.finding.enterprise.to_string(),
+            location: f.finding.location_text(),
+            factor: f.finding.factor.to_string(),
+            rule: f.finding.rule.as_str().to_string(),
+            severity: severity_str(severity).to_string(),
+            rank: rank(severity_str(severity)),
+            value: f.finding.value,
+            threshold: f.finding.threshold,
+            message: f.finding.message.clone(),
+            facts: serde_json::to_string(&facts)
+                .map_err(|e| AlertError::Facts(0, e.to_string()))?,
+        };
+        // The first steps are those due at opening (normally the on-duty officer).
+        let plan = self
+            .notifier
+            .plan(&self.summary(0, &facts, now, None), now)?;
+        let steps: Vec<String> = plan.deliveries.iter().map(|d| d.step.key()).collect();
+        let evidence = serde_json::json!({
+            "finding_id": f.id,
+            "window_start": f.finding.window_start,
+            "window_end": f.finding.window_end,
+            "value": f.finding.value,
+            "threshold": f.finding.threshold,
+            "message": f.finding.message,
+            "evidence": f.finding.evidence,
+        })
+        .to_string();
+        let w = |d: crate::config::HumanDuration| Duration::from_std(d.0).unwrap_or(Duration::MAX);
+        let rec = self
+            .store
+            .record_finding(
+                &new,
+                Some(f.id),
+                &evidence,
+                now,
+                w(a.flap_window),
+                a.flap_limit,
+                &steps,
+                rank,
+            )
+            .await?;
+        if rec.opened {
+            tracing::info!(alert = rec.alert_id, enterprise = %new.enterprise, location = %new.location, factor = %new.factor, rule = %new.rule, flapping = rec.flapping, "alert opened");
+        }
+        Ok(rec)
+    }
+
+    /// Findings stored but not yet on an alert (the process stopped between the
+    /// two): recorded now, oldest first. Returns how many.
+    pub async fn catch_up(&self) -> Result<usize, AlertError> {
+        let last = self.store.last_alerted_finding().await?;
+        let mut missed = self
+            .store
+            .findings(&crate::store::FindingQuery {
+                after_id: Some(last),
+                limit: 100_000,
+                ..Default::default()
+            })
+            .await?;
+        missed.sort_by_key(|f| f.id);
+        for f in &missed {
+            self.on_finding(f).await?;
+        }
+        Ok(missed.len())
+    }
+
+    /// Time-driven work: alerts clear for `hold` resolve; open alerts escalate.
+    pub async fn tick(&self) -> Result<TickReport, AlertError> {
+        let now = self.clock.now();
+        let hold = Duration::from_std(self.config.daemon.alerts.hold.0).unwrap_or(Duration::MAX);
+        let mut report = TickReport::default();
+        for id in self.store.stale_alerts(now - hold).await? {
+            let note = format!("no new finding for {}", self.config.daemon.alerts.hold);
+            if self
+                .store
+                .transition_alert(id, AlertState::Resolved, "pollwatch", &note, now)
+                .await?
+                .is_some()
+            {
+                report.resolved.push(id);
+            }
+        }
+        let open = self
+            .store
+            .alerts(&crate::store::AlertQuery {
+                state: Some(AlertState::Open),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await?;
+        for alert in open.iter().filter(|a| !a.flapping) {
+            let facts = parse_facts(alert)?;
+            let plan = self
+                .notifier
+                .plan(&self.summary(alert.id, &facts, alert.opened_at, None), now)?;
+            let steps: Vec<String> = plan.deliveries.iter().map(|d| d.step.key()).collect();
+            if steps.is_empty() {
+                continue;
+            }
+            let queued = self.store.queue_escalation(alert.id, &steps, now).await?;
+            if !queued.is_empty() {
+                report.escalated.push((alert.id, queued));
+            }
+        }
+        Ok(report)
+    }
+
+    pub async fn acknowledge(
+        &self,
+        id: i64,
+        by: &str,
+        note: &str,
+    ) -> Result<Option<AlertRow>, AlertError> {
+        Ok(self
+            .store
+            .transition_alert(id, AlertState::Acknowledged, by, note, self.clock.now())
+            .await?)
+    }
+
+    pub async fn resolve(
+        &self,
+        id: i64,
+        by: &str,
+        note: &str,
+    ) -> Result<Option<AlertRow>, AlertError> {
+        Ok(self
+            .store
+            .transition_alert(id, AlertState::Resolved, by, note, self.clock.now())
+            .await?)
+    }
+}
+
+pub fn severity_str(s: Severity) -> &'static str {
+    s.as_str()
+}
+
+pub(crate) fn parse_facts(alert: &AlertRow) -> Result<AlertFacts, AlertError> {
+    let mut facts: AlertFacts = serde_json::from_str(&alert.facts)
+        .map_err(|e| AlertError::Facts(alert.id, e.to_string()))?;
+    facts.alert_id = alert.id.to_string();
+    facts.link = facts.link.map(|base| format!("{base}/alerts/{}", alert.id));
+    Ok(facts)
+}

@@ -1,0 +1,593 @@
+//! Alert state, its hash-chained timeline and the notification outbox (invariant
+//! 3): every change to an alert and the notifications it causes are written in one
+//! transaction, and a notification is marked sent only after a channel took it.
+//!
+//! Each timeline row carries `hash = SHA-256(prev_hash | alert | seq | at | kind |
+//! actor | detail)`, so editing, inserting or deleting a row afterwards breaks the
+//! chain; `pollwatch alerts verify` recomputes it.
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use super::{from_ms, to_ms, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Open => "open",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        }
+    }
+    pub fn parse(s: &str) -> Option<AlertState> {
+        match s {
+            "open" => Some(AlertState::Open),
+            "acknowledged" => Some(AlertState::Acknowledged),
+            "resolved" => Some(AlertState::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// What a finding contributes to its alert.
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    /// enterprise|location|factor|rule: one live alert per key.
+    pub key: String,
+    pub enterprise: String,
+    pub location: String,
+    pub factor: String,
+    pub rule: String,
+    pub severity: String,
+    /// Severity order, higher is worse: an update may only raise it.
+    pub rank: u8,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub message: String,
+    /// The numbers a message is built from (JSON), kept with the alert.
+    pub facts: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AlertRow {
+    pub id: i64,
+    pub enterprise: String,
+    pub location: String,
+    pub factor: String,
+    pub rule: String,
+    pub severity: String,
+    pub state: AlertState,
+    pub opened_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub count: i64,
+    pub value: Option<f64>,
+    pub limit: Option<f64>,
+    pub message: String,
+    #[serde(skip)]
+    pub facts: String,
+    pub flapping: bool,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertEvent {
+    pub alert_id: i64,
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub actor: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AlertEvent {
+    /// The hash this row must carry given its content and the previous hash.
+    pub fn expected_hash(&self) -> String {
+        chain_hash(
+            &self.prev_hash,
+            self.alert_id,
+            self.seq,
+            to_ms(self.at),
+            &self.kind,
+            &self.actor,
+            &self.detail,
+        )
+    }
+}
+
+fn chain_hash(
+    prev: &str,
+    alert: i64,
+    seq: i64,
+    at: i64,
+    kind: &str,
+    actor: &str,
+    detail: &str,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        prev,
+        &alert.to_string(),
+        &seq.to_string(),
+        &at.to_string(),
+        kind,
+        actor,
+        detail,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0x1f]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a timeline's chain; `Err(seq)` names the first row that does not hold.
+pub fn verify_chain(events: &[AlertEvent]) -> Result<(), i64> {
+    let mut prev = String::new();
+    for (i, e) in events.iter().enumerate() {
+        if e.seq != i as i64 + 1 || e.prev_hash != prev || e.hash != e.expected_hash() {
+            return Err(e.seq);
+        }
+        prev = e.hash.clone();
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery {
+    pub state: Option<AlertState>,
+    pub enterprise: Option<String>,
+    pub severity: Option<String>,
+    pub rule: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub alert_id: i64,
+    pub step: String,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub channel: Option<String>,
+}
+
+/// One try at a channel, as evidence.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attempt {
+    pub outbox_id: i64,
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    pub recipients: String,
+    pub alert_ids: String,
+    pub result: String,
+    pub code: Option<String>,
+    pub reason: Option<String>,
+    pub provider_id: Option<String>,
+}
+
+/// What recording a finding did to its alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub alert_id: i64,
+    pub opened: bool,
+    pub flapping: bool,
+}
+
+/// A timeline row as read back.
+type EventTuple = (i64, i64, i64, String, String, String, String, String);
+
+const ALERT_COLUMNS: &str = "id, enterprise, location, factor, rule, severity, state, opened_at, updated_at, count, value, threshold, message, facts, flapping, acked_by, acked_at, resolved_by, resolved_at";
+
+fn alert_row<R: sqlx::Row>(r: &R) -> Result<AlertRow, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<f64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("alert row: {e}"));
+    let opt_ms = |v: Option<i64>| v.map(from_ms).transpose();
+    let state: String = r.try_get("state").map_err(g)?;
+    Ok(AlertRow {
+        id: r.try_get("id").map_err(g)?,
+        enterprise: r.try_get("enterprise").map_err(g)?,
+        location: r.try_get("location").map_err(g)?,
+        factor: r.try_get("factor").map_err(g)?,
+        rule: r.try_get("rule").map_err(g)?,
+        severity: r.try_get("severity").map_err(g)?,
+        state: AlertState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("alert state {state:?}")))?,
+        opened_at: from_ms(r.try_get("opened_at").map_err(g)?)?,
+        updated_at: from_ms(r.try_get("updated_at").map_err(g)?)?,
+        count: r.try_get("count").map_err(g)?,
+        value: r.try_get("value").map_err(g)?,
+        limit: r.try_get("threshold").map_err(g)?,
+        message: r.try_get("message").map_err(g)?,
+        facts: r.try_get("facts").map_err(g)?,
+        flapping: r.try_get::<i64, _>("flapping").map_err(g)? != 0,
+        acked_by: r.try_get("acked_by").map_err(g)?,
+        acked_at: opt_ms(r.try_get("acked_at").map_err(g)?)?,
+        resolved_by: r.try_get("resolved_by").map_err(g)?,
+        resolved_at: opt_ms(r.try_get("resolved_at").map_err(g)?)?,
+    })
+}
+
+/// Appends one timeline row inside `$tx`, continuing the chain.
+macro_rules! append_event {
+    ($tx:expr, $alert:expr, $at:expr, $kind:expr, $actor:expr, $detail:expr) => {{
+        let last: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, hash FROM alert_events WHERE alert_id = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind($alert)
+        .fetch_optional(&mut *$tx)
+        .await
+        .map_err(StoreError::db("read alert timeline"))?;
+        let (seq, prev) = match last {
+            Some((s, h)) => (s + 1, h),
+            None => (1, String::new()),
+        };
+        let at = to_ms($at);
+        let (kind, actor, detail): (&str, &str, &str) = ($kind, $actor, $detail);
+        let hash = chain_hash(&prev, $alert, seq, at, kind, actor, detail);
+        sqlx::query("INSERT INTO alert_events (alert_id, seq, at, kind, actor, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind($alert)
+            .bind(seq)
+            .bind(at)
+            .bind(kind)
+            .bind(actor)
+            .bind(detail)
+            .bind(prev)
+            .bind(hash)
+            .execute(&mut *$tx)
+            .await
+            .map_err(StoreError::db("append alert timeline"))?;
+    }};
+}
+
+/// Inserts outbox rows for `steps` not yet queued; returns how many were new.
+macro_rules! queue_steps {
+    ($tx:expr, $alert:expr, $steps:expr, $now:expr) => {{
+        let mut queued = Vec::new();
+        for step in $steps {
+            let r = sqlx::query("INSERT INTO outbox (alert_id, step, state, created_at) VALUES ($1, $2, 'pending', $3) ON CONFLICT (alert_id, step) DO NOTHING")
+                .bind($alert)
+                .bind(step.as_str())
+                .bind(to_ms($now))
+                .execute(&mut *$tx)
+                .await
+                .map_err(StoreError::db("queue notification"))?;
+            if r.rows_affected() > 0 {
+                queued.push(step.clone());
+            }
+        }
+        queued
+    }};
+}
+
+impl Store {
+    /// Records a finding on its alert: updates the live alert of its key, or opens
+    /// a new one with its first notifications queued — unless the key is flapping
+    /// (`flap_limit` alerts opened within `flap_window`), when the alert opens
+    /// without notifications and says so in its timeline.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_finding(
+        &self,
+        a: &NewAlert,
+        finding_id: Option<i64>,
+        evidence: &str,
+        now: DateTime<Utc>,
+        flap_window: Duration,
+        flap_limit: u32,
+        first_steps: &[String],
+        rank_of: fn(&str) -> u8,
+    ) -> Result<Recorded, StoreError> {
+        on_pool!(self, |pool, _Db| {
+            let mut tx = pool.begin().await.map_err(StoreError::db("begin"))?;
+            let live: Option<(i64, String)> = sqlx::query_as(
+                "SELECT id, severity FROM alerts WHERE akey = $1 AND state <> 'resolved' ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&a.key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::db("find alert"))?;
+            let recorded = match live {
+                Some((id, severity)) => {
+                    let severity = if a.rank > rank_of(&severity) {
+                        a.severity.clone()
+                    } else {
+                        severity
+                    };
+                    sqlx::query("UPDATE alerts SET updated_at = $1, count = count + 1, value = $2, threshold = $3, message = $4, facts = $5, severity = $6 WHERE id = $7")
+                        .bind(to_ms(now))
+                        .bind(a.value)
+                        .bind(a.threshold)
+                        .bind(&a.message)
+                        .bind(&a.facts)
+                        .bind(&severity)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("update alert"))?;
+                    append_event!(tx, id, now, "finding", "pollwatch", evidence);
+                    Recorded {
+                        alert_id: id,
+                        opened: false,
+                        flapping: false,
+                    }
+                }
+                None => {
+                    let recent: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM alerts WHERE akey = $1 AND opened_at >= $2",
+                    )
+                    .bind(&a.key)
+                    .bind(to_ms(now - flap_window))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("count recent alerts"))?;
+                    let flapping = recent >= i64::from(flap_limit);
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO alerts (akey, enterprise, location, factor, rule, severity, state, opened_at, updated_at, count, value, threshold, message, facts, flapping) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $7, 1, $8, $9, $10, $11, $12) RETURNING id",
+                    )
+                    .bind(&a.key)
+                    .bind(&a.enterprise)
+                    .bind(&a.location)
+                    .bind(&a.factor)
+                    .bind(&a.rule)
+                    .bind(&a.severity)
+                    .bind(to_ms(now))
+                    .bind(a.value)
+                    .bind(a.threshold)
+                    .bind(&a.message)
+                    .bind(&a.facts)
+                    .bind(i64::from(flapping))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("open alert"))?;
+                    append_event!(tx, id, now, "opened", "pollwatch", evidence);
+                    if flapping {
+                        let why = format!("flapping: {recent} alerts of this kind opened within {} min; notifications suppressed", flap_window.num_minutes());
+                        append_event!(tx, id, now, "flapping", "pollwatch", &why);
+                    } else {
+                        let queued = queue_steps!(tx, id, first_steps, now);
+                        if !queued.is_empty() {
+                            append_event!(
+                                tx,
+                                id,
+                                now,
+                                "notification_queued",
+                                "pollwatch",
+                                &queued.join(",")
+                            );
+                        }
+                    }
+                    Recorded {
+                        alert_id: id,
+                        opened: true,
+                        flapping,
+                    }
+                }
+            };
+            if let Some(fid) = finding_id {
+                sqlx::query("INSERT INTO alert_findings (alert_id, finding_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(recorded.alert_id)
+                    .bind(fid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("link finding"))?;
+            }
+            tx.commit().await.map_err(StoreError::db("commit alert"))?;
+            Ok(recorded)
+        })
+    }
+
+    /// Queues escalation steps that are due and not yet queued (one transaction
+    /// with the timeline row saying so). Returns the new steps.
+    pub async fn queue_escalation(
+        &self,
+        alert_id: i64,
+        steps: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        on_pool!(self, |pool, _Db| {
+            let mut tx = pool.begin().await.map_err(StoreError::db("begin"))?;
+            let state: Option<String> =
+                sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
+                    .bind(alert_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("read alert"))?;
+            if state.as_deref() != Some("open") {
+                return Ok(Vec::new());
+            }
+            let queued = queue_steps!(tx, alert_id, steps, now);
+            if !queued.is_empty() {
+                append_event!(
+                    tx,
+                    alert_id,
+                    now,
+                    "escalated",
+                    "pollwatch",
+                    &queued.join(",")
+                );
+            }
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit escalation"))?;
+            Ok(queued)
+        })
+    }
+
+    /// Moves an alert to `to` (acknowledged or resolved) on behalf of `by`;
+    /// notifications still waiting are cancelled in the same transaction, which
+    /// is what stops escalation.
+    pub async fn transition_alert(
+        &self,
+        id: i64,
+        to: AlertState,
+        by: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AlertRow>, StoreError> {
+        let (col_by, col_at, from) = match to {
+            AlertState::Acknowledged => ("acked_by", "acked_at", "state = 'open'"),
+            AlertState::Resolved => ("resolved_by", "resolved_at", "state <> 'resolved'"),
+            AlertState::Open => {
+                return Err(StoreError::Corrupt(
+                    "an alert re-opens only by a finding".into(),
+                ))
+            }
+        };
+        let sql = format!("UPDATE alerts SET state = $1, {col_by} = $2, {col_at} = $3, updated_at = $3 WHERE id = $4 AND {from}");
+        on_pool!(self, |pool, _Db| {
+            let mut tx = pool.begin().await.map_err(StoreError::db("begin"))?;
+            let r = sqlx::query(&sql)
+                .bind(to.as_str())
+                .bind(by)
+                .bind(to_ms(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("transition alert"))?;
+            if r.rows_affected() == 0 {
+                return Ok(None);
+            }
+            sqlx::query("UPDATE outbox SET state = 'cancelled' WHERE alert_id = $1 AND state IN ('pending', 'queued')")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("cancel notifications"))?;
+            let detail = serde_json::json!({ "note": note }).to_string();
+            append_event!(tx, id, now, to.as_str(), by, &detail);
+            let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::db("read alert"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit transition"))?;
+            Ok(Some(alert_row(&row)?))
+        })
+    }
+
+    pub async fn alerts(&self, q: &AlertQuery) -> Result<Vec<AlertRow>, StoreError> {
+        on_pool!(self, |pool, Db| {
+            let mut b = sqlx::QueryBuilder::<Db>::new(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE 1=1"
+            ));
+            if let Some(s) = q.state {
+                b.push(" AND state = ").push_bind(s.as_str());
+            }
+            if let Some(e) = &q.enterprise {
+                b.push(" AND enterprise = ").push_bind(e.clone());
+            }
+            if let Some(s) = &q.severity {
+                b.push(" AND severity = ").push_bind(s.clone());
+            }
+            if let Some(r) = &q.rule {
+                b.push(" AND rule = ").push_bind(r.clone());
+            }
+            b.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(i64::from(q.limit.max(1)));
+            let rows = b
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::db("list alerts"))?;
+            rows.iter().map(alert_row).collect()
+        })
+    }
+
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, StoreError> {
+        on_pool!(self, |pool, _Db| {
+            let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::db("read alert"))?;
+            row.as_ref().map(alert_row).transpose()
+        })
+    }
+
+    /// Live alerts not updated since `before`: candidates for resolving by themselves.
+    pub async fn stale_alerts(&self, before: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+        on_pool!(self, |pool, _Db| {
+            sqlx::query_scalar(
+                "SELECT id FROM alerts WHERE state <> 'resolved' AND updated_at < $1 ORDER BY id",
+            )
+            .bind(to_ms(before))
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("find stale alerts"))
+        })
+    }
+
+    pub async fn alert_events(&self, id: i64) -> Result<Vec<AlertEvent>, StoreError> {
+        on_pool!(self, |pool, _Db| {
+            let rows: Vec<EventTuple> = sqlx::query_as(
+                "SELECT alert_id, seq, at, kind, actor, detail, prev_hash, hash FROM alert_events WHERE alert_id = $1 ORDER BY seq",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("read alert timeline"))?;
+            rows.into_iter()
+                .map(
+                    |(alert_id, seq, at, kind, actor, detail, prev_hash, hash)| {
+                        Ok(AlertEvent {
+                            alert_id,
+                            seq,
+                            at: from_ms(at)?,
+                            kind,
+                            actor,
+                            detail,
+                            prev_hash,
+                            hash,
+                        })
+                    },
+                )
+                .collect()
+        })
+    }
+
+    /// The newest finding already recorded on an alert (0: none).
+    pub async fn last_alerted_finding(&self) -> Result<i64, StoreError> {
+        on_pool!(self, |pool, _Db| {
+            let n: Option<i64> = sqlx::query_scalar("SELECT max(finding_id) FROM alert_findings")
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::db("read alerted findings"))?;
+            Ok(n.unwrap_or(0))
+        })
+    }
+
+    pub async fn alert_finding_ids(&self, id: i64) -> Result<Vec<i64>, StoreError> {
+        on_pool!(self, |pool, _Db| {
+            sqlx::query_scalar(
+                "SELECT finding_id FROM alert_findings WHERE alert_id = $1 ORDER BY finding_id",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("read alert findings"))
+        })
+    }
+}
+
+mod outbox;

@@ -1,0 +1,361 @@
+//! Alerts end to end on a simulated clock: a finding reaches the officer on duty
+//! through a local WeCom-shaped receiver with the right numbers; unacknowledged it
+//! escalates on time; acknowledged it does not; a restart with notifications
+//! pending delivers each once; an alert resolves by itself after its hold time;
+//! the timeline's hash chain detects an edited row. Runs on SQLite, and on
+//! PostgreSQL when `PW_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use pollwatch::alerts::{AlertEngine, Dispatcher};
+use pollwatch::clock::{Clock, ManualClock};
+use pollwatch::config::Config;
+use pollwatch::model::Location;
+use pollwatch::notify::Notifier;
+use pollwatch::rules::{Evidence, Finding, LimitRef, RuleName, Severity};
+use pollwatch::store::{verify_chain, AlertState, Store, StoreOptions, StoredFinding};
+
+/// Every request a WeCom robot would get: (time, body).
+type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
+
+async fn wecom_receiver() -> (String, Seen) {
+    use axum::{routing::post, Json, Router};
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = Router::new().route(
+        "/cgi-bin/webhook/send",
+        post(move |Json(body): Json<serde_json::Value>| {
+            let s = s.clone();
+            async move {
+                // What WeCom checks: the shape and the 2048-byte text limit.
+                let content = body["text"]["content"].as_str().unwrap_or("");
+                let ok = body["msgtype"] == "text" && !content.is_empty() && content.len() <= 2048;
+                s.lock().unwrap().push(body);
+                Json(if ok {
+                    serde_json::json!({"errcode": 0, "errmsg": "ok"})
+                } else {
+                    serde_json::json!({"errcode": 40008, "errmsg": "invalid message type"})
+                })
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/cgi-bin/webhook/send?key=k"), seen)
+}
+
+fn config(dir: &std::path::Path, url: &str, storage: &str) -> Config {
+    let cfg = dir.join("config");
+    std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
+    std::fs::write(
+        cfg.join("pollwatch.toml"),
+        format!(
+            "[daemon]\nstate_dir = {:?}\n[storage]\nurl = {storage:?}\n\n[alerts]\nconsole_url = \"http://console.example\"\n\n\
+             [[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\nmention = true\n",
+            dir.join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("duty.toml"),
+        r#"
+[[officers]]
+id = "zhangwei"
+name = "张伟"
+mobile = "13800000001"
+
+[[officers]]
+id = "chenjing"
+name = "陈静"
+mobile = "13800000009"
+
+[[teams]]
+id = "wuzhong"
+name = "吴中区执法大队"
+members = ["zhangwei"]
+
+[[rotations]]
+team = "wuzhong"
+shift = "daily"
+handover = "08:30"
+start = "2026-11-23"
+officers = ["zhangwei"]
+
+[[routes]]
+team = "wuzhong"
+channels = ["wecom"]
+escalation = "standard"
+
+[[escalation]]
+id = "standard"
+
+[[escalation.levels]]
+after = "0m"
+on_duty = true
+
+[[escalation.levels]]
+after = "15m"
+officers = ["chenjing"]
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("enterprises/e1.toml"),
+        r#"
+id = "E1"
+name = "东山热电"
+district = "吴中区"
+industry = "火电"
+
+[[outlets]]
+id = "DA001"
+name = "1#锅炉烟囱"
+kind = "flue_gas"
+o2_reference = 6.0
+
+[[outlets.limits]]
+factor = "a21026"
+max = 35.0
+basis = "hour"
+
+[[outlets.limits]]
+factor = "a21002"
+max = 50.0
+basis = "hour"
+"#,
+    )
+    .unwrap();
+    Config::load(&cfg, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn t0() -> DateTime<Utc> {
+    // 10:00 in Shanghai: within the day shift.
+    Utc.with_ymd_and_hms(2026, 11, 27, 2, 0, 0).unwrap()
+}
+
+fn finding(factor: &str, value: f64, limit: f64, hour: i64) -> Finding {
+    let start = t0() - Duration::hours(1) + Duration::hours(hour);
+    Finding {
+        rule: RuleName::Exceedance,
+        severity: Severity::Violation,
+        enterprise: "E1".into(),
+        location: Some(Location::Outlet("DA001".into())),
+        factor: factor.into(),
+        window_start: start,
+        window_end: start + Duration::hours(1),
+        at: start + Duration::hours(1),
+        value: Some(value),
+        threshold: Some(limit),
+        detail: "outlets[0].limits[0]".into(),
+        message: format!("{factor} 小时均值(折算) {value} mg/m³，限值 {limit}"),
+        evidence: Evidence {
+            average: Some(value),
+            limit: Some(LimitRef {
+                min: None,
+                max: Some(limit),
+                basis: "hour".into(),
+                warn_at: Some(0.8),
+                o2_reference: Some(6.0),
+                file: "enterprises/e1.toml".into(),
+                key: "outlets[0].limits[0]".into(),
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+async fn store_finding(store: &Store, f: Finding, now: DateTime<Utc>) -> StoredFinding {
+    let ids = store
+        .insert_findings(std::slice::from_ref(&f), now)
+        .await
+        .unwrap();
+    StoredFinding {
+        id: ids[0].expect("new finding"),
+        created: now,
+        finding: f,
+    }
+}
+
+struct Rig {
+    store: Store,
+    clock: Arc<ManualClock>,
+    cfg: Arc<Config>,
+}
+
+impl Rig {
+    fn parts(&self) -> (AlertEngine, Dispatcher) {
+        let clock: Arc<dyn Clock> = self.clock.clone();
+        let notifier = Arc::new(Notifier::from_config(&self.cfg, clock.clone()).unwrap());
+        (
+            AlertEngine::new(
+                self.store.clone(),
+                notifier.clone(),
+                self.cfg.clone(),
+                clock.clone(),
+            ),
+            Dispatcher::new(self.store.clone(), notifier, clock),
+        )
+    }
+}
+
+async fn scenario(storage: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = wecom_receiver().await;
+    let storage = storage.replace("{dir}", &dir.path().display().to_string());
+    let cfg = Arc::new(config(dir.path(), &url, &storage));
+    let store = Store::open(&cfg.storage_url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let rig = Rig {
+        store: store.clone(),
+        clock: clock.clone(),
+        cfg,
+    };
+    let (engine, dispatcher) = rig.parts();
+
+    // An exceedance reaches the officer on duty with the numbers that matter.
+    let so2 = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;
+    let rec = engine.on_finding(&so2).await.unwrap();
+    assert!(rec.opened);
+    assert_eq!(dispatcher.run_once().await.unwrap(), 1);
+    let first = seen.lock().unwrap().clone();
+    assert_eq!(first.len(), 1, "{first:#?}");
+    let text = first[0]["text"]["content"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{first:#?}"))
+        .to_string();
+    for needle in [
+        "东山热电",
+        "41.2",
+        "35",
+        "mg/m³",
+        &format!("http://console.example/alerts/{}", rec.alert_id),
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing in {text}");
+    }
+    assert_eq!(
+        first[0]["text"]["mentioned_mobile_list"],
+        serde_json::json!(["13800000001"])
+    );
+
+    // The same condition an hour later updates the alert; it does not open another.
+    let again = store_finding(&store, finding("a21026", 44.0, 35.0, 1), clock.now()).await;
+    let rec2 = engine.on_finding(&again).await.unwrap();
+    assert_eq!((rec2.alert_id, rec2.opened), (rec.alert_id, false));
+    let alert = store.alert(rec.alert_id).await.unwrap().unwrap();
+    assert_eq!((alert.count, alert.value), (2, Some(44.0)));
+
+    // A second alert, acknowledged at once: it must not escalate.
+    let nox = store_finding(&store, finding("a21002", 61.0, 50.0, 0), clock.now()).await;
+    let rec_nox = engine.on_finding(&nox).await.unwrap();
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    engine
+        .acknowledge(rec_nox.alert_id, "zhangwei", "已电话核实")
+        .await
+        .unwrap()
+        .unwrap();
+
+    // 14 minutes: nothing is due yet.
+    clock.advance(Duration::minutes(14));
+    assert!(engine.tick().await.unwrap().escalated.is_empty());
+    // 15 minutes unacknowledged: the section chief is told; the acked alert stays quiet.
+    clock.advance(Duration::minutes(1));
+    let tick = engine.tick().await.unwrap();
+    assert_eq!(
+        tick.escalated,
+        vec![(rec.alert_id, vec!["L1R0".to_string()])]
+    );
+    dispatcher.run_once().await.unwrap();
+    let all = seen.lock().unwrap().clone();
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        all[2]["text"]["mentioned_mobile_list"],
+        serde_json::json!(["13800000009"])
+    );
+
+    // A restart with a notification pending: the new process sends it, once.
+    let mut f = finding("a21002", 70.0, 50.0, 3);
+    f.rule = RuleName::EarlyWarning;
+    let warn = store_finding(&store, f, clock.now()).await;
+    let rec_warn = engine.on_finding(&warn).await.unwrap();
+    drop((engine, dispatcher));
+    let (engine, dispatcher) = rig.parts();
+    // A finding stored just before the stop, never recorded on its alert.
+    let missed = store_finding(&store, finding("a21002", 80.0, 50.0, 4), clock.now()).await;
+    let _ = missed;
+    assert_eq!(engine.catch_up().await.unwrap(), 1);
+    assert_eq!(engine.catch_up().await.unwrap(), 0);
+    assert_eq!(
+        store.alert(rec_nox.alert_id).await.unwrap().unwrap().count,
+        2
+    );
+    dispatcher.recover().await.unwrap();
+    dispatcher.run_once().await.unwrap();
+    dispatcher.run_once().await.unwrap();
+    let all = seen.lock().unwrap().clone();
+    assert_eq!(all.len(), 4, "the pending message once, after the restart");
+    let sent = store
+        .outbox(Some("sent"), Some(rec_warn.alert_id), 10)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    let attempts = store.alert_attempts(rec_warn.alert_id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(
+        (attempts[0].channel.as_str(), attempts[0].result.as_str()),
+        ("wecom", "accepted")
+    );
+
+    // Clear for the hold time (2 h): resolved by itself; a new finding opens a new alert.
+    clock.advance(Duration::hours(2) + Duration::minutes(1));
+    let tick = engine.tick().await.unwrap();
+    assert!(tick.resolved.contains(&rec.alert_id), "{tick:?}");
+    let a = store.alert(rec.alert_id).await.unwrap().unwrap();
+    assert_eq!(a.state, AlertState::Resolved);
+    let later = store_finding(&store, finding("a21026", 50.0, 35.0, 6), clock.now()).await;
+    let rec3 = engine.on_finding(&later).await.unwrap();
+    assert!(rec3.opened && rec3.alert_id != rec.alert_id);
+
+    // The timeline holds, and an edited row is detected.
+    let events = store.alert_events(rec.alert_id).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "opened",
+            "notification_queued",
+            "notified",
+            "finding",
+            "escalated",
+            "notified",
+            "resolved"
+        ]
+    );
+    verify_chain(&events).unwrap();
+    let mut edited = events.clone();
+    edited[3].detail = edited[3].detail.replace("44", "34");
+    assert_eq!(verify_chain(&edited), Err(4));
+    let mut dropped = events.clone();
+    dropped.remove(2);
+    assert!(verify_chain(&dropped).is_err());
+}
+
+#[tokio::test]
+async fn alerts_on_sqlite() {
+    scenario("sqlite://{dir}/state/pollwatch.db").await;
+}
+
+#[tokio::test]
+async fn alerts_on_postgres() {
+    let Some(base) = common::pg_url("alerts_on_postgres") else {
+        return;
+    };
+    let url = common::fresh_pg_database(&base).await;
+    scenario(&url).await;
+}
