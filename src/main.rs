@@ -1,6 +1,8 @@
 //! The `pollwatch` command line. Everything here is edge: argument parsing, reading
 //! the environment, signals, printing. The work is in the library.
 
+mod alerts_cmd;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,6 +44,8 @@ enum Command {
     Readings(ReadingsArgs),
     /// List what the rules engine found, newest first.
     Findings(FindingsArgs),
+    /// Alerts: list, show, ack, resolve, verify.
+    Alerts(alerts_cmd::AlertsArgs),
     /// Measure throughput on this machine.
     Bench(BenchArgs),
     /// Run a simulated device against a pollwatch (or any platform).
@@ -309,6 +313,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Readings(args) => readings(args).await,
         Command::Findings(args) => findings(args).await,
+        Command::Alerts(args) => alerts_cmd::run(args).await,
         Command::Simulate(SimulateArgs {
             what:
                 SimulateWhat::Modbus {

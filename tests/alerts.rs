@@ -359,3 +359,65 @@ async fn alerts_on_postgres() {
     let url = common::fresh_pg_database(&base).await;
     scenario(&url).await;
 }
+
+#[tokio::test]
+async fn alerts_verify_detects_an_edited_timeline_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _seen) = wecom_receiver().await;
+    let db = dir.path().join("state/pollwatch.db");
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    let cfg = Arc::new(config(
+        dir.path(),
+        &url,
+        &format!("sqlite://{}", db.display()),
+    ));
+    let store = Store::open(&cfg.storage_url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let rig = Rig {
+        store: store.clone(),
+        clock: clock.clone(),
+        cfg: cfg.clone(),
+    };
+    let (engine, dispatcher) = rig.parts();
+    let f = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;
+    let id = engine.on_finding(&f).await.unwrap().alert_id;
+    dispatcher.run_once().await.unwrap();
+    store.close().await;
+
+    let verify = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pollwatch"))
+            .args(["alerts", "--config"])
+            .arg(&cfg.dir)
+            .args(["verify", &id.to_string()])
+            .output()
+            .unwrap()
+    };
+    let ok = verify();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("intact"));
+
+    // Someone lowers the recorded value in the database afterwards.
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE alert_events SET detail = replace(detail, '41.2', '34.9') WHERE alert_id = ? AND seq = 1")
+        .bind(id)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let bad = verify();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("ALTERED at row 1"),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+}

@@ -1,0 +1,175 @@
+//! `pollwatch alerts …`: the duty officer's and the sysadmin's view of alerts from
+//! a terminal on the server — list, show with timeline and notifications,
+//! acknowledge, resolve, and verify a timeline's hash chain for a case file.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use pollwatch::store::{verify_chain, AlertQuery, AlertState, Store};
+
+#[derive(Args)]
+pub struct AlertsArgs {
+    /// Config directory (pollwatch.toml, enterprises/, duty.toml).
+    #[arg(long, short = 'c', default_value = "config", env = "POLLWATCH_CONFIG")]
+    config: std::path::PathBuf,
+    #[command(subcommand)]
+    what: AlertsWhat,
+}
+
+#[derive(Subcommand)]
+enum AlertsWhat {
+    /// Alerts, newest first.
+    List {
+        /// open, acknowledged or resolved.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        enterprise: Option<String>,
+        #[arg(long)]
+        severity: Option<String>,
+        #[arg(long)]
+        rule: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One alert with its timeline and every notification attempt.
+    Show { id: i64 },
+    /// Acknowledge: stops escalation.
+    Ack {
+        id: i64,
+        #[arg(long)]
+        by: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    Resolve {
+        id: i64,
+        #[arg(long)]
+        by: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Recompute the timeline's SHA-256 chain; exit 1 if any row was altered.
+    Verify { id: i64 },
+}
+
+pub async fn run(a: AlertsArgs) -> anyhow::Result<ExitCode> {
+    let cfg = super::load(&a.config)?;
+    let store = pollwatch::daemon::open_store(&cfg).await?;
+    let code = run_on(&store, a.what).await;
+    store.close().await;
+    code
+}
+
+async fn run_on(store: &Store, what: AlertsWhat) -> anyhow::Result<ExitCode> {
+    match what {
+        AlertsWhat::List {
+            state,
+            enterprise,
+            severity,
+            rule,
+            limit,
+            json,
+        } => {
+            let state = match state {
+                Some(s) => Some(AlertState::parse(&s).ok_or_else(|| {
+                    anyhow::anyhow!("--state {s:?}: expected open, acknowledged or resolved")
+                })?),
+                None => None,
+            };
+            let rows = store
+                .alerts(&AlertQuery {
+                    state,
+                    enterprise,
+                    severity,
+                    rule,
+                    limit,
+                })
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in &rows {
+                    println!(
+                        "#{} {} {} {} {} {} {} ×{} {}",
+                        r.id,
+                        r.opened_at.format("%Y-%m-%d %H:%M"),
+                        r.state.as_str(),
+                        r.severity,
+                        r.enterprise,
+                        r.location,
+                        r.rule,
+                        r.count,
+                        r.message
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AlertsWhat::Show { id } => {
+            let alert = store
+                .alert(id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no alert #{id}"))?;
+            let out = serde_json::json!({
+                "alert": alert,
+                "findings": store.alert_finding_ids(id).await?,
+                "timeline": store.alert_events(id).await?,
+                "notifications": store.outbox(None, Some(id), 1000).await?,
+                "attempts": store.alert_attempts(id).await?,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AlertsWhat::Ack { id, by, note } => {
+            transition(store, id, AlertState::Acknowledged, &by, &note).await
+        }
+        AlertsWhat::Resolve { id, by, note } => {
+            transition(store, id, AlertState::Resolved, &by, &note).await
+        }
+        AlertsWhat::Verify { id } => {
+            let events = store.alert_events(id).await?;
+            if events.is_empty() {
+                anyhow::bail!("alert #{id} has no timeline");
+            }
+            match verify_chain(&events) {
+                Ok(()) => {
+                    println!(
+                        "alert #{id}: timeline of {} rows intact; last hash {}",
+                        events.len(),
+                        events.last().map(|e| e.hash.as_str()).unwrap_or("")
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(seq) => {
+                    println!("alert #{id}: timeline ALTERED at row {seq}: its hash does not follow from its content and the rows before it");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
+async fn transition(
+    store: &Store,
+    id: i64,
+    to: AlertState,
+    by: &str,
+    note: &str,
+) -> anyhow::Result<ExitCode> {
+    match store
+        .transition_alert(id, to, by, note, chrono::Utc::now())
+        .await?
+    {
+        Some(a) => {
+            println!("alert #{id} {} by {by}", a.state.as_str());
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!(
+            "alert #{id} does not exist or cannot become {}",
+            to.as_str()
+        ),
+    }
+}
