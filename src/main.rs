@@ -225,6 +225,11 @@ enum BenchWhat {
         #[arg(long, default_value_t = 2)]
         hours: u32,
     },
+    /// Alert latency: finding → alert → notification accepted by a local receiver.
+    Alerts {
+        #[arg(long, default_value_t = 1000)]
+        alerts: usize,
+    },
     /// Store throughput: readings committed per second through the batched writer.
     Store {
         /// Store URL; default a fresh SQLite file in a temporary directory.
@@ -442,6 +447,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             what: BenchWhat::Rules { enterprises, hours },
         }) => {
             println!("{}", pollwatch::bench::rules::rules(enterprises, hours)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchArgs {
+            what: BenchWhat::Alerts { alerts },
+        }) => {
+            println!("{}", pollwatch::bench::alerts::alerts(alerts).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchArgs {

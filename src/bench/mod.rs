@@ -2,6 +2,7 @@
 //! a developer's machine and on a unit's server. Figures go to BENCHMARKS.md;
 //! nothing here is asserted in tests.
 
+pub mod alerts;
 pub mod field;
 pub mod hj212;
 pub mod mqtt;
