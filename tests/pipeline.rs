@@ -1,0 +1,123 @@
+//! The whole pipeline in the real binary: an HJ 212 logger uploads an hourly mean
+//! above the permit limit; the daemon stores it, the rules engine judges it, an
+//! alert opens and the officer on duty's WeCom group receives the numbers — over
+//! real sockets, with a local receiver standing in for WeCom.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::daemon::Daemon;
+use pollwatch::sim::hj212_logger::cp_values;
+use pollwatch::sim::LoggerSim;
+use pollwatch::sources::hj212::codec::time::LocalDateTime;
+
+type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
+
+async fn wecom() -> (String, Seen) {
+    use axum::{routing::post, Json, Router};
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = Router::new().route(
+        "/cgi-bin/webhook/send",
+        post(move |Json(body): Json<serde_json::Value>| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(body);
+                Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (format!("http://{addr}/cgi-bin/webhook/send?key=k"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = wecom().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("config");
+    std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
+    std::fs::write(
+        cfg.join("pollwatch.toml"),
+        format!(
+            "[daemon]\nstate_dir = {:?}\n[hj212]\nlisten = \"127.0.0.1:{port}\"\n\
+             [alerts]\nconsole_url = \"http://console.example\"\n\
+             [[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\nmention = true\n",
+            dir.path().join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("duty.toml"),
+        "[[officers]]\nid = \"zhangwei\"\nname = \"张伟\"\nmobile = \"13800000001\"\n\
+         [[teams]]\nid = \"wuzhong\"\nname = \"吴中区执法大队\"\nmembers = [\"zhangwei\"]\n\
+         [[routes]]\nteam = \"wuzhong\"\nchannels = [\"wecom\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("enterprises/e1.toml"),
+        "id = \"E1\"\nname = \"东山热电\"\ndistrict = \"吴中区\"\nindustry = \"火电\"\n\
+         [[outlets]]\nid = \"DA001\"\nname = \"1#锅炉烟囱\"\nkind = \"flue_gas\"\no2_reference = 6.0\n\
+         hj212 = { mn = \"MN-DS-01\", password = \"123456\" }\n\
+         [[outlets.limits]]\nfactor = \"a21026\"\nmax = 35.0\nbasis = \"hour\"\n",
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&cfg, Some(&dir.path().join("daemon.log")));
+
+    let mut logger = LoggerSim::new(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        "MN-DS-01",
+        "123456",
+    );
+    logger.st = "31".into();
+    let hour = LocalDateTime {
+        year: 2026,
+        month: 11,
+        day: 27,
+        hour: 9,
+        minute: 0,
+        second: 0,
+    };
+    // 2061: the logger's hourly means. At 6 % O2 the corrected value is the measured one.
+    let cp = cp_values("Avg", &[("a21026", 41.2, 'N'), ("a19001", 6.0, 'N')]);
+    logger.upload("2061", hour, &cp).await.unwrap();
+
+    let mut got = Vec::new();
+    for _ in 0..150 {
+        got = seen.lock().unwrap().clone();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(daemon.terminate().success());
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    assert_eq!(
+        got.len(),
+        1,
+        "one notification expected; daemon log:\n{log}"
+    );
+    let text = got[0]["text"]["content"].as_str().unwrap_or_default();
+    for needle in [
+        "东山热电",
+        "1#锅炉烟囱",
+        "41.2",
+        "35",
+        "http://console.example/alerts/",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing in {text}");
+    }
+    assert_eq!(
+        got[0]["text"]["mentioned_mobile_list"],
+        serde_json::json!(["13800000001"])
+    );
+}
