@@ -6,6 +6,7 @@
 //! against each enterprise's permit and turned into alerts for the duty officer.
 //! See `../shared/design/ARCHITECTURE.md` for the pipeline and its invariants.
 
+pub mod api;
 pub mod bench;
 pub mod clock;
 pub mod config;

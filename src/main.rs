@@ -32,10 +32,28 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Log format: auto (journald style under systemd, else human), human,
+    /// journald (no timestamps: the journal adds them) or json.
+    #[arg(long, value_enum, default_value = "auto", env = "POLLWATCH_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Auto,
+    Human,
+    Journald,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon until SIGTERM or SIGINT.
-    Run(ConfigArg),
+    /// Run the daemon until SIGTERM or SIGINT; SIGHUP reloads the config.
+    Run(RunArgs),
     /// Validate the whole config directory; print a summary or every error.
     CheckConfig(ConfigArg),
     /// Query stored readings.
@@ -216,7 +234,11 @@ fn main() -> ExitCode {
     // log lines would drown them.
     let quiet = matches!(cli.command, Command::Bench(_) | Command::Simulate(_));
     // stdout of `simulate` is read by the field benchmark: make sure it is flushed.
-    init_logging(if quiet { "warn" } else { "info,sqlx=warn" });
+    let format = match &cli.command {
+        Command::Run(r) => r.log_format,
+        _ => LogFormat::Auto,
+    };
+    init_logging(if quiet { "warn" } else { "info,sqlx=warn" }, format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -233,17 +255,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    // Under systemd the journal stamps every line itself.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().with_ansi(false).init();
-    } else {
-        builder.init();
+    let format = match format {
+        // Under systemd the journal stamps every line itself.
+        LogFormat::Auto if std::env::var_os("JOURNAL_STREAM").is_some() => LogFormat::Journald,
+        LogFormat::Auto => LogFormat::Human,
+        f => f,
+    };
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Journald => builder.without_time().with_ansi(false).init(),
+        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
@@ -271,10 +299,17 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Run(c) => {
+        Command::Run(r) => {
             let shutdown = shutdown_signal()?;
-            let cfg = load(&c.config)?;
-            pollwatch::daemon::run(cfg, Arc::new(SystemClock), shutdown).await?;
+            let (handle, requests) = pollwatch::daemon::reload::channel();
+            reload_on_sighup(handle.clone())?;
+            let cfg = load(&r.config.config)?;
+            let opts = pollwatch::daemon::RunOptions {
+                load: load_options(),
+                reload: Some((handle, requests)),
+                ..Default::default()
+            };
+            pollwatch::daemon::run(cfg, opts, Arc::new(SystemClock), shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Readings(args) => readings(args).await,
@@ -494,20 +529,7 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let out: Vec<serde_json::Value> = rows
             .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "ts": rfc3339_local(r.ts, tz),
-                    "factor": r.factor,
-                    "unit": r.unit,
-                    "kind": r.kind.as_str(),
-                    "stat": r.stat.as_str(),
-                    "converted": r.converted,
-                    "value": r.value,
-                    "flag": r.flag.as_str(),
-                    "source": { "protocol": r.protocol.as_str(), "device": r.device },
-                    "received": rfc3339_local(r.received, tz),
-                })
-            })
+            .map(|r| pollwatch::api::readings::reading_json(r, tz))
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -599,6 +621,20 @@ fn simulate_cp(cn: &str, values: &[String]) -> anyhow::Result<String> {
         items.push(format!("{code}-{suffix}={value},{code}-Flag={flag}"));
     }
     Ok(items.join(";"))
+}
+
+/// SIGHUP (systemd's `ExecReload`) asks the daemon to reload; the outcome is logged.
+/// Registered before the config is loaded, so an early SIGHUP cannot kill us.
+fn reload_on_sighup(handle: pollwatch::daemon::reload::ReloadHandle) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received");
+            handle.request("signal");
+        }
+    });
+    Ok(())
 }
 
 /// Registers for SIGTERM (systemd stop) and SIGINT (Ctrl-C) at once — a signal

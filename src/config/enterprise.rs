@@ -31,7 +31,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enterprise {
     pub id: String,
@@ -48,7 +48,7 @@ pub struct Enterprise {
     pub meters: Vec<Meter>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub name: String,
@@ -73,7 +73,7 @@ impl OutletKind {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outlet {
     pub id: String,
@@ -140,7 +140,7 @@ impl Basis {
 }
 
 /// A permit limit. Exceeded strictly above `max` or strictly below `min`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     pub factor: String,
@@ -180,7 +180,7 @@ impl MeterRole {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Meter {
     pub id: String,
