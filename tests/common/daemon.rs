@@ -69,7 +69,7 @@ impl Daemon {
             Ok(line) => d.ready = line,
             Err(_) => {
                 d.kill();
-                panic!("daemon not ready within 30 s");
+                panic!("daemon not ready within 30 s: {:#?}", d.log());
             }
         }
         d
