@@ -331,3 +331,56 @@ async fn every_endpoint_with_and_without_tokens() {
         "{log}"
     );
 }
+
+#[test]
+fn token_config_errors_name_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::hj212_config(dir.path(), "").dir;
+    let toml = cfg.join("pollwatch.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(
+        "\n[[http.tokens]]\nname = \"short\"\nrole = \"viewer\"\ntoken = \"abc\"\n\
+         \n[[http.tokens]]\nname = \"gone\"\nrole = \"operator\"\ntoken_file = \"/nonexistent/token\"\n\
+         \n[[http.tokens]]\nname = \"short\"\nrole = \"admin\"\ntoken = \"0123456789abcdef\"\n",
+    );
+    std::fs::write(&toml, &text).unwrap();
+    let errs = pollwatch::config::Config::load(&cfg, &Default::default())
+        .unwrap_err()
+        .to_string();
+    // An unknown role is a parse error and stops the file there; fix it and look again.
+    assert!(
+        errs.contains("http.tokens[2].role") && errs.contains("admin"),
+        "{errs}"
+    );
+    std::fs::write(&toml, text.replace("\"admin\"", "\"viewer\"")).unwrap();
+    let errs = pollwatch::config::Config::load(&cfg, &Default::default())
+        .unwrap_err()
+        .to_string();
+    let line_of = |needle: &str| {
+        std::fs::read_to_string(&toml)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap()
+            + 1
+    };
+    assert!(
+        errs.contains(&format!(
+            "pollwatch.toml:{}: http.tokens[0].token: the token must be at least 16",
+            line_of("token = \"abc\"")
+        )),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("http.tokens[1].token_file: cannot read the token"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("http.tokens[2].name: token name \"short\" is used twice"),
+        "{errs}"
+    );
+    assert!(
+        !errs.contains("0123456789abcdef"),
+        "a secret in an error message: {errs}"
+    );
+}
