@@ -188,7 +188,11 @@ async fn sighup_adds_an_enterprise_and_streams_keep_their_connections() {
         .readings(&ReadingQuery::new("E3", LocationKind::Outlet, "DW001"))
         .await
         .unwrap();
-    assert_eq!(new_rows.len(), 2, "both uploads of the new logger stored");
+    assert_eq!(
+        new_rows.len(),
+        2,
+        "the new logger's two accepted uploads stored"
+    );
 
     let mut polled = store
         .readings(&ReadingQuery::new("E2", LocationKind::Meter, "M1").factor("e_p"))
@@ -210,4 +214,102 @@ async fn sighup_adds_an_enterprise_and_streams_keep_their_connections() {
         widest < chrono::Duration::seconds(2),
         "polling gap of {widest} around the reload"
     );
+}
+
+/// MQTT: a reload that adds an enterprise makes its topics known without
+/// reconnecting (`[mqtt]` unchanged); changing `[mqtt]` reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_follows_reloads_and_reconnects_only_when_mqtt_changes() {
+    let Some(url) = common::mqtt_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::hj212_config(dir.path(), "").dir;
+    let topic_root = format!("rl{}", std::process::id());
+    let toml = cfg.join("pollwatch.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    let mqtt = format!(
+        "\n[mqtt]\nurl = \"{url}\"\nclient_id = \"pw-reload-{topic_root}\"\n\n\
+         [[mqtt.subscriptions]]\ntopic = \"{topic_root}/{{enterprise}}/{{meter}}\"\nformat = \"json\"\n"
+    );
+    text.push_str(&mqtt);
+    std::fs::write(&toml, &text).unwrap();
+    let mut daemon = Daemon::start(&cfg, None);
+    assert!(daemon
+        .wait_for_log(0, "MQTT connected", Duration::from_secs(10))
+        .is_some());
+
+    let publish = |round: u32| {
+        let plan = pollwatch::sim::mqtt_pub::GatewayPlan {
+            url: url.clone(),
+            topic: format!("{topic_root}/{{enterprise}}/{{meter}}"),
+            enterprise: "E5".into(),
+            meters: vec!["M1".into()],
+            values: vec![("e_p".into(), f64::from(round))],
+            count: 1,
+            interval: Duration::from_millis(10),
+        };
+        async move {
+            pollwatch::sim::mqtt_pub::run_gateway(&plan, |_, _| {})
+                .await
+                .unwrap()
+        }
+    };
+    std::fs::write(
+        cfg.join("enterprises/e5.toml"),
+        "id = \"E5\"\nname = \"MQTT企业\"\ndistrict = \"x\"\nindustry = \"x\"\n\n\
+         [[meters]]\nid = \"M1\"\nname = \"总电源\"\nrole = \"total\"\n",
+    )
+    .unwrap();
+    let from = daemon.log_len();
+    daemon.signal("HUP");
+    daemon
+        .wait_for_log(from, "config reloaded", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no reload: {:#?}", daemon.log()));
+    publish(1).await;
+
+    // Now change [mqtt] (keep-alive): the client reconnects, same session.
+    std::fs::write(
+        &toml,
+        text.replace("[mqtt]\n", "[mqtt]\nkeep_alive = \"20s\"\n"),
+    )
+    .unwrap();
+    let from = daemon.log_len();
+    daemon.signal("HUP");
+    daemon
+        .wait_for_log(from, "config reloaded", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no reload: {:#?}", daemon.log()));
+    assert!(daemon
+        .wait_for_log(from, "MQTT connected", Duration::from_secs(10))
+        .is_some());
+    publish(2).await;
+
+    let db = dir.path().join("state/pollwatch.db");
+    let store = Store::open(
+        &format!("sqlite://{}", db.display()),
+        &StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let q = ReadingQuery::new("E5", LocationKind::Meter, "M1").factor("e_p");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = store.readings(&q).await.unwrap();
+        if rows.len() >= 2 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let values: Vec<f64> = rows.iter().map(|r| r.value).collect();
+    assert!(values.contains(&1.0) && values.contains(&2.0), "{values:?}");
+    let connects = daemon
+        .log()
+        .iter()
+        .filter(|l| l.contains("MQTT connected"))
+        .count();
+    assert_eq!(
+        connects, 2,
+        "one connect at start, one for the [mqtt] change"
+    );
+    assert!(daemon.terminate().success());
 }
