@@ -313,3 +313,42 @@ async fn mqtt_follows_reloads_and_reconnects_only_when_mqtt_changes() {
     );
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn config_diff_names_what_changed() {
+    use pollwatch::config::diff::ConfigDiff;
+    use pollwatch::config::{Config, LoadOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let old = common::hj212_config(dir.path(), "");
+    let cfg = old.dir.clone();
+    let e1 = cfg.join("enterprises/e1.toml");
+    let text = std::fs::read_to_string(&e1).unwrap();
+    // DA002's password changes, SW001 goes, E3 arrives; [hj212] listen changes.
+    let text = text
+        .replace("password = \"pw2\"", "password = \"pw2-new\"")
+        .replace(
+            "[[outlets]]\nid = \"SW001\"\nname = \"监测断面\"\nkind = \"wastewater\"\nhj212 = { mn = \"A140100_2006\", password = \"624930\" }\n",
+            "",
+        );
+    std::fs::write(&e1, text).unwrap();
+    std::fs::write(cfg.join("enterprises/e3.toml"), NEW_ENTERPRISE).unwrap();
+    let toml = cfg.join("pollwatch.toml");
+    let t = std::fs::read_to_string(&toml).unwrap().replace(
+        "[hj212]\nlisten = \"127.0.0.1:0\"",
+        "[hj212]\nlisten = \"127.0.0.1:9999\"",
+    );
+    std::fs::write(&toml, t).unwrap();
+    let new = Config::load(&cfg, &LoadOptions::default()).unwrap();
+    assert_ne!(old.hash, new.hash);
+    let d = ConfigDiff::between(&old, &new);
+    assert_eq!(d.enterprises.added, vec!["E3"]);
+    assert_eq!(d.enterprises.changed, vec!["E1"]);
+    assert_eq!(d.loggers.added, vec!["MN-NEW-0001"]);
+    assert_eq!(d.loggers.removed, vec!["A140100_2006"]);
+    assert_eq!(d.loggers.changed, vec!["MN-OLD-CRC"]);
+    assert!(d.devices.is_empty() && !d.mqtt);
+    assert_eq!(d.restart_required, vec!["hj212"]);
+    let same = Config::load(&cfg, &LoadOptions::default()).unwrap();
+    assert!(ConfigDiff::between(&new, &same).is_empty());
+    assert_eq!(new.hash, same.hash);
+}

@@ -11,7 +11,8 @@
 //!
 //! `/healthz` and `/readyz` are open because probes (systemd, load balancers)
 //! carry no credentials and the answers say nothing but "up"; everything else
-//! needs a token ([`auth`]). Prometheus scrapes with `authorization.credentials_file`.
+//! needs a token ([`auth`]); with no `[[http.tokens]]` configured, only the probes
+//! answer. Prometheus scrapes with `authorization.credentials_file`.
 //!
 //! Adding routes: write a `pub fn routes() -> Router<ApiState>` in a sub-module,
 //! take [`auth::Viewer`] or [`auth::Operator`] in each handler, and merge it in
@@ -78,7 +79,9 @@ pub struct Live {
     pub listeners: Vec<(&'static str, SocketAddr)>,
 }
 
-/// Shared by every handler; cloning is a handful of `Arc` increments.
+/// Shared by every handler; cloning is a handful of `Arc` increments. The daemon
+/// builds it once (see `daemon::run`); `open_alerts` is where the alerts module
+/// plugs in its query.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,

@@ -108,6 +108,7 @@ pub async fn run(
         Writer::spawn(store.clone(), writer_options(&config), clock.clone());
     let (stop_sources, sources_stop) = watch::channel(false);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let metrics = Metrics::default();
 
     let registry = Arc::new(Registry::from_config(&config));
     let (registry_tx, registry_rx) = watch::channel(registry.clone());
@@ -135,6 +136,10 @@ pub async fn run(
         sources_stop,
     );
 
+    // Later pipeline stages (rules evaluator, alerts dispatcher) start here: each
+    // takes `writer`/`store`, `config_rx.clone()` to follow reloads, `metrics`
+    // for its counters, and a stop receiver; join them after the sources below.
+
     // Proof of life for systemd's watchdog and /readyz.
     let (stop_aux, aux_stop) = watch::channel(false);
     let (period, watchdog) = systemd::heartbeat_period();
@@ -147,7 +152,6 @@ pub async fn run(
         aux_stop.clone(),
     ));
 
-    let metrics = Metrics::default();
     let reload_status = Arc::new(instrument::ReloadStatus::default());
     reload_status.last_success_unix.store(
         clock.now().timestamp(),
