@@ -61,10 +61,6 @@ impl Registry {
         self.by_mn.get(mn)
     }
 
-    pub fn mns(&self) -> impl Iterator<Item = &str> {
-        self.by_mn.keys().map(String::as_str)
-    }
-
     pub fn len(&self) -> usize {
         self.by_mn.len()
     }
