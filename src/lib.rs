@@ -7,6 +7,7 @@
 //! See `../shared/design/ARCHITECTURE.md` for the pipeline and its invariants.
 
 pub mod alerts;
+pub mod api;
 pub mod bench;
 pub mod clock;
 pub mod config;

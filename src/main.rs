@@ -16,6 +16,9 @@ use pollwatch::model::{DataKind, LocationKind, Stat};
 use pollwatch::store::ReadingQuery;
 use pollwatch::timefmt::{parse_user_time, rfc3339_local};
 
+mod cli;
+use cli::simulate::{simulate_cp, simulate_modbus};
+
 #[derive(Parser)]
 #[command(
     name = "pollwatch",
@@ -34,10 +37,28 @@ struct ConfigArg {
     config: PathBuf,
 }
 
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Log format: auto (journald style under systemd, else human), human,
+    /// journald (no timestamps: the journal adds them) or json.
+    #[arg(long, value_enum, default_value = "auto", env = "POLLWATCH_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Auto,
+    Human,
+    Journald,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon until SIGTERM or SIGINT.
-    Run(ConfigArg),
+    /// Run the daemon until SIGTERM or SIGINT; SIGHUP reloads the config.
+    Run(RunArgs),
     /// Validate the whole config directory; print a summary or every error.
     CheckConfig(ConfigArg),
     /// Query stored readings.
@@ -255,7 +276,11 @@ fn main() -> ExitCode {
     // log lines would drown them.
     let quiet = matches!(cli.command, Command::Bench(_) | Command::Simulate(_));
     // stdout of `simulate` is read by the field benchmark: make sure it is flushed.
-    init_logging(if quiet { "warn" } else { "info,sqlx=warn" });
+    let format = match &cli.command {
+        Command::Run(r) => r.log_format,
+        _ => LogFormat::Auto,
+    };
+    init_logging(if quiet { "warn" } else { "info,sqlx=warn" }, format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -272,17 +297,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    // Under systemd the journal stamps every line itself.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().with_ansi(false).init();
-    } else {
-        builder.init();
+    let format = match format {
+        // Under systemd the journal stamps every line itself.
+        LogFormat::Auto if std::env::var_os("JOURNAL_STREAM").is_some() => LogFormat::Journald,
+        LogFormat::Auto => LogFormat::Human,
+        f => f,
+    };
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Journald => builder.without_time().with_ansi(false).init(),
+        _ => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
@@ -310,10 +341,17 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Run(c) => {
+        Command::Run(r) => {
             let shutdown = shutdown_signal()?;
-            let cfg = load(&c.config)?;
-            pollwatch::daemon::run(cfg, Arc::new(SystemClock), shutdown).await?;
+            let (handle, requests) = pollwatch::daemon::reload::channel();
+            reload_on_sighup(handle.clone())?;
+            let cfg = load(&r.config.config)?;
+            let opts = pollwatch::daemon::RunOptions {
+                load: load_options(),
+                reload: Some((handle, requests)),
+                ..Default::default()
+            };
+            pollwatch::daemon::run(cfg, opts, Arc::new(SystemClock), shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Readings(args) => readings(args).await,
@@ -595,20 +633,7 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let out: Vec<serde_json::Value> = rows
             .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "ts": rfc3339_local(r.ts, tz),
-                    "factor": r.factor,
-                    "unit": r.unit,
-                    "kind": r.kind.as_str(),
-                    "stat": r.stat.as_str(),
-                    "converted": r.converted,
-                    "value": r.value,
-                    "flag": r.flag.as_str(),
-                    "source": { "protocol": r.protocol.as_str(), "device": r.device },
-                    "received": rfc3339_local(r.received, tz),
-                })
-            })
+            .map(|r| pollwatch::api::readings::reading_json(r, tz))
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -632,74 +657,18 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves simulated Modbus TCP gateways until killed.
-async fn simulate_modbus(gateways: u16, base_port: u16) -> anyhow::Result<ExitCode> {
-    use pollwatch::sim::modbus::{serve_tcp, ModbusSim, Point};
-    use pollwatch::sim::profile::Profile;
-    use pollwatch::sources::modbus::decode::{DataType, WordOrder};
-    use pollwatch::sources::modbus::plan::RegisterKind;
-    let sim = Arc::new(ModbusSim::new(Arc::new(SystemClock)));
-    for unit in 1..=10u8 {
-        sim.add_unit(unit);
-        let power = Profile::Sine {
-            mean: 50.0 * f64::from(unit),
-            amplitude: 5.0,
-            period_secs: 600.0,
-        };
-        sim.set(
-            unit,
-            RegisterKind::Input,
-            52,
-            Point::new(power, DataType::F32, WordOrder::ABCD),
-        );
-        let energy = Profile::Ramp {
-            start: 1000.0,
-            per_sec: 0.01,
-        };
-        sim.set(
-            unit,
-            RegisterKind::Input,
-            72,
-            Point::new(energy, DataType::F32, WordOrder::ABCD),
-        );
-    }
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    for g in 0..gateways {
-        let port = base_port
-            .checked_add(g)
-            .context("--base-port + --gateways exceeds 65535")?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
-        tasks.spawn(serve_tcp(listener, sim.clone(), stop_rx.clone()));
-    }
-    println!(
-        "simulating {gateways} Modbus TCP gateways on 127.0.0.1:{base_port}.. (10 meters each)"
-    );
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Err(e)) = r {
-            eprintln!("simulator: {e}");
+/// SIGHUP (systemd's `ExecReload`) asks the daemon to reload; the outcome is logged.
+/// Registered before the config is loaded, so an early SIGHUP cannot kill us.
+fn reload_on_sighup(handle: pollwatch::daemon::reload::ReloadHandle) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received");
+            handle.request("signal");
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// CP fields from `CODE=VALUE[:FLAG]` arguments, with the suffix `cn` uses.
-fn simulate_cp(cn: &str, values: &[String]) -> anyhow::Result<String> {
-    let suffix = if cn == "2011" { "Rtd" } else { "Avg" };
-    let mut items = Vec::new();
-    for v in values {
-        let (code, rest) = v
-            .split_once('=')
-            .with_context(|| format!("--value {v:?}: expected CODE=VALUE[:FLAG]"))?;
-        let (value, flag) = rest.split_once(':').unwrap_or((rest, "N"));
-        let value: f64 = value
-            .parse()
-            .with_context(|| format!("--value {v:?}: {value:?} is not a number"))?;
-        items.push(format!("{code}-{suffix}={value},{code}-Flag={flag}"));
-    }
-    Ok(items.join(";"))
+    });
+    Ok(())
 }
 
 /// Registers for SIGTERM (systemd stop) and SIGINT (Ctrl-C) at once — a signal

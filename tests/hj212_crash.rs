@@ -23,9 +23,10 @@ async fn sigkill_before_the_answer_loses_nothing() {
         .port();
     let cfg = common::hj212_config(dir.path(), "");
     let toml = cfg.dir.join("pollwatch.toml");
-    let text = std::fs::read_to_string(&toml)
-        .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        "[hj212]\nlisten = \"127.0.0.1:0\"",
+        &format!("[hj212]\nlisten = \"127.0.0.1:{port}\""),
+    );
     std::fs::write(&toml, text).unwrap();
     let db = dir.path().join("state/pollwatch.db");
 

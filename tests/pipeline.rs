@@ -13,6 +13,87 @@ use pollwatch::sim::hj212_logger::cp_values;
 use pollwatch::sim::LoggerSim;
 use pollwatch::sources::hj212::codec::time::LocalDateTime;
 
+const VIEWER: &str = "viewer-token-0123456789";
+const OPERATOR: &str = "operator-token-0123456789";
+
+/// The alert through the HTTP API: listed for a viewer, acknowledged only by an
+/// operator, and its record shows the acknowledgement and the message sent.
+async fn api_checks(port: u16) -> Result<(), String> {
+    let c = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}/api/v1/alerts");
+    let get = |url: String, token: Option<&'static str>| {
+        let mut r = c.get(url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let status = get(base.clone(), None)
+        .await
+        .map_err(|e| e.to_string())?
+        .status();
+    if status != 401 {
+        return Err(format!("no token: {status}"));
+    }
+    let list: serde_json::Value = get(base.clone(), Some(VIEWER))
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let a = &list[0];
+    if a["outlet"] != "DA001"
+        || a["rule"] != "exceedance"
+        || a["value"] != 41.2
+        || a["limit"] != 35.0
+        || a["state"] != "open"
+        || a["severity"] != "major"
+    {
+        return Err(format!("alert list: {list:#}"));
+    }
+    let id = a["id"].as_i64().ok_or("no id")?;
+    let ack = |token: &'static str| {
+        c.post(format!("{base}/{id}/ack"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"by": "zhangwei", "note": "已电话核实"}))
+            .send()
+    };
+    let s = ack(VIEWER).await.map_err(|e| e.to_string())?.status();
+    if s != 403 {
+        return Err(format!("viewer ack: {s}"));
+    }
+    let r = ack(OPERATOR).await.map_err(|e| e.to_string())?;
+    if r.status() != 200 {
+        return Err(format!("operator ack: {}", r.status()));
+    }
+    let s = ack(OPERATOR).await.map_err(|e| e.to_string())?.status();
+    if s != 409 {
+        return Err(format!("second ack: {s}"));
+    }
+    let rec: serde_json::Value = get(format!("{base}/{id}"), Some(VIEWER))
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let kinds: Vec<&str> = rec["timeline"]
+        .as_array()
+        .ok_or("no timeline")?
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    if rec["alert"]["acked_by"] != "zhangwei"
+        || !kinds.contains(&"notified")
+        || kinds.last() != Some(&"acknowledged")
+        || rec["timeline_intact"] != true
+        || rec["attempts"][0]["result"] != "accepted"
+        || rec["evidence"][0]["value"] != 41.2
+    {
+        return Err(format!("alert record: {rec:#}"));
+    }
+    Ok(())
+}
+
 type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
 
 async fn wecom() -> (String, Seen) {
@@ -39,17 +120,23 @@ async fn wecom() -> (String, Seen) {
 async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
     let dir = tempfile::tempdir().unwrap();
     let (url, seen) = wecom().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, http) = (free(), free());
     let cfg = dir.path().join("config");
     std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
     std::fs::write(
         cfg.join("pollwatch.toml"),
         format!(
             "[daemon]\nstate_dir = {:?}\n[hj212]\nlisten = \"127.0.0.1:{port}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http}\"\n\
+             [[http.tokens]]\nname = \"board\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n\
+             [[http.tokens]]\nname = \"desk\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n\
              [alerts]\nconsole_url = \"http://console.example\"\n\
              [[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\nmention = true\n",
             dir.path().join("state").display().to_string()
@@ -99,7 +186,9 @@ async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let api = api_checks(http).await;
     assert!(daemon.terminate().success());
+    api.unwrap_or_else(|e| panic!("{e}"));
     let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
     assert_eq!(
         got.len(),

@@ -126,6 +126,7 @@ pub async fn modbus(
             gap: d.gap(),
             endpoint: Endpoint::of(&d),
             plan,
+            config: d.clone(),
         });
     }
     let (stop, stop_rx) = watch::channel(false);

@@ -97,23 +97,99 @@ pub enum SqliteSync {
     Normal,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// The HTTP API (health, metrics, readings, status, alerts, reload).
+///
+/// ```toml
+/// [http]
+/// listen = "127.0.0.1:9180"
+///
+/// [[http.tokens]]
+/// name = "prometheus"            # logged and audited instead of the secret
+/// role = "viewer"                # GET endpoints
+/// token_file = "/etc/pollwatch/tokens/prometheus"
+///
+/// [[http.tokens]]
+/// name = "duty-desk"
+/// role = "operator"              # also ack, resolve, orders, reload
+/// token_file = "/etc/pollwatch/tokens/duty-desk"
+/// # token = "…"                  # inline, for tests and the demo only
+/// ```
+///
+/// Clients send `Authorization: Bearer <token>`. Tokens are at least 16
+/// characters; a token file holds the token on its first line.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     pub listen: ListenAddr,
+    pub tokens: Vec<HttpToken>,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: ListenAddr(([127, 0, 0, 1], 9180).into()),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpToken {
+    pub name: String,
+    pub role: HttpRole,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+// Hand-written so that a config dumped with {:?} never shows a secret.
+impl std::fmt::Debug for HttpToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+impl HttpToken {
+    /// The secret: inline, or the first line of `token_file`.
+    pub fn secret(&self) -> std::io::Result<String> {
+        match (&self.token, &self.token_file) {
+            (Some(t), _) => Ok(t.clone()),
+            (None, Some(path)) => Ok(std::fs::read_to_string(path)?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()),
+            (None, None) => Ok(String::new()),
+        }
+    }
+}
+
+/// What a token may do. Operators can do everything viewers can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpRole {
+    Viewer,
+    Operator,
+}
+
+impl HttpRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpRole::Viewer => "viewer",
+            HttpRole::Operator => "operator",
         }
     }
 }
 
 /// The HJ 212 listener and its limits against abuse (the port is usually
 /// reachable from the internet, and scanners find it).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Hj212Section {
     pub listen: ListenAddr,
@@ -146,7 +222,7 @@ impl Default for Hj212Section {
 /// DTU dial-in: 4G/Ethernet DTUs connect here and are identified by their
 /// registration packet (the id, optionally wrapped in a vendor prefix/suffix).
 /// Only bound when some device has `transport = "dtu"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DtuSection {
     pub listen: ListenAddr,
@@ -213,7 +289,7 @@ impl DtuSection {
 /// format = "json"                             # or "hj212"
 /// shared_group = "pollwatch"                  # optional: $share/<group>/… for scale-out
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSection {
     /// `mqtt://host[:1883]` or `mqtts://host[:8883]`.

@@ -31,7 +31,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Enterprise {
     pub id: String,
@@ -57,7 +57,7 @@ pub struct Enterprise {
     pub emission_caps: Vec<EmissionCap>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub name: String,
@@ -82,7 +82,7 @@ impl OutletKind {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outlet {
     pub id: String,
@@ -154,7 +154,7 @@ impl Aggregates {
 /// ```toml
 /// analyzers = [{ factor = "a21026", range = 200.0 }]
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Analyzer {
     pub factor: String,
@@ -213,7 +213,7 @@ impl Basis {
 }
 
 /// A permit limit. Exceeded strictly above `max` or strictly below `min`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     pub factor: String,
@@ -259,7 +259,7 @@ impl MeterRole {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Meter {
     pub id: String,
@@ -286,7 +286,7 @@ pub struct Meter {
 /// underpowered_below = 0.5          # below 50 % of normal = underpowered (default)
 /// grace = "15m"                     # how long before it is a finding (default)
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Linkage {
     pub id: String,
@@ -336,7 +336,7 @@ impl OrderKind {
 /// baseline_kw = 900.0               # default: sum of the meters' baseline_kw
 /// grace = "15m"                     # default
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Order {
     pub id: String,
@@ -365,7 +365,7 @@ impl Order {
 /// tonnes_per_year = 120.0
 /// outlets = ["DA001", "DA002"]      # default: every outlet where the factor belongs
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EmissionCap {
     pub factor: String,

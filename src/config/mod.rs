@@ -14,17 +14,19 @@ mod channels;
 mod daemon;
 mod device;
 mod diag;
+pub mod diff;
 mod duty;
 mod enterprise;
 mod units;
 mod validate;
+mod validate_http;
 mod validate_notify;
 
 pub use alerts::AlertsSection;
 pub use channels::{ChannelConfig, ChannelKind, HttpMethod, MessageFormat, SmtpTls};
 pub use daemon::{
-    DaemonFile, DaemonSection, DtuSection, ExtraFactor, ExtraFactorClass, Hj212Section,
-    HttpSection, MqttFormat, MqttSection, MqttSubscription, SqliteSync, StorageSection,
+    DaemonFile, DaemonSection, DtuSection, ExtraFactor, ExtraFactorClass, Hj212Section, HttpRole,
+    HttpSection, HttpToken, MqttFormat, MqttSection, MqttSubscription, SqliteSync, StorageSection,
 };
 pub use device::{Device, DeviceProtocol, Parity, Point, StatusPoint, Transport};
 pub use diag::{ConfigErrors, Diagnostic, SourceMap};
@@ -80,6 +82,9 @@ pub struct Config {
     pub enterprises: Vec<Enterprise>,
     pub enterprise_files: Vec<String>,
     pub duty: Duty,
+    /// SHA-256 over every file read (name and bytes), hex: tells at a glance, and
+    /// in `pollwatch_config_info`, which config a running daemon is on.
+    pub hash: String,
 }
 
 /// A file read from the config directory, with its source map for diagnostics.
@@ -116,11 +121,15 @@ fn read(dir: &Path, rel: &str, required: bool, errors: &mut Vec<Diagnostic>) -> 
 impl Config {
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
+        let mut hasher = ConfigHasher::default();
 
-        let daemon = match read(dir, DAEMON_FILE, true, &mut errors) {
+        let daemon_file = read(dir, DAEMON_FILE, true, &mut errors);
+        hasher.add(daemon_file.as_ref());
+        let daemon = match daemon_file {
             Some(f) => match diag::parse_file::<DaemonFile>(&f.rel, &f.text, &f.map) {
                 Ok(d) => {
                     validate::daemon(&mut checker(&f, &mut errors), &d);
+                    validate_http::http(&mut checker(&f, &mut errors), &d.http);
                     validate_notify::channels(&mut checker(&f, &mut errors), &d.channels);
                     Some(d)
                 }
@@ -139,6 +148,7 @@ impl Config {
             let Some(f) = read(dir, &rel, true, &mut errors) else {
                 continue;
             };
+            hasher.add(Some(&f));
             match diag::parse_file::<Enterprise>(&f.rel, &f.text, &f.map) {
                 Ok(e) => {
                     validate::enterprise(&mut checker(&f, &mut errors), &e, &catalogue);
@@ -149,7 +159,9 @@ impl Config {
         }
         cross_file(&enterprises, &mut errors);
 
-        let duty = match read(dir, DUTY_FILE, false, &mut errors) {
+        let duty_file = read(dir, DUTY_FILE, false, &mut errors);
+        hasher.add(duty_file.as_ref());
+        let duty = match duty_file {
             Some(f) => match diag::parse_file::<Duty>(&f.rel, &f.text, &f.map) {
                 Ok(d) => {
                     validate::duty(&mut checker(&f, &mut errors), &d);
@@ -196,6 +208,7 @@ impl Config {
             enterprises,
             enterprise_files,
             duty,
+            hash: hasher.finish(),
         })
     }
 
@@ -297,6 +310,31 @@ impl Config {
             }
         }
         s
+    }
+}
+
+#[derive(Default)]
+struct ConfigHasher(sha2::Sha256);
+
+impl ConfigHasher {
+    fn add(&mut self, f: Option<&Loaded>) {
+        use sha2::Digest;
+        if let Some(f) = f {
+            // Lengths first, so that moving bytes between name and text changes the hash.
+            self.0.update((f.rel.len() as u64).to_le_bytes());
+            self.0.update(f.rel.as_bytes());
+            self.0.update((f.text.len() as u64).to_le_bytes());
+            self.0.update(f.text.as_bytes());
+        }
+    }
+
+    fn finish(self) -> String {
+        use sha2::Digest;
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

@@ -54,6 +54,9 @@ pub struct LoggerSim {
     buf: Vec<u8>,
     decoder: FrameDecoder,
     seq: u64,
+    /// TCP connections opened so far (a test can tell a kept connection from a
+    /// silent reconnect).
+    pub connects: u64,
     /// Every frame the platform sent us other than the 9014s we waited for
     /// (9013s, 1012 set-time, 1062 set-interval…), as segment text.
     pub received: Vec<String>,
@@ -74,6 +77,7 @@ impl LoggerSim {
             buf: Vec::new(),
             decoder: FrameDecoder::new(),
             seq: 0,
+            connects: 0,
             received: Vec::new(),
         }
     }
@@ -86,6 +90,7 @@ impl LoggerSim {
                 source,
             })?;
         let _ = s.set_nodelay(true);
+        self.connects += 1;
         self.stream = Some(s);
         self.buf.clear();
         self.decoder = FrameDecoder::with_config(MAX_FRAME_LEN, self.crc);

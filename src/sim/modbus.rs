@@ -101,6 +101,8 @@ struct Unit {
 pub struct ModbusSim {
     clock: Arc<dyn Clock>,
     units: Mutex<BTreeMap<u8, Unit>>,
+    /// Modbus TCP connections accepted by [`serve_tcp`].
+    tcp_connections: std::sync::atomic::AtomicU64,
 }
 
 /// What to do with a request for a unit id the simulator does not have.
@@ -115,7 +117,14 @@ impl ModbusSim {
         ModbusSim {
             clock,
             units: Mutex::new(BTreeMap::new()),
+            tcp_connections: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Modbus TCP connections accepted so far.
+    pub fn tcp_connections(&self) -> u64 {
+        self.tcp_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u8, Unit>> {
@@ -374,6 +383,7 @@ pub async fn serve_tcp(
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
                 let _ = stream.set_nodelay(true);
+                sim.tcp_connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let sim = Arc::clone(&sim);
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {

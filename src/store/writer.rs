@@ -105,6 +105,19 @@ pub struct WriterStats {
     pub last_batch_readings: AtomicU64,
     /// Readings committed but not offered to the tap because it was full.
     pub tap_lagged: AtomicU64,
+    /// Sum of commit durations, for the mean commit latency.
+    pub commit_micros_total: AtomicU64,
+    dead_letter_reasons: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl WriterStats {
+    /// Dead letters committed, by reason.
+    pub fn dead_letters_by_reason(&self) -> std::collections::BTreeMap<String, u64> {
+        self.dead_letter_reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 struct Request {
@@ -177,6 +190,22 @@ impl Writer {
 
     pub fn stats(&self) -> &WriterStats {
         &self.stats
+    }
+
+    /// The counters, shared, for metrics that outlive this handle.
+    pub fn stats_handle(&self) -> Arc<WriterStats> {
+        self.stats.clone()
+    }
+
+    /// Reads the queue depth later without keeping the writer alive (a metrics
+    /// collector must not stop the writer from finishing at shutdown).
+    pub fn queue_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let weak = self.tx.downgrade();
+        move || {
+            weak.upgrade()
+                .map(|tx| tx.max_capacity() - tx.capacity())
+                .unwrap_or(0)
+        }
     }
 
     /// Requests waiting in the channel.
@@ -364,6 +393,17 @@ impl Task {
             .fetch_add(stats.status_events, Ordering::Relaxed);
         s.last_commit_micros
             .store(took.as_micros() as u64, Ordering::Relaxed);
+        s.commit_micros_total
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        if parts.iter().any(|p| !p.batch.dead_letters.is_empty()) {
+            let mut reasons = s
+                .dead_letter_reasons
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for d in parts.iter().flat_map(|p| &p.batch.dead_letters) {
+                *reasons.entry(d.reason.clone()).or_default() += 1;
+            }
+        }
         let n: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
         s.last_batch_readings.store(n as u64, Ordering::Relaxed);
     }

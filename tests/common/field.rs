@@ -146,5 +146,6 @@ pub fn field_device_any(meter: &str, d: &Device) -> FieldDevice {
         gap: d.gap(),
         endpoint: Endpoint::of(d),
         plan: DevicePlan::new(d).unwrap(),
+        config: d.clone(),
     }
 }

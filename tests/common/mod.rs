@@ -169,7 +169,7 @@ pub fn hj212_config(dir: &std::path::Path, hj212_extra: &str) -> pollwatch::conf
     std::fs::write(
         cfg.join("pollwatch.toml"),
         format!(
-            "[daemon]\ntimezone = \"Asia/Shanghai\"\nstate_dir = {:?}\n\n[hj212]\nlisten = \"127.0.0.1:0\"\n{hj212_extra}\n",
+            "[daemon]\ntimezone = \"Asia/Shanghai\"\nstate_dir = {:?}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[hj212]\nlisten = \"127.0.0.1:0\"\n{hj212_extra}\n",
             dir.join("state").display().to_string()
         ),
     )

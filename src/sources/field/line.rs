@@ -122,6 +122,11 @@ impl Line {
         }
     }
 
+    /// A reload changed a device's quiet gap; the connection stays.
+    pub fn set_gap(&mut self, gap: Duration) {
+        self.gap = gap;
+    }
+
     /// Waits out the quiet gap the line needs between requests.
     pub async fn pace(&mut self) {
         if let Some(last) = self.last_request {

@@ -16,6 +16,7 @@ pub mod line;
 pub mod poll;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +44,29 @@ pub struct FieldDevice {
     pub gap: Duration,
     pub endpoint: Endpoint,
     pub plan: DevicePlan,
+    /// The device as configured: a reload compares these to decide what changed.
+    pub config: Device,
+}
+
+impl FieldDevice {
+    /// Same device, same settings, same destination: a reload leaves it alone.
+    fn same_as(&self, other: &FieldDevice) -> bool {
+        self.enterprise == other.enterprise
+            && self.id == other.id
+            && self.location == other.location
+            && self.config == other.config
+    }
+
+    fn key(&self) -> (String, String) {
+        (self.enterprise.to_string(), self.id.to_string())
+    }
+}
+
+/// Readings polled, per protocol, for metrics.
+#[derive(Debug, Default)]
+pub struct FieldStats {
+    pub modbus_readings: AtomicU64,
+    pub dlt645_readings: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +96,7 @@ pub fn devices(cfg: &Config) -> Result<Vec<FieldDevice>, FieldError> {
                 gap: d.gap(),
                 endpoint: Endpoint::of(d),
                 plan,
+                config: d.clone(),
             });
             Ok(())
         };
@@ -96,10 +121,32 @@ pub fn devices(cfg: &Config) -> Result<Vec<FieldDevice>, FieldError> {
 /// Health of every device, keyed by (enterprise, device id).
 pub type HealthMap = Arc<Mutex<BTreeMap<(String, String), Health>>>;
 
-/// The running pollers.
+/// The running pollers: one task per line, each fed its device list through a
+/// `watch` channel so that a reload can change the devices of a line without
+/// closing the line's connection.
 pub struct FieldSources {
+    lines: HashMap<Endpoint, LineHandle>,
     tasks: JoinSet<()>,
     health: HealthMap,
+    stats: Arc<FieldStats>,
+    logs: Arc<LogLimiter>,
+    dtu: Option<(Arc<dtu::DtuHub>, Vec<u8>)>,
+    writer: Writer,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+}
+
+struct LineHandle {
+    devices: watch::Sender<Vec<FieldDevice>>,
+    stop: watch::Sender<bool>,
+}
+
+fn by_line(devices: Vec<FieldDevice>) -> HashMap<Endpoint, Vec<FieldDevice>> {
+    let mut lines: HashMap<Endpoint, Vec<FieldDevice>> = HashMap::new();
+    for d in devices {
+        lines.entry(d.endpoint.clone()).or_default().push(d);
+    }
+    lines
 }
 
 impl FieldSources {
@@ -112,36 +159,99 @@ impl FieldSources {
         clock: Arc<dyn Clock>,
         shutdown: watch::Receiver<bool>,
     ) -> FieldSources {
-        let mut lines: HashMap<Endpoint, Vec<FieldDevice>> = HashMap::new();
-        for d in devices {
-            lines.entry(d.endpoint.clone()).or_default().push(d);
+        let mut me = FieldSources {
+            lines: HashMap::new(),
+            tasks: JoinSet::new(),
+            health: Arc::default(),
+            stats: Arc::default(),
+            logs: Arc::new(LogLimiter::new(Duration::from_secs(60))),
+            dtu,
+            writer,
+            clock,
+            shutdown,
+        };
+        for (endpoint, devices) in by_line(devices) {
+            me.spawn_line(endpoint, devices);
         }
-        let health: HealthMap = Arc::default();
-        let logs = Arc::new(LogLimiter::new(Duration::from_secs(60)));
-        let mut tasks = JoinSet::new();
-        for (endpoint, devices) in lines {
-            let gap = devices.iter().map(|d| d.gap).max().unwrap_or_default();
-            let task = LineTask {
-                line: Line::new(endpoint, gap, dtu.clone()),
-                devices,
-                writer: writer.clone(),
-                clock: clock.clone(),
-                health: health.clone(),
-                logs: logs.clone(),
-            };
-            tasks.spawn(task.run(shutdown.clone()));
+        me
+    }
+
+    fn spawn_line(&mut self, endpoint: Endpoint, devices: Vec<FieldDevice>) {
+        let gap = devices.iter().map(|d| d.gap).max().unwrap_or_default();
+        let (devices_tx, devices_rx) = watch::channel(devices.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = LineTask {
+            line: Line::new(endpoint.clone(), gap, self.dtu.clone()),
+            devices,
+            writer: self.writer.clone(),
+            clock: self.clock.clone(),
+            health: self.health.clone(),
+            logs: self.logs.clone(),
+            stats: self.stats.clone(),
+        };
+        self.tasks
+            .spawn(task.run(self.shutdown.clone(), stop_rx, devices_rx));
+        self.lines.insert(
+            endpoint,
+            LineHandle {
+                devices: devices_tx,
+                stop: stop_tx,
+            },
+        );
+    }
+
+    /// Moves to a new device list: lines no device uses any more stop (after the
+    /// poll in progress), new lines start, and lines whose devices changed get the
+    /// new list and keep their connection; unchanged devices keep their schedule.
+    pub fn apply(&mut self, devices: Vec<FieldDevice>) {
+        let mut wanted = by_line(devices);
+        let keep: std::collections::HashSet<(String, String)> =
+            wanted.values().flatten().map(FieldDevice::key).collect();
+        self.lines.retain(|endpoint, handle| {
+            if wanted.contains_key(endpoint) {
+                return true;
+            }
+            tracing::info!(line = %endpoint, "reload: line no longer used; stopping its poller");
+            let _ = handle.stop.send(true);
+            false
+        });
+        for (endpoint, devices) in wanted.drain() {
+            match self.lines.get(&endpoint) {
+                Some(handle) => {
+                    let changed = {
+                        let old = handle.devices.borrow();
+                        old.len() != devices.len()
+                            || old.iter().zip(&devices).any(|(a, b)| !a.same_as(b))
+                    };
+                    if changed {
+                        let _ = handle.devices.send(devices);
+                    }
+                }
+                None => {
+                    tracing::info!(line = %endpoint, devices = devices.len(), "reload: starting a poller");
+                    self.spawn_line(endpoint, devices);
+                }
+            }
         }
-        FieldSources { tasks, health }
+        lock_health(&self.health).retain(|k, _| keep.contains(k));
     }
 
     pub fn health(&self) -> HealthMap {
         self.health.clone()
     }
 
+    pub fn stats(&self) -> Arc<FieldStats> {
+        self.stats.clone()
+    }
+
     /// Waits for every line task to stop (after shutdown was signalled).
     pub async fn join(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+fn lock_health(h: &HealthMap) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Health>> {
+    h.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct LineTask {
@@ -151,10 +261,16 @@ struct LineTask {
     clock: Arc<dyn Clock>,
     health: HealthMap,
     logs: Arc<LogLimiter>,
+    stats: Arc<FieldStats>,
 }
 
 impl LineTask {
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        mut stop: watch::Receiver<bool>,
+        mut updates: watch::Receiver<Vec<FieldDevice>>,
+    ) {
         let start = Instant::now();
         // Spread the first polls over the line so devices do not all fire at once.
         let n = self.devices.len().max(1) as u32;
@@ -170,12 +286,41 @@ impl LineTask {
             };
             tokio::select! {
                 _ = shutdown.changed() => return,
+                _ = stop.changed() => return,
+                Ok(()) = updates.changed() => {
+                    let new = updates.borrow_and_update().clone();
+                    due = self.replace_devices(new, &due);
+                    continue;
+                }
                 _ = tokio::time::sleep_until(when) => {}
             }
             let next_in = self.poll_one(idx).await;
             // Keep the cadence (due + interval), but never schedule in the past.
             due[idx] = (when + next_in).max(Instant::now());
         }
+    }
+
+    /// Installs a reloaded device list; returns the new schedule. Devices that did
+    /// not change keep their next poll time, new or changed ones are polled soon.
+    fn replace_devices(&mut self, new: Vec<FieldDevice>, due: &[Instant]) -> Vec<Instant> {
+        let now = Instant::now();
+        let n = new.len().max(1) as u32;
+        let schedule = new
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                self.devices
+                    .iter()
+                    .position(|old| old.same_as(d))
+                    .and_then(|j| due.get(j).copied())
+                    .unwrap_or_else(|| now + d.interval.min(Duration::from_secs(1)) * i as u32 / n)
+            })
+            .collect();
+        let gap = new.iter().map(|d| d.gap).max().unwrap_or_default();
+        self.line.set_gap(gap);
+        tracing::info!(line = %self.line.endpoint, devices = new.len(), "reload: line's devices updated; connection kept");
+        self.devices = new;
+        schedule
     }
 
     async fn poll_one(&mut self, idx: usize) -> Duration {
@@ -223,6 +368,11 @@ impl LineTask {
                         })
                     })
                     .collect();
+                let counter = match protocol {
+                    Protocol::Dlt645 => &self.stats.dlt645_readings,
+                    _ => &self.stats.modbus_readings,
+                };
+                counter.fetch_add(readings.len() as u64, Ordering::Relaxed);
                 if let Err(e) = self.writer.submit(Batch::readings(readings)).await {
                     tracing::error!(device = %dev.id, error = %e, "cannot queue readings");
                 }

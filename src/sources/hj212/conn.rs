@@ -78,6 +78,7 @@ impl Conn {
         let started = Instant::now();
         let mut last_rx = started;
         let mut quiet_done = false;
+        let mut registry = conn.ctx.registry.clone();
         'conn: loop {
             while let Some(ev) = decoder.decode(&mut buf) {
                 if conn.event(ev).await.is_break() {
@@ -95,6 +96,20 @@ impl Conn {
             };
             tokio::select! {
                 _ = shutdown.changed() => break,
+                Ok(()) = registry.changed() => {
+                    // A reload: a logger whose MN is gone is hung up on; one whose
+                    // settings changed goes on with the new ones.
+                    let reg = registry.borrow_and_update().clone();
+                    if let Some(mn) = conn.mn().map(str::to_string) {
+                        match reg.get(&mn) {
+                            Some(ep) => conn.endpoint = Some(ep.clone()),
+                            None => {
+                                tracing::info!(peer = %peer, mn = %mn, "hj212: MN removed from config; closing its connection");
+                                break;
+                            }
+                        }
+                    }
+                }
                 r = tokio::time::timeout_at(wake, rd.read(&mut chunk)) => match r {
                     Ok(Ok(0)) => {
                         while let Some(ev) = decoder.finish(&mut buf) {

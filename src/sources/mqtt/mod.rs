@@ -72,6 +72,13 @@ impl MqttStats {
             .or_default() += 1;
     }
 
+    pub fn rejected(&self) -> BTreeMap<&'static str, u64> {
+        self.rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn rejected_for(&self, reason: &str) -> u64 {
         self.rejected
             .lock()
@@ -87,13 +94,39 @@ struct Sub {
     pattern: TopicPattern,
 }
 
-struct Ctx {
-    subs: Vec<Sub>,
+/// What the enterprise files say about topics' names; swapped on reload without
+/// reconnecting, so a new enterprise's meters are recognised at once.
+struct Lookup {
     registry: Registry,
     tz: chrono_tz::Tz,
     enterprises: HashSet<String>,
     /// (enterprise, "outlet"|"meter", id) configured.
     known: HashSet<(String, &'static str, String)>,
+}
+
+impl Lookup {
+    fn of(config: &Config) -> Lookup {
+        let mut known = HashSet::new();
+        for e in &config.enterprises {
+            for o in &e.outlets {
+                known.insert((e.id.clone(), "outlet", o.id.clone()));
+            }
+            for mt in &e.meters {
+                known.insert((e.id.clone(), "meter", mt.id.clone()));
+            }
+        }
+        Lookup {
+            registry: Registry::from_config(config),
+            tz: config.timezone,
+            enterprises: config.enterprises.iter().map(|e| e.id.clone()).collect(),
+            known,
+        }
+    }
+}
+
+struct Ctx {
+    subs: Vec<Sub>,
+    lookup: watch::Receiver<Arc<Lookup>>,
     writer: Writer,
     clock: Arc<dyn Clock>,
     stats: Arc<MqttStats>,
@@ -102,6 +135,7 @@ struct Ctx {
 pub struct MqttSource {
     task: JoinHandle<()>,
     stats: Arc<MqttStats>,
+    lookup: watch::Sender<Arc<Lookup>>,
 }
 
 /// Messages stored in one write at most.
@@ -129,28 +163,27 @@ impl MqttSource {
                 pattern,
             });
         }
-        let mut known = HashSet::new();
-        for e in &config.enterprises {
-            for o in &e.outlets {
-                known.insert((e.id.clone(), "outlet", o.id.clone()));
-            }
-            for mt in &e.meters {
-                known.insert((e.id.clone(), "meter", mt.id.clone()));
-            }
-        }
+        let (lookup, lookup_rx) = watch::channel(Arc::new(Lookup::of(config)));
         let stats = Arc::new(MqttStats::default());
         let ctx = Arc::new(Ctx {
             subs,
-            registry: Registry::from_config(config),
-            tz: config.timezone,
-            enterprises: config.enterprises.iter().map(|e| e.id.clone()).collect(),
-            known,
+            lookup: lookup_rx,
             writer,
             clock,
             stats: stats.clone(),
         });
         let task = tokio::spawn(run(opts, ctx, shutdown));
-        Ok(MqttSource { task, stats })
+        Ok(MqttSource {
+            task,
+            stats,
+            lookup,
+        })
+    }
+
+    /// A reload changed enterprises but not `[mqtt]`: messages from now on are
+    /// matched against the new config; the connection and session stay.
+    pub fn update(&self, config: &Config) {
+        let _ = self.lookup.send(Arc::new(Lookup::of(config)));
     }
 
     pub fn stats(&self) -> Arc<MqttStats> {
@@ -291,12 +324,16 @@ fn parse(ctx: &Ctx, p: &Publish, batch: &mut Batch) {
                 (None, Some(m)) => ("meter", m.clone()),
                 (None, None) => ("meter", String::new()),
             };
-            if !ctx.enterprises.contains(&enterprise) {
+            let lookup = ctx.lookup.borrow().clone();
+            if !lookup.enterprises.contains(&enterprise) {
                 Err((
                     "unknown_enterprise",
                     format!("topic {topic:?}: enterprise {enterprise:?} is not configured"),
                 ))
-            } else if !ctx.known.contains(&(enterprise.clone(), kind, id.clone())) {
+            } else if !lookup
+                .known
+                .contains(&(enterprise.clone(), kind, id.clone()))
+            {
                 Err((
                     "unknown_location",
                     format!("topic {topic:?}: {kind} {id:?} is not configured for {enterprise}"),
@@ -328,11 +365,11 @@ fn parse(ctx: &Ctx, p: &Publish, batch: &mut Batch) {
                     }
                     MqttFormat::Hj212 => {
                         match hj212_payload(
-                            &ctx.registry,
+                            &lookup.registry,
                             &p.payload,
                             &enterprise,
                             &location,
-                            ctx.tz,
+                            lookup.tz,
                         ) {
                             Ok(readings) => {
                                 ctx.stats

@@ -1,0 +1,181 @@
+//! The HTTP API (axum), on `[http] listen` (default `127.0.0.1:9180`).
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /healthz` | anyone | the process answers |
+//! | `GET /readyz` | anyone | store writable (a writer round trip within the heartbeat window), listeners bound |
+//! | `GET /metrics` | viewer | Prometheus text ([`metrics`]) |
+//! | `GET /api/v1/enterprises` | viewer | config with each outlet's and meter's live status |
+//! | `GET /api/v1/readings?enterprise=&outlet=\|meter=&factor=&kind=&stat=&from=&to=&limit=` | viewer | stored readings |
+//! | `POST /-/reload` | operator | reload the config (as SIGHUP), answer with the outcome |
+//! | `GET /api/v1/alerts…`, `POST /api/v1/alerts/{id}/ack\|resolve` | viewer / operator | [`alerts`] |
+//!
+//! `/healthz` and `/readyz` are open because probes (systemd, load balancers)
+//! carry no credentials and the answers say nothing but "up"; everything else
+//! needs a token ([`auth`]); with no `[[http.tokens]]` configured, only the probes
+//! answer. Prometheus scrapes with `authorization.credentials_file`.
+//!
+//! Adding routes: write a `pub fn routes() -> Router<ApiState>` in a sub-module,
+//! take [`auth::Viewer`] or [`auth::Operator`] in each handler, and merge it in
+//! [`router`].
+//!
+//! ```toml
+//! [http]
+//! listen = "127.0.0.1:9180"
+//! [[http.tokens]]
+//! name = "prometheus"
+//! role = "viewer"
+//! token_file = "/etc/pollwatch/tokens/prometheus"
+//! ```
+
+pub mod alerts;
+pub mod auth;
+pub mod enterprises;
+pub mod health;
+pub mod metrics;
+pub mod readings;
+pub mod reload;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::daemon::reload::ReloadHandle;
+use crate::daemon::systemd::Liveness;
+use crate::sources::field::HealthMap;
+use crate::sources::hj212::Hj212Stats;
+use crate::store::{Store, StoreError};
+
+/// Open alerts per (enterprise, `outlet:ID` | `meter:ID`).
+pub type OpenAlertCounts = HashMap<(String, String), u64>;
+
+/// Counts open alerts for the status API; the alerts module supplies it. Until it
+/// does, [`no_alerts`] reports none.
+pub type OpenAlertsHook = Arc<
+    dyn Fn(Store) -> Pin<Box<dyn Future<Output = Result<OpenAlertCounts, StoreError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+pub fn no_alerts() -> OpenAlertsHook {
+    Arc::new(|_| Box::pin(async { Ok(OpenAlertCounts::new()) }))
+}
+
+/// What the sources report live, for status and readiness.
+#[derive(Clone)]
+pub struct Live {
+    pub hj212: Arc<Hj212Stats>,
+    pub field: HealthMap,
+    pub liveness: Liveness,
+    /// A writer round trip within this long means the store is writable.
+    pub heartbeat_window: std::time::Duration,
+    /// Addresses the daemon listens on (HJ 212, DTU), bound before the API starts.
+    pub listeners: Vec<(&'static str, SocketAddr)>,
+}
+
+/// Shared by every handler; cloning is a handful of `Arc` increments. The daemon
+/// builds it once (see `daemon::run`); `open_alerts` is where the alerts module
+/// plugs in its query.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    /// The config in force; changes on every successful reload.
+    pub config: watch::Receiver<Arc<Config>>,
+    pub tokens: watch::Receiver<Arc<auth::Tokens>>,
+    pub reload: ReloadHandle,
+    pub metrics: metrics::Metrics,
+    pub live: Live,
+    pub open_alerts: OpenAlertsHook,
+    /// Time of acknowledgements and resolutions.
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
+/// Every route, with `state`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .merge(alerts::routes())
+        .merge(health::routes())
+        .merge(metrics_routes())
+        .merge(enterprises::routes())
+        .merge(readings::routes())
+        .merge(reload::routes())
+        .with_state(state)
+}
+
+fn metrics_routes() -> Router<ApiState> {
+    use axum::extract::State;
+    async fn render(_: auth::Viewer, State(s): State<ApiState>) -> Response {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.metrics.render(),
+        )
+            .into_response()
+    }
+    Router::new().route("/metrics", axum::routing::get(render))
+}
+
+/// A JSON error body with a status.
+pub(crate) fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": msg.to_string() })),
+    )
+        .into_response()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound API server; serves until `stop` turns true.
+pub struct Server {
+    pub local_addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(
+        addr: SocketAddr,
+        state: ApiState,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<Server, ServeError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let app = router(state);
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        tracing::info!(listen = %local_addr, "http api listening");
+        Ok(Server { local_addr, task })
+    }
+
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,3 @@
+//! Command handlers too long to keep in `main.rs`.
+
+pub mod simulate;

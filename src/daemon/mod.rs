@@ -1,0 +1,379 @@
+//! The daemon's life: open the store, start the writer (and, as they land, the
+//! sources and the rest of the pipeline), run until told to stop, then stop in the
+//! order that loses nothing — sources first, so no new input arrives; then the
+//! writer, which commits everything it was handed; then the store.
+//!
+//! Shutdown follows tokio's mini-redis: the caller passes a future that completes on
+//! SIGTERM/SIGINT (or whatever a test wants), and every task holding a [`Writer`]
+//! drops it on the way out, which is what lets the writer finish.
+//!
+//! Between start-up and shutdown the main loop serves reloads ([`reload`], applied
+//! in [`live`]); systemd hears about all of it ([`systemd`]).
+
+mod instrument;
+mod live;
+pub mod reload;
+pub mod systemd;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::api::{self, auth::Tokens, metrics::Metrics, ApiState};
+use crate::clock::Clock;
+use crate::config::{Config, LoadOptions};
+use crate::rules::task::{RulesTask, TaskOptions};
+use crate::rules::Plan;
+use crate::sources::field::dtu::{DtuHub, DtuOptions};
+use crate::sources::field::line::Endpoint;
+use crate::sources::field::{FieldDevice, FieldSources};
+use crate::sources::hj212::{Hj212Server, Registry, ServerConfig};
+use crate::store::{Store, StoreError, StoreOptions, StoreUrl, Writer, WriterOptions};
+use live::Live;
+use reload::{ReloadHandle, ReloadRequests};
+
+/// How long shutdown waits for an unreachable store before abandoning unwritten
+/// batches. systemd's default stop timeout is 90 s; we aim to be gone within 10.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Commits the rules engine may be behind before the writer stops offering it
+/// readings (it then recovers from the store; ingest never waits for judging).
+pub const RULES_TAP_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hj212(#[from] crate::sources::hj212::ServerError),
+    #[error(transparent)]
+    Field(#[from] crate::sources::field::FieldError),
+    #[error(transparent)]
+    Dtu(#[from] crate::sources::field::dtu::DtuListenError),
+    #[error(transparent)]
+    Mqtt(#[from] crate::sources::mqtt::MqttError),
+    #[error(transparent)]
+    Http(#[from] api::ServeError),
+}
+
+/// What `run` needs besides the config.
+pub struct RunOptions {
+    /// How reloads load the config directory again.
+    pub load: LoadOptions,
+    /// Where reload requests come from; the caller keeps a [`ReloadHandle`] (for
+    /// SIGHUP). `None`: the daemon makes its own, used by `POST /-/reload` only.
+    pub reload: Option<(ReloadHandle, ReloadRequests)>,
+    /// Time allowed to close the store writer at shutdown.
+    pub grace: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            load: LoadOptions::default(),
+            reload: None,
+            grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
+pub fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        sqlite_synchronous: config.daemon.storage.sqlite_synchronous,
+        ..StoreOptions::default()
+    }
+}
+
+pub fn writer_options(config: &Config) -> WriterOptions {
+    let s = &config.daemon.storage;
+    WriterOptions {
+        max_batch: s.max_batch,
+        linger: s.linger.0,
+        queue: s.queue,
+        ..WriterOptions::default()
+    }
+}
+
+pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
+    Store::open(&config.storage_url, &store_options(config)).await
+}
+
+/// Runs until `shutdown` completes, then drains and returns.
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let devices = crate::sources::field::devices(&config)?;
+    let store = open_store(&config).await?;
+    // The rules engine judges what the writer has committed (never before).
+    let (tap, tap_rx) = tokio::sync::mpsc::channel(RULES_TAP_QUEUE);
+    let (writer, writer_task) = Writer::spawn(
+        store.clone(),
+        WriterOptions {
+            tap: Some(tap),
+            ..writer_options(&config)
+        },
+        clock.clone(),
+    );
+    let (stop_sources, sources_stop) = watch::channel(false);
+    let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let metrics = Metrics::default();
+
+    let registry = Arc::new(Registry::from_config(&config));
+    let (registry_tx, registry_rx) = watch::channel(registry.clone());
+    let hj212 = Hj212Server::start(
+        ServerConfig::from_config(&config),
+        registry_rx,
+        writer.clone(),
+        clock.clone(),
+        sources_stop.clone(),
+    )
+    .await?;
+    let mut listeners = vec![("hj212", hj212.local_addr())];
+    let dtu = start_dtu(&config, &devices, &writer, &clock, &sources_stop).await?;
+    if let Some(d) = &dtu {
+        listeners.push(("dtu", d.addr));
+    }
+    let mqtt_log: instrument::MqttStatsLog = Arc::default();
+    let mqtt = live::start_mqtt(&config, &writer, &clock, &mqtt_log)?;
+    let polled = devices.len();
+    let field = FieldSources::start(
+        devices,
+        dtu.as_ref().map(|d| (d.hub.clone(), d.heartbeat.clone())),
+        writer.clone(),
+        clock.clone(),
+        sources_stop,
+    );
+
+    // The rules engine follows the writer's commits; alerts follow its findings.
+    // The plan is the start-up config's: a reload does not rebuild it yet.
+    let (findings_tx, findings_rx) = tokio::sync::mpsc::channel(1024);
+    let rules = RulesTask::spawn(
+        store.clone(),
+        Plan::new(&config),
+        TaskOptions::default(),
+        clock.clone(),
+        tap_rx,
+        Some(findings_tx),
+    );
+    let (stop_alerts, alerts_stop) = watch::channel(false);
+    let alerts = start_alerts(&config, &store, &clock, findings_rx, alerts_stop);
+
+    // Proof of life for systemd's watchdog and /readyz.
+    let (stop_aux, aux_stop) = watch::channel(false);
+    let (period, watchdog) = systemd::heartbeat_period();
+    let liveness = systemd::Liveness::default();
+    let heartbeat = tokio::spawn(systemd::heartbeat(
+        writer.clone(),
+        liveness.clone(),
+        period,
+        watchdog,
+        aux_stop.clone(),
+    ));
+
+    let reload_status = Arc::new(instrument::ReloadStatus::default());
+    reload_status.last_success_unix.store(
+        clock.now().timestamp(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    instrument::register(
+        &metrics,
+        instrument::Sources {
+            hj212: hj212.stats(),
+            mqtt: mqtt_log.clone(),
+            field: field.stats(),
+            health: field.health(),
+            writer: writer.stats_handle(),
+            queue: Box::new(writer.queue_probe()),
+            config: config_rx.clone(),
+            reload: reload_status.clone(),
+        },
+    );
+
+    let (reload_handle, mut requests) = opts.reload.unwrap_or_else(reload::channel);
+    let (tokens_tx, tokens_rx) = watch::channel(Arc::new(Tokens::from_config(&config)));
+    let state = ApiState {
+        store: store.clone(),
+        config: config_rx,
+        tokens: tokens_rx,
+        reload: reload_handle,
+        metrics: metrics.clone(),
+        live: api::Live {
+            hj212: hj212.stats(),
+            field: field.health(),
+            liveness,
+            // Two missed heartbeats before we call ourselves unready.
+            heartbeat_window: period * 2 + Duration::from_secs(1),
+            listeners: listeners.clone(),
+        },
+        open_alerts: api::alerts::open_alerts_hook(),
+        clock: clock.clone(),
+    };
+    let http = api::Server::start(config.daemon.http.listen.0, state, aux_stop).await?;
+
+    let mut live = Live {
+        config: Arc::new(config),
+        load: opts.load,
+        config_tx,
+        registry_tx,
+        tokens_tx,
+        field,
+        mqtt,
+        mqtt_log,
+        writer: writer.clone(),
+        clock,
+        metrics,
+        status: reload_status,
+        dtu_ids: dtu.as_ref().map(|d| d.ids.clone()).unwrap_or_default(),
+    };
+    systemd::ready("ready");
+    tracing::info!(
+        store = %StoreUrl::redacted(&live.config.storage_url),
+        enterprises = live.config.enterprises.len(),
+        hj212 = %hj212.local_addr(),
+        http = %http.local_addr,
+        loggers = registry.len(),
+        polled_devices = polled,
+        timezone = %live.config.timezone,
+        config_hash = %live.config.hash,
+        watchdog = watchdog,
+        "pollwatch ready"
+    );
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(req) = requests.rx.recv() => {
+                let outcome = live.reload(req.origin).await;
+                if let Some(reply) = req.reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+
+    systemd::stopping();
+    tracing::info!("shutting down: no new input; finishing in-flight frames");
+    // Reload requests still queued are answered "stopped" by dropping them.
+    drop(requests);
+    let _ = stop_sources.send(true);
+    let _ = stop_aux.send(true);
+    hj212.join().await;
+    live.stop_sources().await;
+    if let Some(d) = dtu {
+        let _ = d.task.await;
+    }
+    let _ = heartbeat.await;
+    http.join().await;
+    tracing::info!("flushing the store writer");
+    drop(writer);
+    writer_task.finish(opts.grace).await;
+    tracing::info!("judging the last committed readings");
+    rules.join(opts.grace).await;
+    if let Some(a) = alerts {
+        // The findings channel is closed now; the task settles what it holds.
+        a.join().await;
+    }
+    drop(stop_alerts);
+    store.close().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// The alerts engine and dispatcher. Without a usable notifier (a secret file
+/// missing, say) ingest and judging go on — readings must not be lost for an SMS
+/// token — and the error says what is missing.
+fn start_alerts(
+    config: &Config,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    findings: tokio::sync::mpsc::Receiver<Vec<crate::store::StoredFinding>>,
+    stop: watch::Receiver<bool>,
+) -> Option<crate::alerts::AlertsTask> {
+    match crate::notify::Notifier::from_config(config, clock.clone()) {
+        Ok(notifier) => {
+            let notifier = Arc::new(notifier);
+            Some(crate::alerts::AlertsTask::spawn(
+                crate::alerts::AlertEngine::new(
+                    store.clone(),
+                    notifier.clone(),
+                    Arc::new(config.clone()),
+                    clock.clone(),
+                ),
+                crate::alerts::Dispatcher::new(store.clone(), notifier, clock.clone()),
+                findings,
+                Duration::from_secs(10),
+                stop,
+            ))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "alerts are DISABLED: findings are stored but nobody is notified");
+            None
+        }
+    }
+}
+
+struct Dtu {
+    hub: Arc<DtuHub>,
+    heartbeat: Vec<u8>,
+    ids: HashSet<String>,
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The DTU dial-in listener, bound only when some device dials in.
+async fn start_dtu(
+    config: &Config,
+    devices: &[FieldDevice],
+    writer: &Writer,
+    clock: &Arc<dyn Clock>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<Dtu>, DaemonError> {
+    let ids = dtu_ids(devices);
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let section = &config.daemon.dtu;
+    let heartbeat = section.heartbeat_bytes().unwrap_or_default();
+    let opts = DtuOptions {
+        listen: section.listen.0,
+        registration_timeout: section.registration_timeout.0,
+        registration_prefix: section.registration_prefix.as_bytes().to_vec(),
+        registration_suffix: section.registration_suffix.as_bytes().to_vec(),
+        heartbeat: heartbeat.clone(),
+    };
+    let hub = Arc::new(DtuHub::default());
+    let (addr, task) = crate::sources::field::dtu::listen(
+        opts,
+        ids.clone(),
+        hub.clone(),
+        writer.clone(),
+        clock.clone(),
+        stop.clone(),
+    )
+    .await?;
+    tracing::info!(dtu = %addr, "DTU listener bound");
+    Ok(Some(Dtu {
+        hub,
+        heartbeat,
+        ids,
+        addr,
+        task,
+    }))
+}
+
+fn dtu_ids(devices: &[FieldDevice]) -> HashSet<String> {
+    devices
+        .iter()
+        .filter_map(|d| match &d.endpoint {
+            Endpoint::Dtu(id) => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
