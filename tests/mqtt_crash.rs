@@ -28,9 +28,12 @@ fn write_config(dir: &std::path::Path, broker_url: &str) -> std::path::PathBuf {
         cfg.join("pollwatch.toml"),
         format!(
             "[daemon]\nstate_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[hj212]\nlisten = \"127.0.0.1:0\"\n\
-             [mqtt]\nurl = \"{broker_url}\"\nclient_id = \"pw-crash\"\n\n\
+             [mqtt]\nurl = \"{broker_url}\"\nclient_id = \"pw-crash-{}\"\n\n\
              [[mqtt.subscriptions]]\ntopic = \"crash/{{enterprise}}/{{meter}}\"\nformat = \"json\"\n",
-            dir.join("state").display().to_string()
+            dir.join("state").display().to_string(),
+            // Unique: a daemon left over from an aborted run must never share
+            // (and fight over) this session.
+            std::process::id()
         ),
     )
     .unwrap();
