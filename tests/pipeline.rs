@@ -91,6 +91,21 @@ async fn api_checks(port: u16) -> Result<(), String> {
     {
         return Err(format!("alert record: {rec:#}"));
     }
+    let metrics = get(format!("http://127.0.0.1:{port}/metrics"), Some(VIEWER))
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    for line in [
+        "pollwatch_alerts_opened_total{rule=\"exceedance\",severity=\"major\"} 1",
+        "pollwatch_notification_attempts_total{channel=\"wecom\",result=\"accepted\"} 1",
+        "pollwatch_findings_total{rule=\"exceedance\"} 1",
+    ] {
+        if !metrics.lines().any(|l| l == line) {
+            return Err(format!("{line:?} not in /metrics:\n{metrics}"));
+        }
+    }
     Ok(())
 }
 

@@ -24,6 +24,7 @@ pub struct Dispatcher {
     store: Store,
     notifier: Arc<Notifier>,
     clock: Arc<dyn Clock>,
+    metrics: Option<crate::api::metrics::Metrics>,
 }
 
 fn attempt(outbox_id: i64, a: &AttemptRecord) -> Attempt {
@@ -52,7 +53,14 @@ impl Dispatcher {
             store,
             notifier,
             clock,
+            metrics: None,
         }
+    }
+
+    /// Counts notification attempts by channel and result.
+    pub fn with_metrics(mut self, metrics: crate::api::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// At start-up: what waited in memory is pending again.
@@ -71,6 +79,16 @@ impl Dispatcher {
             DeliveryStatus::Queued { channel } => ("queued", Some(channel.as_str())),
             DeliveryStatus::Failed => ("failed", None),
         };
+        if let Some(m) = &self.metrics {
+            for a in &attempts {
+                m.counter(
+                    "pollwatch_notification_attempts_total",
+                    "Notification attempts by channel and result (accepted, retryable, permanent, deferred).",
+                    &[("channel", &a.channel), ("result", &a.result)],
+                )
+                .inc();
+            }
+        }
         if state == "failed" {
             tracing::error!(
                 outbox_id,

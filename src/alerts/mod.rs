@@ -54,6 +54,7 @@ pub struct AlertEngine {
     notifier: Arc<Notifier>,
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
+    metrics: Option<crate::api::metrics::Metrics>,
 }
 
 /// What a tick did.
@@ -75,7 +76,14 @@ impl AlertEngine {
             notifier,
             config,
             clock,
+            metrics: None,
         }
+    }
+
+    /// Counts findings by rule and alerts opened by rule and severity.
+    pub fn with_metrics(mut self, metrics: crate::api::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn summary(
@@ -156,6 +164,22 @@ impl AlertEngine {
                 rank,
             )
             .await?;
+        if let Some(m) = &self.metrics {
+            m.counter(
+                "pollwatch_findings_total",
+                "Findings of the rules engine recorded on alerts, by rule.",
+                &[("rule", &new.rule)],
+            )
+            .inc();
+            if rec.opened {
+                m.counter(
+                    "pollwatch_alerts_opened_total",
+                    "Alerts opened, by rule and severity.",
+                    &[("rule", &new.rule), ("severity", &new.severity)],
+                )
+                .inc();
+            }
+        }
         if rec.opened {
             tracing::info!(alert = rec.alert_id, enterprise = %new.enterprise, location = %new.location, factor = %new.factor, rule = %new.rule, flapping = rec.flapping, "alert opened");
         }

@@ -162,7 +162,36 @@ pub async fn run(
         Some(findings_tx),
     );
     let (stop_alerts, alerts_stop) = watch::channel(false);
-    let alerts = start_alerts(&config, &store, &clock, findings_rx, alerts_stop);
+    let rules_stats = rules.stats.clone();
+    metrics.collect(move |out| {
+        let s = &rules_stats;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        out.counter(
+            "pollwatch_rules_readings_total",
+            "Readings judged by the rules engine.",
+            &[],
+            n(&s.readings),
+        );
+        out.counter(
+            "pollwatch_rules_findings_total",
+            "New findings stored by the rules engine.",
+            &[],
+            n(&s.findings_new),
+        );
+        out.counter(
+            "pollwatch_rules_rebuilds_total",
+            "Rebuilds of the evaluation state from the store.",
+            &[],
+            n(&s.rebuilds),
+        );
+        out.counter(
+            "pollwatch_rules_gaps_total",
+            "Times the rules engine fell behind the writer and recovered from the store.",
+            &[],
+            n(&s.gaps),
+        );
+    });
+    let alerts = start_alerts(&config, &store, &clock, &metrics, findings_rx, alerts_stop);
 
     // Proof of life for systemd's watchdog and /readyz.
     let (stop_aux, aux_stop) = watch::channel(false);
@@ -293,6 +322,7 @@ fn start_alerts(
     config: &Config,
     store: &Store,
     clock: &Arc<dyn Clock>,
+    metrics: &Metrics,
     findings: tokio::sync::mpsc::Receiver<Vec<crate::store::StoredFinding>>,
     stop: watch::Receiver<bool>,
 ) -> Option<crate::alerts::AlertsTask> {
@@ -305,8 +335,10 @@ fn start_alerts(
                     notifier.clone(),
                     Arc::new(config.clone()),
                     clock.clone(),
-                ),
-                crate::alerts::Dispatcher::new(store.clone(), notifier, clock.clone()),
+                )
+                .with_metrics(metrics.clone()),
+                crate::alerts::Dispatcher::new(store.clone(), notifier, clock.clone())
+                    .with_metrics(metrics.clone()),
                 findings,
                 Duration::from_secs(10),
                 stop,
