@@ -3,7 +3,7 @@
 //!
 //! A handler states what it needs by taking an extractor:
 //!
-//! ```ignore
+//! ```text
 //! async fn list(_: Viewer, State(s): State<ApiState>) -> … { … }          // any token
 //! async fn ack(Operator(who): Operator, State(s): State<ApiState>) -> … {  // operator
 //!     tracing::info!(by = %who, "alert acknowledged");   // the token's name, for audit
