@@ -111,7 +111,9 @@ async fn api_checks(port: u16) -> Result<(), String> {
 
 type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
 
-async fn wecom() -> (String, Seen) {
+/// A WeCom-shaped receiver recording every request. With `hang_first`, the first
+/// request is never answered (the daemon is killed while waiting for it).
+async fn wecom_with(hang_first: bool) -> (String, Seen) {
     use axum::{routing::post, Json, Router};
     let seen: Seen = Arc::default();
     let s = seen.clone();
@@ -120,7 +122,14 @@ async fn wecom() -> (String, Seen) {
         post(move |Json(body): Json<serde_json::Value>| {
             let s = s.clone();
             async move {
-                s.lock().unwrap().push(body);
+                let n = {
+                    let mut all = s.lock().unwrap();
+                    all.push(body);
+                    all.len()
+                };
+                if hang_first && n == 1 {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
                 Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
             }
         }),
@@ -131,10 +140,11 @@ async fn wecom() -> (String, Seen) {
     (format!("http://{addr}/cgi-bin/webhook/send?key=k"), seen)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, seen) = wecom().await;
+async fn wecom() -> (String, Seen) {
+    wecom_with(false).await
+}
+
+fn write_config(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, u16, u16) {
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -143,7 +153,7 @@ async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
             .port()
     };
     let (port, http) = (free(), free());
-    let cfg = dir.path().join("config");
+    let cfg = dir.join("config");
     std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
     std::fs::write(
         cfg.join("pollwatch.toml"),
@@ -154,7 +164,7 @@ async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
              [[http.tokens]]\nname = \"desk\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n\
              [alerts]\nconsole_url = \"http://console.example\"\n\
              [[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\nmention = true\n",
-            dir.path().join("state").display().to_string()
+            dir.join("state").display().to_string()
         ),
     )
     .unwrap();
@@ -173,8 +183,10 @@ async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
          [[outlets.limits]]\nfactor = \"a21026\"\nmax = 35.0\nbasis = \"hour\"\n",
     )
     .unwrap();
-    let mut daemon = Daemon::start(&cfg, Some(&dir.path().join("daemon.log")));
+    (cfg, port, http)
+}
 
+async fn upload_exceedance(port: u16) {
     let mut logger = LoggerSim::new(
         format!("127.0.0.1:{port}").parse().unwrap(),
         "MN-DS-01",
@@ -192,6 +204,16 @@ async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
     // 2061: the logger's hourly means. At 6 % O2 the corrected value is the measured one.
     let cp = cp_values("Avg", &[("a21026", 41.2, 'N'), ("a19001", 6.0, 'N')]);
     logger.upload("2061", hour, &cp).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = wecom().await;
+    let (cfg, port, http) = write_config(dir.path(), &url);
+    let mut daemon = Daemon::start(&cfg, Some(&dir.path().join("daemon.log")));
+
+    upload_exceedance(port).await;
 
     let mut got = Vec::new();
     for _ in 0..150 {
@@ -223,5 +245,57 @@ async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
     assert_eq!(
         got[0]["text"]["mentioned_mobile_list"],
         serde_json::json!(["13800000001"])
+    );
+}
+
+/// SIGKILL while a notification is on its way: the receiver got the request but
+/// never answered, so the outbox row is still pending. After a restart it is sent
+/// again and answered — and not a third time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_pending_at_sigkill_is_delivered_after_restart_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = wecom_with(true).await;
+    let (cfg, port, _http) = write_config(dir.path(), &url);
+    let log = dir.path().join("daemon.log");
+    let mut daemon = Daemon::start(&cfg, Some(&log));
+    upload_exceedance(port).await;
+    let count = || seen.lock().unwrap().len();
+    for _ in 0..150 {
+        if count() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(), 1, "the first attempt reached the receiver");
+    daemon.kill();
+
+    let mut daemon = Daemon::start(&cfg, Some(&log));
+    for _ in 0..150 {
+        if count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for a wrong third send to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(daemon.terminate().success());
+    let got = seen.lock().unwrap().clone();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        got.len(),
+        2,
+        "sent again once after the restart; log:\n{text}"
+    );
+    assert_eq!(got[0], got[1], "the same message");
+    let db = dir.path().join("state/pollwatch.db");
+    let store =
+        pollwatch::store::Store::open(&format!("sqlite://{}", db.display()), &Default::default())
+            .await
+            .unwrap();
+    let sent = store.outbox(Some("sent"), None, 10).await.unwrap();
+    assert_eq!(sent.len(), 1, "one outbox row, sent once");
+    assert_eq!(
+        store.outbox(Some("pending"), None, 10).await.unwrap().len(),
+        0
     );
 }
