@@ -210,8 +210,19 @@ impl AlertsTask {
                     batch = findings.recv() => {
                         let Some(batch) = batch else { break };
                         for f in &batch {
-                            if let Err(e) = engine.on_finding(f).await {
-                                tracing::error!(finding = f.id, error = %e, "finding not recorded as an alert");
+                            // A busy database is retried; what still fails is
+                            // caught up from the findings table at the next start.
+                            let mut delay = Duration::from_millis(50);
+                            for attempt in 1..=6 {
+                                match engine.on_finding(f).await {
+                                    Ok(_) => break,
+                                    Err(e) if attempt < 6 => {
+                                        tracing::warn!(finding = f.id, attempt, error = %e, "recording a finding failed; retrying");
+                                        tokio::time::sleep(delay).await;
+                                        delay *= 2;
+                                    }
+                                    Err(e) => tracing::error!(finding = f.id, error = %e, "finding not recorded as an alert; it is caught up at the next start"),
+                                }
                             }
                         }
                     }

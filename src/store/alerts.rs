@@ -9,7 +9,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{from_ms, to_ms, Store, StoreError};
+use super::{from_ms, to_ms, Store, StoreError, WriteBegin};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -296,8 +296,11 @@ impl Store {
         first_steps: &[String],
         rank_of: fn(&str) -> u8,
     ) -> Result<Recorded, StoreError> {
-        on_pool!(self, |pool, _Db| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("begin"))?;
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool
+                .begin_with(<Db as WriteBegin>::BEGIN)
+                .await
+                .map_err(StoreError::db("begin"))?;
             let live: Option<(i64, String)> = sqlx::query_as(
                 "SELECT id, severity FROM alerts WHERE akey = $1 AND state <> 'resolved' ORDER BY id DESC LIMIT 1",
             )
@@ -404,8 +407,11 @@ impl Store {
         steps: &[String],
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
-        on_pool!(self, |pool, _Db| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("begin"))?;
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool
+                .begin_with(<Db as WriteBegin>::BEGIN)
+                .await
+                .map_err(StoreError::db("begin"))?;
             let state: Option<String> =
                 sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
                     .bind(alert_id)
@@ -454,8 +460,11 @@ impl Store {
             }
         };
         let sql = format!("UPDATE alerts SET state = $1, {col_by} = $2, {col_at} = $3, updated_at = $3 WHERE id = $4 AND {from}");
-        on_pool!(self, |pool, _Db| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("begin"))?;
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool
+                .begin_with(<Db as WriteBegin>::BEGIN)
+                .await
+                .map_err(StoreError::db("begin"))?;
             let r = sqlx::query(&sql)
                 .bind(to.as_str())
                 .bind(by)

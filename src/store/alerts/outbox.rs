@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
 use super::{chain_hash, Attempt, OutboxRow};
-use crate::store::{from_ms, to_ms, Store, StoreError};
+use crate::store::{from_ms, to_ms, Store, StoreError, WriteBegin};
 
 /// An attempt as read back: outbox, time, channel, recipients, alerts, result,
 /// code, reason, provider id.
@@ -87,8 +87,11 @@ impl Store {
         attempts: &[Attempt],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        on_pool!(self, |pool, _Db| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("begin"))?;
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool
+                .begin_with(<Db as WriteBegin>::BEGIN)
+                .await
+                .map_err(StoreError::db("begin"))?;
             let alert: Option<(i64, String)> =
                 sqlx::query_as("SELECT alert_id, step FROM outbox WHERE id = $1")
                     .bind(outbox_id)
