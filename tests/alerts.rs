@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use pollwatch::alerts::{AlertEngine, Dispatcher};
@@ -17,36 +17,6 @@ use pollwatch::model::Location;
 use pollwatch::notify::Notifier;
 use pollwatch::rules::{Evidence, Finding, LimitRef, RuleName, Severity};
 use pollwatch::store::{verify_chain, AlertState, Store, StoreOptions, StoredFinding};
-
-/// Every request a WeCom robot would get: (time, body).
-type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
-
-async fn wecom_receiver() -> (String, Seen) {
-    use axum::{routing::post, Json, Router};
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let app = Router::new().route(
-        "/cgi-bin/webhook/send",
-        post(move |Json(body): Json<serde_json::Value>| {
-            let s = s.clone();
-            async move {
-                // What WeCom checks: the shape and the 2048-byte text limit.
-                let content = body["text"]["content"].as_str().unwrap_or("");
-                let ok = body["msgtype"] == "text" && !content.is_empty() && content.len() <= 2048;
-                s.lock().unwrap().push(body);
-                Json(if ok {
-                    serde_json::json!({"errcode": 0, "errmsg": "ok"})
-                } else {
-                    serde_json::json!({"errcode": 40008, "errmsg": "invalid message type"})
-                })
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/cgi-bin/webhook/send?key=k"), seen)
-}
 
 fn config(dir: &std::path::Path, url: &str, storage: &str) -> Config {
     let cfg = dir.join("config");
@@ -204,7 +174,7 @@ impl Rig {
 
 async fn scenario(storage: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (url, seen) = wecom_receiver().await;
+    let (url, seen) = common::wecom::receiver(false).await;
     let storage = storage.replace("{dir}", &dir.path().display().to_string());
     let cfg = Arc::new(config(dir.path(), &url, &storage));
     let store = Store::open(&cfg.storage_url, &StoreOptions::default())
@@ -363,7 +333,7 @@ async fn alerts_on_postgres() {
 #[tokio::test]
 async fn alerts_verify_detects_an_edited_timeline_row() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, _seen) = wecom_receiver().await;
+    let (url, _seen) = common::wecom::receiver(false).await;
     let db = dir.path().join("state/pollwatch.db");
     std::fs::create_dir_all(dir.path().join("state")).unwrap();
     let cfg = Arc::new(config(

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::daemon::Daemon;
@@ -109,41 +108,6 @@ async fn api_checks(port: u16) -> Result<(), String> {
     Ok(())
 }
 
-type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
-
-/// A WeCom-shaped receiver recording every request. With `hang_first`, the first
-/// request is never answered (the daemon is killed while waiting for it).
-async fn wecom_with(hang_first: bool) -> (String, Seen) {
-    use axum::{routing::post, Json, Router};
-    let seen: Seen = Arc::default();
-    let s = seen.clone();
-    let app = Router::new().route(
-        "/cgi-bin/webhook/send",
-        post(move |Json(body): Json<serde_json::Value>| {
-            let s = s.clone();
-            async move {
-                let n = {
-                    let mut all = s.lock().unwrap();
-                    all.push(body);
-                    all.len()
-                };
-                if hang_first && n == 1 {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                }
-                Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (format!("http://{addr}/cgi-bin/webhook/send?key=k"), seen)
-}
-
-async fn wecom() -> (String, Seen) {
-    wecom_with(false).await
-}
-
 fn write_config(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, u16, u16) {
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -210,7 +174,7 @@ async fn upload_exceedance(port: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, seen) = wecom().await;
+    let (url, seen) = common::wecom::receiver(false).await;
     let (cfg, port, http) = write_config(dir.path(), &url);
     let mut daemon = Daemon::start(&cfg, Some(&dir.path().join("daemon.log")));
 
@@ -255,7 +219,7 @@ async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_pending_at_sigkill_is_delivered_after_restart_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, seen) = wecom_with(true).await;
+    let (url, seen) = common::wecom::receiver(true).await;
     let (cfg, port, _http) = write_config(dir.path(), &url);
     let log = dir.path().join("daemon.log");
     let mut daemon = Daemon::start(&cfg, Some(&log));

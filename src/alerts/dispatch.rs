@@ -114,15 +114,7 @@ impl Dispatcher {
             }
             let facts = parse_facts(&alert)?;
             let now = self.clock.now();
-            let summary = crate::notify::AlertSummary {
-                alert_id: alert.id.to_string(),
-                district: facts.district.clone(),
-                industry: facts.industry.clone(),
-                rule: facts.rule.clone(),
-                severity: facts.severity,
-                opened_at: alert.opened_at,
-                acked_at: None,
-            };
+            let summary = super::summary(alert.id, &facts, alert.opened_at);
             let plan = self.notifier.plan(&summary, now)?;
             let Some(delivery) = plan.deliveries.iter().find(|d| d.step.key() == row.step) else {
                 // The route or policy changed under a queued step: say so on record.

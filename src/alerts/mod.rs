@@ -24,7 +24,7 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use crate::clock::Clock;
-use crate::config::{Config, Severity};
+use crate::config::Config;
 use crate::notify::{AlertFacts, AlertSummary, Notifier, NotifyError};
 use crate::store::{AlertRow, AlertState, NewAlert, Recorded, Store, StoreError, StoredFinding};
 
@@ -86,24 +86,6 @@ impl AlertEngine {
         self
     }
 
-    fn summary(
-        &self,
-        alert_id: i64,
-        facts: &AlertFacts,
-        opened: chrono::DateTime<chrono::Utc>,
-        acked: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> AlertSummary {
-        AlertSummary {
-            alert_id: alert_id.to_string(),
-            district: facts.district.clone(),
-            industry: facts.industry.clone(),
-            rule: facts.rule.clone(),
-            severity: facts.severity,
-            opened_at: opened,
-            acked_at: acked,
-        }
-    }
-
     /// Records one stored finding on its alert.
     pub async fn on_finding(&self, f: &StoredFinding) -> Result<Recorded, AlertError> {
         let now = self.clock.now();
@@ -127,8 +109,8 @@ impl AlertEngine {
             location: f.finding.location_text(),
             factor: f.finding.factor.to_string(),
             rule: f.finding.rule.as_str().to_string(),
-            severity: severity_str(severity).to_string(),
-            rank: rank(severity_str(severity)),
+            severity: severity.as_str().to_string(),
+            rank: rank(severity.as_str()),
             value: f.finding.value,
             threshold: f.finding.threshold,
             message: f.finding.message.clone(),
@@ -136,9 +118,7 @@ impl AlertEngine {
                 .map_err(|e| AlertError::Facts(0, e.to_string()))?,
         };
         // The first steps are those due at opening (normally the on-duty officer).
-        let plan = self
-            .notifier
-            .plan(&self.summary(0, &facts, now, None), now)?;
+        let plan = self.notifier.plan(&summary(0, &facts, now), now)?;
         let steps: Vec<String> = plan.deliveries.iter().map(|d| d.step.key()).collect();
         let evidence = serde_json::json!({
             "finding_id": f.id,
@@ -233,7 +213,7 @@ impl AlertEngine {
             let facts = parse_facts(alert)?;
             let plan = self
                 .notifier
-                .plan(&self.summary(alert.id, &facts, alert.opened_at, None), now)?;
+                .plan(&summary(alert.id, &facts, alert.opened_at), now)?;
             let steps: Vec<String> = plan.deliveries.iter().map(|d| d.step.key()).collect();
             if steps.is_empty() {
                 continue;
@@ -271,8 +251,23 @@ impl AlertEngine {
     }
 }
 
-pub fn severity_str(s: Severity) -> &'static str {
-    s.as_str()
+/// What the notifier routes and escalates by. Escalation is planned only for
+/// alerts nobody has acknowledged (acknowledging cancels what is queued), so the
+/// ack time is never set here.
+pub(crate) fn summary(
+    alert_id: i64,
+    facts: &AlertFacts,
+    opened_at: chrono::DateTime<chrono::Utc>,
+) -> AlertSummary {
+    AlertSummary {
+        alert_id: alert_id.to_string(),
+        district: facts.district.clone(),
+        industry: facts.industry.clone(),
+        rule: facts.rule.clone(),
+        severity: facts.severity,
+        opened_at,
+        acked_at: None,
+    }
 }
 
 pub(crate) fn parse_facts(alert: &AlertRow) -> Result<AlertFacts, AlertError> {

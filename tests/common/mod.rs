@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod field;
 pub mod proxy;
+pub mod wecom;
 
 use std::sync::Arc;
 
