@@ -2,6 +2,7 @@
 //! backends, and a restart in the middle of an hour judging that hour exactly as an
 //! uninterrupted run does (invariant 4).
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -14,31 +15,6 @@ use pollwatch::model::{DataKind, Flag, Id, Location, Protocol, Reading, SourceRe
 use pollwatch::rules::task::{RulesTask, TaskOptions};
 use pollwatch::rules::{EmissionHour, Evaluator, Finding, Options, Output, Plan, RuleName};
 use pollwatch::store::{Batch, FindingQuery, Store, StoreOptions, Writer, WriterOptions};
-
-macro_rules! both_backends {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}/t.db", dir.path().display());
-                    super::$case(&url).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(base) = super::common::pg_url(concat!("postgres::", stringify!($case))) else { return };
-                    let url = super::common::fresh_pg_database(&base).await;
-                    super::$case(&url).await;
-                }
-            )+
-        }
-    };
-}
 
 both_backends!(
     findings_are_stored_once_by_natural_key,

@@ -1,6 +1,7 @@
 //! The store test-suite, run on SQLite always and on PostgreSQL when
 //! `PW_TEST_DATABASE_URL` is set. Every case gets a fresh database.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -13,32 +14,6 @@ use pollwatch::store::{
     Batch, DeadLetter, ReadingQuery, StatusEvent, Store, StoreOptions, WriteError, Writer,
     WriterOptions,
 };
-
-/// Runs one case on both backends.
-macro_rules! both_backends {
-    ($($case:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}/t.db", dir.path().display());
-                    super::$case(&url).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let Some(base) = super::common::pg_url(concat!("postgres::", stringify!($case))) else { return };
-                    let url = super::common::fresh_pg_database(&base).await;
-                    super::$case(&url).await;
-                }
-            )+
-        }
-    };
-}
 
 both_backends!(
     idempotent_rewrites,

@@ -1,6 +1,33 @@
 //! Shared helpers for integration tests: real services, found through the
 //! environment, and readings to feed them.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// Runs each named `async fn case(url: &str)` of the test file on SQLite, and on
+/// PostgreSQL when `PW_TEST_DATABASE_URL` is set (a fresh database per case).
+macro_rules! both_backends {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}/t.db", dir.path().display());
+                    super::$case(&url).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(base) = super::common::pg_url(concat!("postgres::", stringify!($case))) else { return };
+                    let url = super::common::fresh_pg_database(&base).await;
+                    super::$case(&url).await;
+                }
+            )+
+        }
+    };
+}
 
 pub mod daemon;
 pub mod field;
