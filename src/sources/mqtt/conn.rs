@@ -143,3 +143,26 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    fn section(extra: &str) -> MqttSection {
+        toml::from_str(&format!("url = \"mqtt://b\"\nusername = \"pw\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn a_missing_password_source_is_named() {
+        let e = options(&section("password_env = \"PW_TEST_SURELY_UNSET_VAR\"\n")).unwrap_err();
+        assert!(
+            matches!(&e, MqttError::PasswordEnv(v) if v == "PW_TEST_SURELY_UNSET_VAR"),
+            "{e}"
+        );
+        let e = options(&section("password_file = \"/nonexistent/mqtt.password\"\n")).unwrap_err();
+        assert!(
+            matches!(&e, MqttError::File { what: "password", path, .. } if path == "/nonexistent/mqtt.password"),
+            "{e}"
+        );
+    }
+}
