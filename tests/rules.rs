@@ -481,6 +481,25 @@ fn offline_after_30_minutes_of_silence() {
     );
 }
 
+/// A logger that sends only hourly means stamps each with its hour's start and
+/// sends it after the hour: it is alive until the hour's end, not its start.
+#[test]
+fn an_hourly_only_logger_is_offline_from_the_end_of_its_last_hour() {
+    let mut ev = evaluator(FLUE);
+    tick(&mut ev, at(0));
+    let mut hour = outlet("DA001", "a19001", t0(), 6.0);
+    hour.kind = DataKind::Hour;
+    hour.stat = Stat::Avg;
+    feed(&mut ev, vec![hour]);
+    // Received just after 01:00; 30 minutes after the hour's *start* is no silence.
+    assert!(of(&tick(&mut ev, at(3600 + 60)), RuleName::Offline).is_empty());
+    assert!(of(&tick(&mut ev, at(3600 + 29 * 60 + 59)), RuleName::Offline).is_empty());
+    let off = tick(&mut ev, at(3600 + 30 * 60));
+    let off = of(&off, RuleName::Offline);
+    assert_eq!(off.len(), 1, "30 minutes after the hour the mean covered");
+    assert_eq!(off[0].window_start, at(3600));
+}
+
 #[test]
 fn supplied_and_computed_hourly_means_are_cross_checked() {
     let mut ev = evaluator(FLUE);

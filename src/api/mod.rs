@@ -9,6 +9,7 @@
 //! | `GET /api/v1/readings?enterprise=&outlet=\|meter=&factor=&kind=&stat=&from=&to=&limit=` | viewer | stored readings |
 //! | `POST /-/reload` | operator | reload the config (as SIGHUP), answer with the outcome |
 //! | `GET /api/v1/alerts…`, `POST /api/v1/alerts/{id}/ack\|resolve` | viewer / operator | [`alerts`] |
+//! | `GET /api/v1/orders`, `POST /api/v1/orders`, `DELETE /api/v1/orders/{id}` | viewer / operator | runtime production orders ([`orders`]) |
 //!
 //! `/healthz` and `/readyz` are open because probes (systemd, load balancers)
 //! carry no credentials and the answers say nothing but "up"; everything else
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod enterprises;
 pub mod health;
 pub mod metrics;
+pub mod orders;
 pub mod readings;
 pub mod reload;
 
@@ -94,6 +96,8 @@ pub struct ApiState {
     pub metrics: metrics::Metrics,
     pub live: Live,
     pub open_alerts: OpenAlertsHook,
+    /// Where runtime production orders go; `None` where no rules engine runs.
+    pub plans: Option<crate::daemon::plans::PlanFeed>,
     /// Time of acknowledgements and resolutions.
     pub clock: Arc<dyn crate::clock::Clock>,
 }
@@ -106,6 +110,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(metrics_routes())
         .merge(enterprises::routes())
         .merge(readings::routes())
+        .merge(orders::routes())
         .merge(reload::routes())
         .with_state(state)
 }

@@ -18,7 +18,7 @@ pub mod diff;
 mod duty;
 mod enterprise;
 mod units;
-mod validate;
+pub mod validate;
 mod validate_http;
 mod validate_notify;
 

@@ -43,6 +43,8 @@ pub(super) struct Live {
     pub config: Arc<Config>,
     pub load: LoadOptions,
     pub config_tx: watch::Sender<Arc<Config>>,
+    /// The rules plan follows the config.
+    pub plans: super::plans::PlanFeed,
     pub registry_tx: watch::Sender<Arc<Registry>>,
     pub tokens_tx: watch::Sender<Arc<Tokens>>,
     pub field: FieldSources,
@@ -156,6 +158,7 @@ impl Live {
             .send_replace(Arc::new(Tokens::from_config(&new)));
         let new = Arc::new(new);
         self.config_tx.send_replace(new.clone());
+        self.plans.set_config(new.clone()).await;
         self.config = new;
         Ok(ReloadReport {
             hash: self.config.hash.clone(),

@@ -12,6 +12,7 @@
 
 mod instrument;
 mod live;
+pub mod plans;
 pub mod reload;
 pub mod systemd;
 
@@ -26,7 +27,6 @@ use crate::api::{self, auth::Tokens, metrics::Metrics, ApiState};
 use crate::clock::Clock;
 use crate::config::{Config, LoadOptions};
 use crate::rules::task::{RulesTask, TaskOptions};
-use crate::rules::Plan;
 use crate::sources::field::dtu::{DtuHub, DtuOptions};
 use crate::sources::field::line::Endpoint;
 use crate::sources::field::{FieldDevice, FieldSources};
@@ -151,11 +151,13 @@ pub async fn run(
     );
 
     // The rules engine follows the writer's commits; alerts follow its findings.
-    // The plan is the start-up config's: a reload does not rebuild it yet.
+    // Its plan follows reloads and runtime orders.
+    let (plans, plan_rx) =
+        plans::PlanFeed::start(Arc::new(config.clone()), &store, clock.now()).await?;
     let (findings_tx, findings_rx) = tokio::sync::mpsc::channel(1024);
     let rules = RulesTask::spawn(
         store.clone(),
-        Plan::new(&config),
+        plan_rx,
         TaskOptions::default(),
         clock.clone(),
         tap_rx,
@@ -241,6 +243,7 @@ pub async fn run(
             listeners: listeners.clone(),
         },
         open_alerts: api::alerts::open_alerts_hook(),
+        plans: Some(plans.clone()),
         clock: clock.clone(),
     };
     let http = api::Server::start(config.daemon.http.listen.0, state, aux_stop).await?;
@@ -249,6 +252,7 @@ pub async fn run(
         config: Arc::new(config),
         load: opts.load,
         config_tx,
+        plans: plans.clone(),
         registry_tx,
         tokens_tx,
         field,

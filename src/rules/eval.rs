@@ -61,6 +61,17 @@ pub(crate) struct EntState {
     pub caps: Vec<CapState>,
 }
 
+impl EntState {
+    fn new(e: &EnterprisePlan) -> Self {
+        EntState {
+            outlets: e.outlets.iter().map(|_| OutletState::default()).collect(),
+            meters: e.meters.iter().map(|_| MeterState::default()).collect(),
+            power: PowerState::new(e),
+            caps: e.caps.iter().map(|_| CapState::default()).collect(),
+        }
+    }
+}
+
 /// Readings in, findings out. See the module docs of [`crate::rules`].
 pub struct Evaluator {
     pub(crate) plan: Plan,
@@ -76,16 +87,7 @@ pub struct Evaluator {
 
 impl Evaluator {
     pub fn new(plan: Plan, opts: Options) -> Self {
-        let ents = plan
-            .enterprises
-            .iter()
-            .map(|e| EntState {
-                outlets: e.outlets.iter().map(|_| OutletState::default()).collect(),
-                meters: e.meters.iter().map(|_| MeterState::default()).collect(),
-                power: PowerState::new(e),
-                caps: e.caps.iter().map(|_| CapState::default()).collect(),
-            })
-            .collect();
+        let ents = plan.enterprises.iter().map(EntState::new).collect();
         Evaluator {
             plan,
             opts,
@@ -99,6 +101,35 @@ impl Evaluator {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// Swaps in a new plan (a config reload, an order issued or cancelled).
+    /// Enterprises whose compiled plan is unchanged keep their state — open
+    /// windows, power episodes, silence — so a reload costs them nothing. New and
+    /// changed ones start empty; their ids are returned, and the caller replays
+    /// their readings from the store ([`super::rebuild::replay`]).
+    pub fn replace_plan(&mut self, plan: Plan) -> Vec<Id> {
+        let old_plan = std::mem::replace(&mut self.plan, plan);
+        let mut old: std::collections::HashMap<Id, (EnterprisePlan, EntState)> = old_plan
+            .enterprises
+            .into_iter()
+            .zip(std::mem::take(&mut self.ents))
+            .map(|(p, s)| (p.id.clone(), (p, s)))
+            .collect();
+        let mut replay = Vec::new();
+        self.ents = self
+            .plan
+            .enterprises
+            .iter()
+            .map(|e| match old.remove(&e.id) {
+                Some((p, state)) if p == *e => state,
+                _ => {
+                    replay.push(e.id.clone());
+                    EntState::new(e)
+                }
+            })
+            .collect();
+        replay
     }
 
     /// Judges durable readings. Readings of one upload (one HJ 212 frame) come
@@ -279,6 +310,20 @@ pub(crate) struct Seen {
 }
 
 impl Seen {
+    /// A reading proves the device was alive until the end of the period its value
+    /// covers: an hourly mean stamped 08:00 (HJ 212 stamps the period's start) is
+    /// sent after 09:00. Judging silence by the stamp alone made loggers that send
+    /// only hourly data look offline half an hour after each upload.
+    pub fn saw_reading(&mut self, r: &Reading) {
+        let span = match r.kind {
+            DataKind::Rtd => Duration::zero(),
+            DataKind::Min => Duration::minutes(1),
+            DataKind::Hour => Duration::hours(1),
+            DataKind::Day => Duration::days(1),
+        };
+        self.saw(r.ts + span);
+    }
+
     pub fn saw(&mut self, t: DateTime<Utc>) {
         if self.last.is_none_or(|l| t > l) {
             self.last = Some(t);

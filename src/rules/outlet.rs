@@ -236,7 +236,7 @@ impl OutletState {
         r: &Reading,
         out: &mut Output,
     ) -> bool {
-        self.seen.saw(r.ts);
+        self.seen.saw_reading(r);
         if r.converted {
             return false;
         }

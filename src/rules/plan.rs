@@ -11,6 +11,7 @@ use crate::config::{
     Aggregates, Basis, Config, Enterprise, Limit, MeterRole, OrderKind, Outlet, OutletKind,
 };
 use crate::model::{self, FactorClass, Id};
+use crate::store::StoredOrder;
 
 /// O2 (HJ 212 a19001); flue-gas concentrations are corrected with it.
 pub const O2: &str = "a19001";
@@ -52,7 +53,7 @@ pub fn chrono(d: std::time::Duration) -> Duration {
     Duration::from_std(d).unwrap_or(Duration::MAX)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LimitPlan {
     pub min: Option<f64>,
     pub max: Option<f64>,
@@ -75,13 +76,13 @@ impl LimitPlan {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FactorPlan {
     pub limits: Vec<LimitPlan>,
     pub range: Option<f64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutletPlan {
     pub id: Id,
     pub kind: OutletKind,
@@ -106,7 +107,7 @@ impl OutletPlan {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MeterPlan {
     pub id: Id,
     pub role: MeterRole,
@@ -114,7 +115,7 @@ pub struct MeterPlan {
     pub offline_after: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LinkagePlan {
     pub id: Id,
     pub production: Vec<usize>,
@@ -127,7 +128,7 @@ pub struct LinkagePlan {
     pub key: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrderPlan {
     pub id: Id,
     pub kind: OrderKind,
@@ -140,7 +141,7 @@ pub struct OrderPlan {
     pub key: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CapPlan {
     pub factor: Id,
     pub tonnes_per_year: f64,
@@ -148,7 +149,7 @@ pub struct CapPlan {
     pub key: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EnterprisePlan {
     pub id: Id,
     pub file: String,
@@ -165,7 +166,7 @@ pub struct EnterprisePlan {
 }
 
 /// The whole city, compiled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub tz: Tz,
     pub enterprises: Vec<EnterprisePlan>,
@@ -174,11 +175,21 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(config: &Config) -> Plan {
+        Plan::with_orders(config, &[])
+    }
+
+    /// The config's plan plus the orders issued at runtime (`/api/v1/orders`); an
+    /// order for an enterprise no longer in config is ignored.
+    pub fn with_orders(config: &Config, runtime: &[StoredOrder]) -> Plan {
         let enterprises: Vec<EnterprisePlan> = config
             .enterprises
             .iter()
             .zip(&config.enterprise_files)
-            .map(|(e, f)| enterprise(e, f))
+            .map(|(e, f)| {
+                let mine: Vec<&StoredOrder> =
+                    runtime.iter().filter(|o| o.enterprise == e.id).collect();
+                enterprise(e, f, &mine)
+            })
             .collect();
         let enterprise_ix = enterprises
             .iter()
@@ -233,7 +244,7 @@ fn limit(l: &Limit, o: &Outlet, file: &str, key: String) -> LimitPlan {
     }
 }
 
-fn enterprise(e: &Enterprise, file: &str) -> EnterprisePlan {
+fn enterprise(e: &Enterprise, file: &str, runtime: &[&StoredOrder]) -> EnterprisePlan {
     let outlets: Vec<OutletPlan> = e
         .outlets
         .iter()
@@ -338,11 +349,19 @@ fn enterprise(e: &Enterprise, file: &str) -> EnterprisePlan {
             key: format!("linkages[{i}]"),
         })
         .collect();
+    // Runtime orders judge up to their cancellation; their key names the API row.
+    let runtime = runtime.iter().map(|r| {
+        let mut o = r.order.clone();
+        o.end = r.effective_end().with_timezone(o.end.offset());
+        (o, format!("api-orders/{}", r.id))
+    });
     let orders: Vec<OrderPlan> = e
         .orders
         .iter()
         .enumerate()
-        .map(|(i, o)| {
+        .map(|(i, o)| (o.clone(), format!("orders[{i}]")))
+        .chain(runtime)
+        .map(|(o, key)| {
             let ids: Vec<usize> = if o.meters.is_empty() {
                 meters
                     .iter()
@@ -372,7 +391,7 @@ fn enterprise(e: &Enterprise, file: &str) -> EnterprisePlan {
                         .map(|d| d.0)
                         .unwrap_or(crate::config::Order::DEFAULT_GRACE),
                 ),
-                key: format!("orders[{i}]"),
+                key,
             }
         })
         .collect();

@@ -83,7 +83,7 @@ impl PowerState {
         r: &Reading,
         out: &mut Output,
     ) {
-        meters[i].seen.saw(r.ts);
+        meters[i].seen.saw_reading(r);
         let power = &*r.factor == POWER
             && !r.converted
             && matches!(

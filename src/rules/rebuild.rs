@@ -17,6 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::eval::{Evaluator, Options, Output};
 use super::plan::Plan;
 use super::window::{day_start, year_bounds};
+use crate::model::Id;
 use crate::store::{Store, StoreError};
 
 /// History replayed even right after midnight: the default constant-value window
@@ -50,13 +51,29 @@ pub async fn rebuild(
     opts: Options,
     now: DateTime<Utc>,
 ) -> Result<(Evaluator, Output, RebuildStats), StoreError> {
-    let from = replay_from(&plan, now);
-    let (year_start, _) = year_bounds(now, plan.tz);
-    let ids: Vec<String> = plan.enterprises.iter().map(|e| e.id.to_string()).collect();
+    let ids: Vec<Id> = plan.enterprises.iter().map(|e| e.id.clone()).collect();
     let mut ev = Evaluator::new(plan, opts);
+    let (out, stats) = replay(store, &mut ev, &ids, now).await?;
+    Ok((ev, out, stats))
+}
+
+/// Replays the readings of `enterprises` (whose state is empty: a rebuild, or
+/// enterprises new or changed in a plan swap) into `ev`, then moves time on to
+/// `now`. Other enterprises' state is untouched.
+pub async fn replay(
+    store: &Store,
+    ev: &mut Evaluator,
+    enterprises: &[Id],
+    now: DateTime<Utc>,
+) -> Result<(Output, RebuildStats), StoreError> {
+    let plan = ev.plan();
+    let from = replay_from(plan, now);
+    let (year_start, _) = year_bounds(now, plan.tz);
     if from > year_start {
         for s in store.emission_sums(year_start, from).await? {
-            ev.seed_emissions(&s.enterprise, &s.outlet, &s.factor, year_start, s.tonnes);
+            if enterprises.iter().any(|e| **e == *s.enterprise) {
+                ev.seed_emissions(&s.enterprise, &s.outlet, &s.factor, year_start, s.tonnes);
+            }
         }
     }
     let mut out = Output::default();
@@ -64,12 +81,12 @@ pub async fn rebuild(
     // Readings stamped slightly ahead of our clock (a logger's clock) are replayed
     // too: the live feed would have judged them.
     let to = now + Duration::days(1);
-    for id in &ids {
+    for id in enterprises {
         let readings = store.enterprise_readings(id, from, to).await?;
         stats.readings += readings.len() as u64;
         stats.enterprises += 1;
         ev.ingest(&readings, &mut out);
     }
     ev.tick(now, &mut out);
-    Ok((ev, out, stats))
+    Ok((out, stats))
 }

@@ -9,17 +9,24 @@
 //! When the tap's numbers show a gap (the writer dropped batches because this task
 //! was behind) the task logs it and rebuilds from the store, which holds every
 //! committed reading: evaluation may run late, but it never judges on partial data.
+//!
+//! A new plan (a config reload, an order issued over the API) arrives on a watch
+//! channel. Enterprises whose plan did not change keep their state; the others are
+//! replayed from the store alone. Commits still queued on the tap were read by the
+//! replay too and are judged again; the windows keep one value per series and
+//! instant, so they count once (`readings_judged_twice_count_once` in
+//! tests/rules_store.rs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::eval::{Evaluator, Options, Output};
 use super::plan::Plan;
-use super::rebuild::rebuild;
+use super::rebuild::{rebuild, replay};
 use crate::clock::Clock;
 use crate::store::{Committed, Store, StoredFinding};
 
@@ -50,6 +57,10 @@ pub struct TaskStats {
     pub findings_new: AtomicU64,
     pub findings_repeated: AtomicU64,
     pub rebuilds: AtomicU64,
+    /// Plan swaps (reloads, runtime orders) applied.
+    pub replans: AtomicU64,
+    /// Enterprises replayed from the store because a plan swap changed them.
+    pub replayed: AtomicU64,
     pub gaps: AtomicU64,
     pub store_failures: AtomicU64,
 }
@@ -61,9 +72,10 @@ pub struct RulesTask {
 
 impl RulesTask {
     /// Starts the task. It ends when the tap closes (the writer has finished).
+    /// `plans` carries the plan in force; a new value is applied as it comes.
     pub fn spawn(
         store: Store,
-        plan: Plan,
+        plans: watch::Receiver<Arc<Plan>>,
         opts: TaskOptions,
         clock: Arc<dyn Clock>,
         tap: mpsc::Receiver<Committed>,
@@ -72,14 +84,13 @@ impl RulesTask {
         let stats = Arc::new(TaskStats::default());
         let run = Run {
             store,
-            plan,
             opts,
             clock,
             forward,
             stats: stats.clone(),
         };
         RulesTask {
-            handle: tokio::spawn(run.run(tap)),
+            handle: tokio::spawn(run.run(tap, plans)),
             stats,
         }
     }
@@ -96,7 +107,6 @@ impl RulesTask {
 
 struct Run {
     store: Store,
-    plan: Plan,
     opts: TaskOptions,
     clock: Arc<dyn Clock>,
     forward: Option<mpsc::Sender<Vec<StoredFinding>>>,
@@ -104,10 +114,12 @@ struct Run {
 }
 
 impl Run {
-    async fn run(self, mut tap: mpsc::Receiver<Committed>) {
-        let Some(mut ev) = self.rebuild(&mut tap).await else {
+    async fn run(self, mut tap: mpsc::Receiver<Committed>, mut plans: watch::Receiver<Arc<Plan>>) {
+        let plan = plans.borrow_and_update().clone();
+        let Some(mut ev) = self.rebuild(&mut tap, &plan).await else {
             return;
         };
+        let mut plans_open = true;
         let mut next_seq: Option<u64> = None;
         let mut ticker = tokio::time::interval(self.opts.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -123,7 +135,8 @@ impl Run {
                             got = c.seq,
                             "rules engine missed committed readings; rebuilding from the store"
                         );
-                        match self.rebuild(&mut tap).await {
+                        let plan = Arc::new(ev.plan().clone());
+                        match self.rebuild(&mut tap, &plan).await {
                             Some(fresh) => ev = fresh,
                             None => return,
                         }
@@ -132,6 +145,20 @@ impl Run {
                         ev.ingest(&c.readings, &mut out);
                     }
                     next_seq = Some(c.seq + 1);
+                }
+                changed = plans.changed(), if plans_open => {
+                    if changed.is_err() {
+                        plans_open = false;
+                        continue;
+                    }
+                    let plan = plans.borrow_and_update().clone();
+                    if let Err(e) = self.replan(&mut ev, &plan, &mut out).await {
+                        tracing::error!(error = %e, "replaying changed enterprises failed; rebuilding everything");
+                        match self.rebuild(&mut tap, &plan).await {
+                            Some(fresh) => ev = fresh,
+                            None => return,
+                        }
+                    }
                 }
                 _ = ticker.tick() => ev.tick(self.clock.now(), &mut out),
             }
@@ -153,12 +180,16 @@ impl Run {
 
     /// Rebuilds from the store, retrying while it is unreachable. `None` when the
     /// tap closed meanwhile (shutdown).
-    async fn rebuild(&self, tap: &mut mpsc::Receiver<Committed>) -> Option<Evaluator> {
+    async fn rebuild(
+        &self,
+        tap: &mut mpsc::Receiver<Committed>,
+        plan: &Arc<Plan>,
+    ) -> Option<Evaluator> {
         let mut delay = Duration::from_millis(100);
         loop {
             let now = self.clock.now();
             let started = std::time::Instant::now();
-            match rebuild(&self.store, self.plan.clone(), self.opts.eval.clone(), now).await {
+            match rebuild(&self.store, Plan::clone(plan), self.opts.eval.clone(), now).await {
                 Ok((ev, out, stats)) => {
                     self.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
@@ -181,6 +212,33 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// Applies a new plan, replaying only the enterprises it changed.
+    async fn replan(
+        &self,
+        ev: &mut Evaluator,
+        plan: &Arc<Plan>,
+        out: &mut Output,
+    ) -> Result<(), crate::store::StoreError> {
+        let started = std::time::Instant::now();
+        let ids = ev.replace_plan(Plan::clone(plan));
+        let (found, stats) = replay(&self.store, ev, &ids, self.clock.now()).await?;
+        self.stats.replans.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .replayed
+            .fetch_add(stats.enterprises as u64, Ordering::Relaxed);
+        tracing::info!(
+            enterprises = plan.enterprises.len(),
+            replayed = stats.enterprises,
+            readings = stats.readings,
+            findings = found.findings.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "rules plan swapped"
+        );
+        out.findings.extend(found.findings);
+        out.emissions.extend(found.emissions);
+        Ok(())
     }
 
     async fn persist(&self, out: Output) {

@@ -30,6 +30,7 @@ macro_rules! on_pool {
 
 mod alerts;
 mod findings;
+mod orders;
 mod postgres;
 mod series;
 mod sqlite;
@@ -41,6 +42,7 @@ pub use alerts::{
     Recorded,
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
+pub use orders::{CancelOutcome, Cancelled, StoredOrder};
 pub use url::{StoreUrl, UrlError};
 pub use writer::{Committed, Durable, WriteError, Writer, WriterOptions, WriterStats, WriterTask};
 

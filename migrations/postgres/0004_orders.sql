@@ -1,0 +1,24 @@
+-- Production orders (stop / limit) issued at runtime through the API during a
+-- heavy-pollution-weather response (POST /api/v1/orders). Config [[orders]] stay in
+-- the enterprise files; these are the ones officers issue on the day. Nothing is
+-- deleted: DELETE cancels, recording who and when, because findings that cite an
+-- order must stay explainable in a penalty case.
+CREATE TABLE orders (
+    id            BIGSERIAL PRIMARY KEY,
+    enterprise    TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    kind          TEXT    NOT NULL,
+    start_at      BIGINT  NOT NULL,
+    start_offset  BIGINT  NOT NULL,
+    end_at        BIGINT  NOT NULL,
+    allowed_share DOUBLE PRECISION,
+    meters        TEXT    NOT NULL,
+    baseline_kw   DOUBLE PRECISION,
+    grace_ms      BIGINT,
+    reason        TEXT    NOT NULL,
+    issued_by     TEXT    NOT NULL,
+    issued_at     BIGINT  NOT NULL,
+    cancelled_by  TEXT,
+    cancelled_at  BIGINT
+);
+CREATE INDEX orders_end ON orders (end_at);
