@@ -151,6 +151,18 @@ fn write_config(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, u16, u
     (cfg, port, http)
 }
 
+/// What the receiver holds once something arrived (or after 15 s).
+async fn first_messages(seen: &common::wecom::Seen) -> Vec<serde_json::Value> {
+    for _ in 0..150 {
+        let got = seen.lock().unwrap().clone();
+        if !got.is_empty() {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Vec::new()
+}
+
 async fn upload_exceedance(port: u16) {
     let mut logger = LoggerSim::new(
         format!("127.0.0.1:{port}").parse().unwrap(),
@@ -180,14 +192,7 @@ async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
 
     upload_exceedance(port).await;
 
-    let mut got = Vec::new();
-    for _ in 0..150 {
-        got = seen.lock().unwrap().clone();
-        if !got.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let got = first_messages(&seen).await;
     let api = api_checks(http).await;
     assert!(daemon.terminate().success());
     let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
@@ -271,5 +276,56 @@ async fn a_notification_pending_at_sigkill_is_delivered_after_restart_once() {
     assert_eq!(
         store.outbox(Some("pending"), None, 10).await.unwrap().len(),
         0
+    );
+}
+
+/// The shipped situation: the channel's secret file is not there yet, so alerts
+/// wait while findings are stored. The sysadmin adds the file and changes who is
+/// on duty, then reloads: the stored exceedance reaches the new officer — no
+/// restart, and nothing lost while alerting was off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_start_and_follow_the_roster_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = common::wecom::receiver(false).await;
+    let key_file = dir.path().join("wecom.key");
+    let url = url.replace("key=k", "key={token}");
+    let (cfg, port, _http) = write_config(dir.path(), &url);
+    let toml = cfg.join("pollwatch.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        "mention = true\n",
+        &format!(
+            "mention = true\ntoken_file = {:?}\n",
+            key_file.display().to_string()
+        ),
+    );
+    std::fs::write(&toml, text).unwrap();
+    let daemon = Daemon::start(&cfg, None);
+    daemon
+        .wait_for_log(0, "alerts are DISABLED", Duration::from_secs(10))
+        .expect("the missing secret file is reported");
+
+    upload_exceedance(port).await;
+    daemon
+        .wait_for_log(0, "exceedance", Duration::from_secs(15))
+        .expect("the finding is stored while alerting is off");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nobody can be notified yet"
+    );
+
+    std::fs::write(&key_file, "robot-key\n").unwrap();
+    let duty = std::fs::read_to_string(cfg.join("duty.toml"))
+        .unwrap()
+        .replace("13800000001", "13800000002");
+    std::fs::write(cfg.join("duty.toml"), duty).unwrap();
+    daemon.signal("HUP");
+    let got = first_messages(&seen).await;
+    assert_eq!(got.len(), 1, "log:\n{}", daemon.log().join("\n"));
+    assert!(got[0].to_string().contains("41.2"), "{}", got[0]);
+    assert_eq!(
+        got[0]["text"]["mentioned_mobile_list"],
+        serde_json::json!(["13800000002"]),
+        "the officer on duty after the reload"
     );
 }

@@ -3,27 +3,18 @@
 //! saying so; a row whose message waits in a channel's digest queue is `queued`,
 //! and turns `pending` again after a restart (the queue was in memory). So a
 //! restart resends what was not accepted, and never what was.
-//!
-//! [`AlertsTask`] runs the engine and the dispatcher: findings from the rules
-//! task open and update alerts, and each is followed at once by a dispatch round,
-//! so an officer hears of a new alert within the time its channel takes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::Utc;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-
-use super::{parse_facts, AlertEngine, AlertError};
+use super::{parse_facts, AlertError};
 use crate::clock::Clock;
 use crate::notify::{AttemptRecord, AttemptResult, DeliveryReport, DeliveryStatus, Notifier};
-use crate::store::{AlertState, Attempt, Store, StoredFinding};
+use crate::store::{AlertState, Attempt, Store};
 
 pub struct Dispatcher {
     store: Store,
-    notifier: Arc<Notifier>,
-    clock: Arc<dyn Clock>,
+    pub(super) notifier: Arc<Notifier>,
+    pub(super) clock: Arc<dyn Clock>,
     metrics: Option<crate::api::metrics::Metrics>,
 }
 
@@ -161,78 +152,5 @@ impl Dispatcher {
             }
         }
         Ok(settled)
-    }
-}
-
-/// The alerts engine and dispatcher as one task of the daemon.
-pub struct AlertsTask {
-    handle: JoinHandle<()>,
-}
-
-impl AlertsTask {
-    pub fn spawn(
-        engine: AlertEngine,
-        dispatcher: Dispatcher,
-        mut findings: mpsc::Receiver<Vec<StoredFinding>>,
-        tick: Duration,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> AlertsTask {
-        let handle = tokio::spawn(async move {
-            match dispatcher.recover().await {
-                Ok(n) if n > 0 => tracing::info!(
-                    requeued = n,
-                    "notifications from before the restart are pending again"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "cannot requeue notifications"),
-            }
-            match engine.catch_up().await {
-                Ok(n) if n > 0 => tracing::info!(
-                    findings = n,
-                    "findings from before the restart recorded on alerts"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "cannot catch up with stored findings"),
-            }
-            let mut timer = tokio::time::interval(tick);
-            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.changed() => break,
-                    batch = findings.recv() => {
-                        let Some(batch) = batch else { break };
-                        for f in &batch {
-                            // A busy database is retried; what still fails is
-                            // caught up from the findings table at the next start.
-                            let mut delay = Duration::from_millis(50);
-                            for attempt in 1..=6 {
-                                match engine.on_finding(f).await {
-                                    Ok(_) => break,
-                                    Err(e) if attempt < 6 => {
-                                        tracing::warn!(finding = f.id, attempt, error = %e, "recording a finding failed; retrying");
-                                        tokio::time::sleep(delay).await;
-                                        delay *= 2;
-                                    }
-                                    Err(e) => tracing::error!(finding = f.id, error = %e, "finding not recorded as an alert; it is caught up at the next start"),
-                                }
-                            }
-                        }
-                    }
-                    _ = timer.tick() => {
-                        if let Err(e) = engine.tick().await {
-                            tracing::error!(error = %e, "alert tick failed");
-                        }
-                    }
-                }
-                if let Err(e) = dispatcher.run_once().await {
-                    tracing::error!(error = %e, at = %Utc::now(), "dispatch round failed; retried next round");
-                }
-            }
-        });
-        AlertsTask { handle }
-    }
-
-    pub async fn join(self) {
-        let _ = self.handle.await;
     }
 }

@@ -15,9 +15,11 @@
 
 mod dispatch;
 mod facts;
+mod task;
 
-pub use dispatch::{AlertsTask, Dispatcher};
+pub use dispatch::Dispatcher;
 pub use facts::facts_for;
+pub use task::AlertsTask;
 
 use std::sync::Arc;
 
@@ -78,6 +80,12 @@ impl AlertEngine {
             clock,
             metrics: None,
         }
+    }
+
+    /// A reload's config and the notifier built from it.
+    pub fn reconfigure(&mut self, config: Arc<Config>, notifier: Arc<Notifier>) {
+        self.config = config;
+        self.notifier = notifier;
     }
 
     /// Counts findings by rule and alerts opened by rule and severity.

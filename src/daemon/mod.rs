@@ -193,7 +193,15 @@ pub async fn run(
             n(&s.gaps),
         );
     });
-    let alerts = start_alerts(&config, &store, &clock, &metrics, findings_rx, alerts_stop);
+    let alerts = crate::alerts::AlertsTask::spawn_from_config(
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+        findings_rx,
+        Duration::from_secs(10),
+        alerts_stop,
+        config_rx.clone(),
+    );
 
     // Proof of life for systemd's watchdog and /readyz.
     let (stop_aux, aux_stop) = watch::channel(false);
@@ -309,50 +317,12 @@ pub async fn run(
     writer_task.finish(opts.grace).await;
     tracing::info!("judging the last committed readings");
     rules.join(opts.grace).await;
-    if let Some(a) = alerts {
-        // The findings channel is closed now; the task settles what it holds.
-        a.join().await;
-    }
+    // The findings channel is closed now; the task settles what it holds.
+    alerts.join().await;
     drop(stop_alerts);
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
-}
-
-/// The alerts engine and dispatcher. Without a usable notifier (a secret file
-/// missing, say) ingest and judging go on — readings must not be lost for an SMS
-/// token — and the error says what is missing.
-fn start_alerts(
-    config: &Config,
-    store: &Store,
-    clock: &Arc<dyn Clock>,
-    metrics: &Metrics,
-    findings: tokio::sync::mpsc::Receiver<Vec<crate::store::StoredFinding>>,
-    stop: watch::Receiver<bool>,
-) -> Option<crate::alerts::AlertsTask> {
-    match crate::notify::Notifier::from_config(config, clock.clone()) {
-        Ok(notifier) => {
-            let notifier = Arc::new(notifier);
-            Some(crate::alerts::AlertsTask::spawn(
-                crate::alerts::AlertEngine::new(
-                    store.clone(),
-                    notifier.clone(),
-                    Arc::new(config.clone()),
-                    clock.clone(),
-                )
-                .with_metrics(metrics.clone()),
-                crate::alerts::Dispatcher::new(store.clone(), notifier, clock.clone())
-                    .with_metrics(metrics.clone()),
-                findings,
-                Duration::from_secs(10),
-                stop,
-            ))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "alerts are DISABLED: findings are stored but nobody is notified");
-            None
-        }
-    }
 }
 
 struct Dtu {
