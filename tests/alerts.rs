@@ -316,9 +316,170 @@ async fn scenario(storage: &str) {
     assert!(verify_chain(&dropped).is_err());
 }
 
+/// The scenario's config with one edit to duty.toml, on a fresh store.
+async fn rig_with(
+    storage: &str,
+    from: &str,
+    to: &str,
+) -> (tempfile::TempDir, Rig, common::wecom::Seen) {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seen) = common::wecom::receiver(false).await;
+    let storage = storage.replace("{dir}", &dir.path().display().to_string());
+    let cfg = config(dir.path(), &url, &storage);
+    let duty = cfg.dir.join("duty.toml");
+    let text = std::fs::read_to_string(&duty).unwrap();
+    assert!(text.contains(from), "{from:?} not in duty.toml");
+    std::fs::write(&duty, text.replace(from, to)).unwrap();
+    let cfg = Arc::new(Config::load(&cfg.dir, &Default::default()).unwrap());
+    let store = Store::open(&cfg.storage_url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let rig = Rig {
+        store,
+        clock: Arc::new(ManualClock::new(t0())),
+        cfg,
+    };
+    (dir, rig, seen)
+}
+
+/// With `ack_timeout`, an acknowledged alert nobody resolves re-opens: the officer
+/// on duty is told again and escalation starts over from the re-open.
+async fn ack_timeout(storage: &str) {
+    let (_dir, rig, seen) = rig_with(
+        storage,
+        "id = \"standard\"\n",
+        "id = \"standard\"\nack_timeout = \"30m\"\n",
+    )
+    .await;
+    let (store, clock) = (rig.store.clone(), rig.clock.clone());
+    let (engine, dispatcher) = rig.parts();
+    let mentioned = |i: usize| seen.lock().unwrap()[i]["text"]["mentioned_mobile_list"].clone();
+
+    let so2 = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;
+    let id = engine.on_finding(&so2).await.unwrap().alert_id;
+    dispatcher.run_once().await.unwrap();
+    clock.advance(Duration::minutes(5));
+    engine
+        .acknowledge(id, "zhangwei", "在处理")
+        .await
+        .unwrap()
+        .unwrap();
+
+    // 29 minutes after the acknowledgement: still acknowledged, nobody told.
+    clock.advance(Duration::minutes(29));
+    let tick = engine.tick().await.unwrap();
+    assert!(
+        tick.reopened.is_empty() && tick.escalated.is_empty(),
+        "{tick:?}"
+    );
+    // 30 minutes: open again; the officer on duty hears of it again.
+    clock.advance(Duration::minutes(1));
+    let tick = engine.tick().await.unwrap();
+    assert_eq!(tick.reopened, vec![id]);
+    assert_eq!(tick.escalated, vec![(id, vec!["L0R0@1".to_string()])]);
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(mentioned(1), serde_json::json!(["13800000001"]));
+    let a = store.alert(id).await.unwrap().unwrap();
+    assert_eq!(
+        (a.state, a.reopens, a.acked_by.as_deref()),
+        (AlertState::Open, 1, None)
+    );
+    assert_eq!(a.cycle_start(), t0() + Duration::minutes(35));
+
+    // Escalation runs from the re-open: the chief at +15 minutes, not at +14.
+    clock.advance(Duration::minutes(14));
+    assert!(engine.tick().await.unwrap().escalated.is_empty());
+    clock.advance(Duration::minutes(1));
+    let tick = engine.tick().await.unwrap();
+    assert_eq!(tick.escalated, vec![(id, vec!["L1R0@1".to_string()])]);
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(mentioned(2), serde_json::json!(["13800000009"]));
+
+    // Resolved now: no re-open however long it waits.
+    engine
+        .resolve(id, "chenjing", "已整改")
+        .await
+        .unwrap()
+        .unwrap();
+    clock.advance(Duration::hours(3));
+    assert!(engine.tick().await.unwrap().reopened.is_empty());
+    let events = store.alert_events(id).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "opened",
+            "notification_queued",
+            "notified",
+            "acknowledged",
+            "reopened",
+            "escalated",
+            "notified",
+            "escalated",
+            "notified",
+            "resolved"
+        ]
+    );
+    assert!(
+        events[4].detail.contains("zhangwei"),
+        "{}",
+        events[4].detail
+    );
+    verify_chain(&events).unwrap();
+}
+
+/// An alert no duty route matches is recorded all the same (the board shows it),
+/// and it holds up neither the others' notifications and escalation nor the
+/// catch-up after a restart.
+async fn unrouted(storage: &str) {
+    let (_dir, rig, seen) = rig_with(
+        storage,
+        "[[routes]]\nteam",
+        "[[routes]]\nrules = [\"exceedance\"]\nteam",
+    )
+    .await;
+    let (store, clock) = (rig.store.clone(), rig.clock.clone());
+    let (engine, dispatcher) = rig.parts();
+    let warning = |hour| {
+        let mut f = finding("a21002", 45.0, 50.0, hour);
+        f.rule = RuleName::EarlyWarning;
+        f
+    };
+
+    let lone = store_finding(&store, warning(0), clock.now()).await;
+    let lone = engine.on_finding(&lone).await.unwrap();
+    assert!(lone.opened);
+    let so2 = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;
+    let routed = engine.on_finding(&so2).await.unwrap().alert_id;
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1, "the routed alert is sent");
+    assert!(store
+        .outbox(None, Some(lone.alert_id), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.alert(lone.alert_id).await.unwrap().unwrap().state,
+        AlertState::Open
+    );
+    clock.advance(Duration::minutes(15));
+    let tick = engine.tick().await.unwrap();
+    assert_eq!(tick.escalated, vec![(routed, vec!["L1R0".to_string()])]);
+
+    // Stored before a stop, never recorded: both are caught up.
+    store_finding(&store, warning(1), clock.now()).await;
+    store_finding(&store, finding("a21026", 44.0, 35.0, 1), clock.now()).await;
+    assert_eq!(engine.catch_up().await.unwrap(), 2);
+    assert_eq!(store.alert(routed).await.unwrap().unwrap().count, 2);
+    assert_eq!(store.alert(lone.alert_id).await.unwrap().unwrap().count, 2);
+}
+
 #[tokio::test]
 async fn alerts_on_sqlite() {
     scenario("sqlite://{dir}/state/pollwatch.db").await;
+    ack_timeout("sqlite://{dir}/state/pollwatch.db").await;
+    unrouted("sqlite://{dir}/state/pollwatch.db").await;
 }
 
 #[tokio::test]
@@ -328,6 +489,10 @@ async fn alerts_on_postgres() {
     };
     let url = common::fresh_pg_database(&base).await;
     scenario(&url).await;
+    let url = common::fresh_pg_database(&base).await;
+    ack_timeout(&url).await;
+    let url = common::fresh_pg_database(&base).await;
+    unrouted(&url).await;
 }
 
 #[tokio::test]

@@ -100,14 +100,23 @@ impl Dispatcher {
             let Some(alert) = self.store.alert(row.alert_id).await? else {
                 continue;
             };
-            if alert.state != AlertState::Open && row.step != "L0R0" {
+            // The opening message goes out even if the alert was resolved
+            // meanwhile; escalations only while it is open.
+            if alert.state != AlertState::Open && row.step != alert.step_key("L0R0") {
                 continue;
             }
             let facts = parse_facts(&alert)?;
             let now = self.clock.now();
-            let summary = super::summary(alert.id, &facts, alert.opened_at);
-            let plan = self.notifier.plan(&summary, now)?;
-            let Some(delivery) = plan.deliveries.iter().find(|d| d.step.key() == row.step) else {
+            let summary = super::summary(alert.id, &facts, alert.cycle_start());
+            let plan = self.notifier.plan(&summary, now);
+            if let Err(e) = &plan {
+                tracing::error!(alert = alert.id, outbox_id = row.id, error = %e, "queued notification has no route any more (duty.toml changed)");
+            }
+            let Some(delivery) = plan
+                .iter()
+                .flat_map(|p| &p.deliveries)
+                .find(|d| alert.step_key(&d.step.key()) == row.step)
+            else {
                 // The route or policy changed under a queued step: say so on record.
                 self.finish(
                     row.id,

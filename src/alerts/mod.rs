@@ -27,6 +27,7 @@ use chrono::Duration;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::notify::escalation::Escalation;
 use crate::notify::{AlertFacts, AlertSummary, Notifier, NotifyError};
 use crate::store::{AlertRow, AlertState, NewAlert, Recorded, Store, StoreError, StoredFinding};
 
@@ -63,6 +64,8 @@ pub struct AlertEngine {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickReport {
     pub resolved: Vec<i64>,
+    /// Acknowledged alerts re-opened by their policy's ack timeout.
+    pub reopened: Vec<i64>,
     pub escalated: Vec<(i64, Vec<String>)>,
 }
 
@@ -126,8 +129,23 @@ impl AlertEngine {
                 .map_err(|e| AlertError::Facts(0, e.to_string()))?,
         };
         // The first steps are those due at opening (normally the on-duty officer).
-        let plan = self.notifier.plan(&summary(0, &facts, now), now)?;
-        let steps: Vec<String> = plan.deliveries.iter().map(|d| d.step.key()).collect();
+        // An alert no route matches is still recorded — it is on the board and in
+        // the evidence — and the gap in duty.toml is reported loudly.
+        let steps: Vec<String> = match self.notifier.plan(&summary(0, &facts, now), now) {
+            Ok(plan) => plan.deliveries.iter().map(|d| d.step.key()).collect(),
+            Err(e) => {
+                tracing::error!(enterprise = %f.finding.enterprise, district = %facts.district, rule = f.finding.rule.as_str(), error = %e, "alert recorded but NOBODY IS NOTIFIED; add a route for it to duty.toml (a route without a match catches all)");
+                if let Some(m) = &self.metrics {
+                    m.counter(
+                        "pollwatch_alerts_unrouted_total",
+                        "Alert findings no duty route matched (nobody notified).",
+                        &[],
+                    )
+                    .inc();
+                }
+                Vec::new()
+            }
+        };
         let evidence = serde_json::json!({
             "finding_id": f.id,
             "window_start": f.finding.window_start,
@@ -209,6 +227,39 @@ impl AlertEngine {
                 report.resolved.push(id);
             }
         }
+        // Acknowledged, but nobody resolved it within the policy's ack timeout:
+        // open again, and escalation starts over from that instant.
+        let acked = self
+            .store
+            .alerts(&crate::store::AlertQuery {
+                state: Some(AlertState::Acknowledged),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await?;
+        for alert in &acked {
+            let facts = parse_facts(alert)?;
+            let mut s = summary(alert.id, &facts, alert.cycle_start());
+            s.acked_at = alert.acked_at;
+            let plan = match self.notifier.plan(&s, now) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(alert = alert.id, error = %e, "cannot evaluate the alert's escalation");
+                    continue;
+                }
+            };
+            if let Escalation::AckExpired { since } = plan.escalation {
+                if self
+                    .store
+                    .reopen_alert(alert.id, since, now)
+                    .await?
+                    .is_some()
+                {
+                    tracing::warn!(alert = alert.id, acked_by = ?alert.acked_by, "acknowledged alert not resolved in time; re-opened");
+                    report.reopened.push(alert.id);
+                }
+            }
+        }
         let open = self
             .store
             .alerts(&crate::store::AlertQuery {
@@ -219,10 +270,22 @@ impl AlertEngine {
             .await?;
         for alert in open.iter().filter(|a| !a.flapping) {
             let facts = parse_facts(alert)?;
-            let plan = self
+            // One alert without a route must not stop the others' escalation.
+            let plan = match self
                 .notifier
-                .plan(&summary(alert.id, &facts, alert.opened_at), now)?;
-            let steps: Vec<String> = plan.deliveries.iter().map(|d| d.step.key()).collect();
+                .plan(&summary(alert.id, &facts, alert.cycle_start()), now)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(alert = alert.id, error = %e, "cannot plan the alert's escalation");
+                    continue;
+                }
+            };
+            let steps: Vec<String> = plan
+                .deliveries
+                .iter()
+                .map(|d| alert.step_key(&d.step.key()))
+                .collect();
             if steps.is_empty() {
                 continue;
             }

@@ -78,6 +78,27 @@ pub struct AlertRow {
     pub acked_at: Option<DateTime<Utc>>,
     pub resolved_by: Option<String>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// When the current escalation cycle began: set when an acknowledgement
+    /// timed out and the alert re-opened; `None` = `opened_at`.
+    pub cycle_started_at: Option<DateTime<Utc>>,
+    /// Times the alert re-opened after an acknowledgement timed out.
+    pub reopens: i64,
+}
+
+impl AlertRow {
+    /// Escalation runs from here.
+    pub fn cycle_start(&self) -> DateTime<Utc> {
+        self.cycle_started_at.unwrap_or(self.opened_at)
+    }
+
+    /// An escalation step's outbox key in the current cycle: `L1R0` in the
+    /// first, `L1R0@2` after the second re-open.
+    pub fn step_key(&self, step: &str) -> String {
+        match self.reopens {
+            0 => step.to_string(),
+            n => format!("{step}@{n}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -189,7 +210,7 @@ pub struct Recorded {
 /// A timeline row as read back.
 type EventTuple = (i64, i64, i64, String, String, String, String, String);
 
-const ALERT_COLUMNS: &str = "id, enterprise, location, factor, rule, severity, state, opened_at, updated_at, count, value, threshold, message, facts, flapping, acked_by, acked_at, resolved_by, resolved_at";
+const ALERT_COLUMNS: &str = "id, enterprise, location, factor, rule, severity, state, opened_at, updated_at, count, value, threshold, message, facts, flapping, acked_by, acked_at, resolved_by, resolved_at, cycle_started_at, reopens";
 
 fn alert_row<R: sqlx::Row>(r: &R) -> Result<AlertRow, StoreError>
 where
@@ -224,6 +245,8 @@ where
         acked_at: opt_ms(r.try_get("acked_at").map_err(g)?)?,
         resolved_by: r.try_get("resolved_by").map_err(g)?,
         resolved_at: opt_ms(r.try_get("resolved_at").map_err(g)?)?,
+        cycle_started_at: opt_ms(r.try_get("cycle_started_at").map_err(g)?)?,
+        reopens: r.try_get("reopens").map_err(g)?,
     })
 }
 
@@ -436,6 +459,57 @@ impl Store {
                 .await
                 .map_err(StoreError::db("commit escalation"))?;
             Ok(queued)
+        })
+    }
+
+    /// An acknowledgement that timed out (the policy's `ack_timeout`, reached at
+    /// `since`): the alert is open again, its escalation restarts from `since`,
+    /// and the timeline says who had acknowledged it and when. `None` if the alert
+    /// is no longer acknowledged (resolved meanwhile).
+    pub async fn reopen_alert(
+        &self,
+        id: i64,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AlertRow>, StoreError> {
+        on_pool!(self, |pool, Db| {
+            let mut tx = pool
+                .begin_with(<Db as WriteBegin>::BEGIN)
+                .await
+                .map_err(StoreError::db("begin"))?;
+            let before: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+                "SELECT acked_by, acked_at FROM alerts WHERE id = $1 AND state = 'acknowledged'",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::db("read alert"))?;
+            let Some((acked_by, acked_at)) = before else {
+                return Ok(None);
+            };
+            sqlx::query("UPDATE alerts SET state = 'open', acked_by = NULL, acked_at = NULL, cycle_started_at = $1, reopens = reopens + 1, updated_at = $2 WHERE id = $3")
+                .bind(to_ms(since))
+                .bind(to_ms(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("reopen alert"))?;
+            let acked_at = acked_at.map(from_ms).transpose()?;
+            let detail = serde_json::json!({
+                "note": "acknowledged but not resolved within the ack timeout",
+                "acked_by": acked_by,
+                "acked_at": acked_at,
+                "since": since,
+            })
+            .to_string();
+            append_event!(tx, id, now, "reopened", "pollwatch", &detail);
+            let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::db("read alert"))?;
+            tx.commit().await.map_err(StoreError::db("commit reopen"))?;
+            Ok(Some(alert_row(&row)?))
         })
     }
 
