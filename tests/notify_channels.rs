@@ -312,10 +312,14 @@ secret_file = "{s}"
     );
     let seen = rx.seen();
     assert_eq!(seen[0].path, "/open-apis/bot/v2/hook/hook-token");
-    assert!(seen[0].body["content"]["text"]
-        .as_str()
-        .unwrap()
-        .contains(MEASUREMENT));
+    let text = seen[0].body["content"]["text"].as_str().unwrap();
+    assert!(text.contains(MEASUREMENT));
+    // Mentioned by open_id; the officer without one is not.
+    assert!(
+        text.ends_with(" <at user_id=\"ou_zhangwei\">张伟</at>"),
+        "{text}"
+    );
+    assert_eq!(text.matches("<at ").count(), 1, "{text}");
 
     let n = notifier(&cfg(&bad), &["feishu"], clock.clone());
     let report = send_one(&n, &clock, &facts("A-6")).await;

@@ -29,6 +29,12 @@ pub struct RulesReport {
     /// on a shared machine wall time overstates the cost.
     pub cpu: Option<Duration>,
     pub findings: usize,
+    /// A reload that changes one enterprise: compiling the new plan, then
+    /// swapping it in (comparing every enterprise's plan, keeping their state).
+    pub compile: Duration,
+    pub swap: Duration,
+    /// Enterprises the swap left to be replayed from the store.
+    pub replay: usize,
 }
 
 impl RulesReport {
@@ -57,7 +63,15 @@ impl fmt::Display for RulesReport {
                 self.readings as f64 / cpu.as_secs_f64().max(1e-9)
             )?;
         }
-        write!(f, " ({} findings)", self.findings)
+        write!(f, " ({} findings)", self.findings)?;
+        write!(
+            f,
+            "\nplan swap (one enterprise changed): compile {:.1} ms, swap {:.1} ms, {} of {} enterprises to replay",
+            self.compile.as_secs_f64() * 1e3,
+            self.swap.as_secs_f64() * 1e3,
+            self.replay,
+            self.enterprises
+        )
     }
 }
 
@@ -269,6 +283,21 @@ pub fn rules(enterprises: usize, hours: u32) -> Result<RulesReport, RulesBenchEr
     let cpu = cpu_time()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
+    let mut changed = config.clone();
+    if let Some(l) = changed
+        .enterprises
+        .first_mut()
+        .and_then(|e| e.outlets.first_mut())
+        .and_then(|o| o.limits.first_mut())
+    {
+        l.max = l.max.map(|m| m * 0.9);
+    }
+    let t = Instant::now();
+    let new_plan = Plan::new(&changed);
+    let compile = t.elapsed();
+    let t = Instant::now();
+    let replay = ev.replace_plan(new_plan).len();
+    let swap = t.elapsed();
     Ok(RulesReport {
         enterprises,
         series: ev.series(),
@@ -277,6 +306,9 @@ pub fn rules(enterprises: usize, hours: u32) -> Result<RulesReport, RulesBenchEr
         ticking,
         cpu,
         findings,
+        compile,
+        swap,
+        replay,
     })
 }
 

@@ -124,6 +124,7 @@ impl ChannelKind {
                 "token_env",
                 "secret_file",
                 "secret_env",
+                "mention",
             ],
             ChannelKind::Webhook => &[
                 "url",

@@ -11,6 +11,7 @@
 //! email = "zhangsan@example.gov.cn"
 //! wecom_user = "ZhangSan"
 //! dingtalk_user = "manager1234"
+//! feishu_user = "ou_7d8a6e6df7621556ce0d21922b676706"   # open_id, for Feishu @mentions
 //!
 //! [[teams]]
 //! id = "wuzhong"
@@ -83,6 +84,8 @@ pub struct Officer {
     pub email: Option<String>,
     pub wecom_user: Option<String>,
     pub dingtalk_user: Option<String>,
+    /// Feishu open_id (`ou_…`): custom bots mention by id, not by mobile.
+    pub feishu_user: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -71,6 +71,7 @@ pub fn channel(c: &ChannelConfig, tz: Tz) -> Result<Box<dyn Channel>, NotifyErro
         ChannelKind::Feishu => Box::new(Feishu {
             url: url()?,
             secret: sign_secret,
+            mention: c.mention.unwrap_or(true),
             http: http()?,
             body,
         }),

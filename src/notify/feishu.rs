@@ -7,7 +7,11 @@
 //! url = "https://open.feishu.cn/open-apis/bot/v2/hook/{token}"
 //! token_file = "/etc/pollwatch/secrets/feishu.token"
 //! secret_file = "/etc/pollwatch/secrets/feishu.secret"   # 签名校验; optional
+//! mention = true        # @ the officers who have a feishu_user (open_id) in duty.toml
 //! ```
+//!
+//! Custom bots mention by open_id inside the text (`<at user_id="ou_…">张伟</at>`),
+//! not by mobile number; officers without `feishu_user` are named in the text only.
 //!
 //! Body: `{"timestamp":"<seconds>","sign":"…","msg_type":"text","content":{"text":…}}`.
 //! The signature is not DingTalk's: the HMAC-SHA256 *key* is `timestamp + "\n" +
@@ -29,6 +33,7 @@ pub const MAX_BYTES: usize = 18_000;
 pub struct Feishu {
     pub(crate) url: Secret,
     pub(crate) secret: Option<Secret>,
+    pub(crate) mention: bool,
     pub(crate) http: Http,
     pub(crate) body: Body,
 }
@@ -44,6 +49,15 @@ pub fn sign(timestamp_s: i64, secret: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// Feishu parses the `<at>` tag out of the text: an id or name holding `"`, `<`
+/// or `>` must not break it.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 pub fn classify(code: i64, msg: &str) -> Outcome {
     match code {
         0 => Outcome::Accepted { provider_id: None },
@@ -54,7 +68,23 @@ pub fn classify(code: i64, msg: &str) -> Outcome {
 
 impl Feishu {
     pub fn body(&self, msg: &Message, to: &Recipients) -> serde_json::Value {
-        let text = super::template::truncate_bytes(&self.body.text(msg, to), MAX_BYTES);
+        let mentions: String = if self.mention {
+            to.0.iter()
+                .filter_map(|r| {
+                    let id = r.feishu_user.as_deref()?;
+                    Some(format!(
+                        " <at user_id=\"{}\">{}</at>",
+                        escape(id),
+                        escape(&r.name)
+                    ))
+                })
+                .collect()
+        } else {
+            String::new()
+        };
+        // The mentions go last and are kept whole: a cut text still reaches them.
+        let room = MAX_BYTES.saturating_sub(mentions.len());
+        let text = super::template::truncate_bytes(&self.body.text(msg, to), room) + &mentions;
         let mut body = json!({"msg_type": "text", "content": {"text": text}});
         if let Some(secret) = &self.secret {
             // Checked against Feishu's clock: the wall clock, not a simulated one.

@@ -128,6 +128,7 @@ pub struct Recipient {
     pub email: Option<String>,
     pub wecom_user: Option<String>,
     pub dingtalk_user: Option<String>,
+    pub feishu_user: Option<String>,
 }
 
 impl From<&crate::config::Officer> for Recipient {
@@ -139,6 +140,7 @@ impl From<&crate::config::Officer> for Recipient {
             email: o.email.clone(),
             wecom_user: o.wecom_user.clone(),
             dingtalk_user: o.dingtalk_user.clone(),
+            feishu_user: o.feishu_user.clone(),
         }
     }
 }

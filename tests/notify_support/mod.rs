@@ -276,6 +276,7 @@ name = "张伟"
 mobile = "13800000001"
 email = "zhangwei@example.gov.cn"
 wecom_user = "ZhangWei"
+feishu_user = "ou_zhangwei"
 
 [[officers]]
 id = "liuyang"
