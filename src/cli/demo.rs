@@ -26,7 +26,7 @@ pub struct DemoArgs {
     exit_when_done: bool,
     /// With --exit-when-done: give up and exit 1 if they have not all arrived
     /// after this long (real time).
-    #[arg(long, default_value = "120s")]
+    #[arg(long, default_value = "120s", requires = "exit_when_done")]
     timeout: String,
     /// Keep the temporary state directory (config, SQLite) and print where it is.
     #[arg(long)]
