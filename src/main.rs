@@ -71,6 +71,8 @@ enum Command {
     Bench(BenchArgs),
     /// Run a simulated device against a pollwatch (or any platform).
     Simulate(SimulateArgs),
+    /// A small simulated city on this machine: readings to alerts in about a minute.
+    Demo(cli::demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -274,7 +276,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Benchmarks and simulators print their own results; the server's per-connection
     // log lines would drown them.
-    let quiet = matches!(cli.command, Command::Bench(_) | Command::Simulate(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Bench(_) | Command::Simulate(_) | Command::Demo(_)
+    );
     // stdout of `simulate` is read by the field benchmark: make sure it is flushed.
     let format = match &cli.command {
         Command::Run(r) => r.log_format,
@@ -354,6 +359,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             pollwatch::daemon::run(cfg, opts, Arc::new(SystemClock), shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo(args) => cli::demo::demo(args, shutdown_signal()?).await,
         Command::Readings(args) => readings(args).await,
         Command::Findings(args) => findings(args).await,
         Command::Alerts(args) => alerts_cmd::run(args).await,

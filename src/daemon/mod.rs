@@ -68,6 +68,16 @@ pub struct RunOptions {
     pub reload: Option<(ReloadHandle, ReloadRequests)>,
     /// Time allowed to close the store writer at shutdown.
     pub grace: Duration,
+    /// Told where the listeners are once the daemon is ready: a caller that asked
+    /// for port 0 (the demo, tests) learns the ports the system chose.
+    pub on_ready: Option<tokio::sync::oneshot::Sender<Bound>>,
+}
+
+/// The addresses the daemon's listeners are bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub hj212: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
 }
 
 impl Default for RunOptions {
@@ -76,6 +86,7 @@ impl Default for RunOptions {
             load: LoadOptions::default(),
             reload: None,
             grace: SHUTDOWN_GRACE,
+            on_ready: None,
         }
     }
 }
@@ -273,6 +284,13 @@ pub async fn run(
         dtu_ids: dtu.as_ref().map(|d| d.ids.clone()).unwrap_or_default(),
     };
     systemd::ready("ready");
+    if let Some(tx) = opts.on_ready {
+        // A caller that stopped waiting has nothing to learn; the daemon runs on.
+        let _ = tx.send(Bound {
+            hj212: hj212.local_addr(),
+            http: http.local_addr,
+        });
+    }
     tracing::info!(
         store = %StoreUrl::redacted(&live.config.storage_url),
         enterprises = live.config.enterprises.len(),
