@@ -116,6 +116,37 @@ fn flue_hour(
     all
 }
 
+/// O2 sent in its own frame just before the pollutant, with every O2 frame also
+/// arriving a second time later (a replay overtaking queued commits, a resend):
+/// the old value must not pair with the next pollutant value.
+#[test]
+fn a_resent_old_o2_value_does_not_correct_a_newer_pollutant_value() {
+    let hour = |resend: bool| {
+        let mut ev = evaluator(FLUE);
+        let mut all = Vec::new();
+        let mut previous: Option<Reading> = None;
+        for m in 0..60 {
+            let ts = t0() + Duration::minutes(m);
+            // O2 alternates between 6 % and 10 %: a stale pairing shows.
+            let o2 = outlet("DA001", "a19001", ts, if m % 2 == 0 { 6.0 } else { 10.0 });
+            all.extend(feed(&mut ev, vec![o2.clone()]));
+            if let (true, Some(p)) = (resend, previous.take()) {
+                all.extend(feed(&mut ev, vec![p]));
+            }
+            all.extend(feed(
+                &mut ev,
+                vec![outlet("DA001", "a21026", ts + Duration::seconds(1), 30.0)],
+            ));
+            previous = Some(o2);
+        }
+        all.extend(tick(&mut ev, t0() + Duration::minutes(66)));
+        of(&all, RuleName::Exceedance).first().and_then(|f| f.value)
+    };
+    let once = hour(false);
+    assert!(once.is_some(), "30 mg/m³ at 10 % O2 corrects above 35");
+    assert_eq!(hour(true), once);
+}
+
 #[test]
 fn hourly_mean_exactly_at_the_limit_is_not_an_exceedance() {
     let mut ev = evaluator(FLUE);

@@ -424,7 +424,8 @@ async fn a_plan_swap_mid_hour_replays_only_what_changed(url: &str) {
     store.close().await;
 }
 /// A plan swap or a gap recovery replays from the store while commits already
-/// queued on the tap follow: the overlap must count once.
+/// queued on the tap follow, in order or behind newer readings: the overlap must
+/// count once, and an old O2 value must not pair with a newer pollutant value.
 #[test]
 fn readings_judged_twice_count_once() {
     let mut ev = Evaluator::new(Plan::new(&config()), Options::default());
@@ -433,6 +434,13 @@ fn readings_judged_twice_count_once() {
         ev.ingest(&upload(i), &mut out);
         if i < 54 {
             ev.ingest(&upload(i), &mut out);
+        }
+        // A replay overtaking commits still queued: older readings come again
+        // after newer ones.
+        if i == 80 {
+            for j in 60..80 {
+                ev.ingest(&upload(j), &mut out);
+            }
         }
     }
     ev.tick(t0() + Duration::minutes(66), &mut out);

@@ -185,13 +185,18 @@ pub fn basis_label(b: crate::config::Basis) -> &'static str {
 
 /// "SO2 小时均值(折算) 41.2 mg/m³，限值 35"
 pub fn measurement(f: &AlertFacts) -> String {
+    // pH has no unit: "pH值 实时值 5.8，限值 6", not "5.8 ，".
+    let unit = if f.unit.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", f.unit)
+    };
     format!(
-        "{} {}{} {} {}，限值 {}",
+        "{} {}{} {}{unit}，限值 {}",
         f.factor_name,
         f.basis,
         if f.converted { "(折算)" } else { "" },
         number(f.value),
-        f.unit,
         number(f.limit)
     )
 }
@@ -442,6 +447,36 @@ mod tests {
         let (d, n) = digest(&msgs[..3], Some(2048), Some("https://x/alerts"));
         assert_eq!(n, 3);
         assert!(d.text.ends_with("详情：https://x/alerts"));
+    }
+
+    #[test]
+    fn a_value_without_unit_has_no_stray_space() {
+        let mut f = AlertFacts {
+            alert_id: "1".into(),
+            enterprise_id: "E".into(),
+            enterprise_name: "城南污水处理厂".into(),
+            district: "吴中区".into(),
+            industry: "污水处理".into(),
+            positive_list: false,
+            outlet_id: "DW001".into(),
+            outlet_name: "总排口".into(),
+            factor_code: "w01001".into(),
+            factor_name: "pH值".into(),
+            value: 5.8,
+            limit: 6.0,
+            unit: String::new(),
+            basis: "实时值".into(),
+            converted: false,
+            window_start: chrono::DateTime::UNIX_EPOCH,
+            window_end: chrono::DateTime::UNIX_EPOCH,
+            rule: "exceedance".into(),
+            severity: crate::config::Severity::Major,
+            link: None,
+        };
+        assert_eq!(measurement(&f), "pH值 实时值 5.8，限值 6");
+        f.unit = "mg/m³".into();
+        f.converted = true;
+        assert_eq!(measurement(&f), "pH值 实时值(折算) 5.8 mg/m³，限值 6");
     }
 
     #[test]

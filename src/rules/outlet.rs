@@ -186,13 +186,21 @@ impl OutletState {
             return;
         }
         let k = kind_ix(r.kind);
+        // Pairing only moves forward: an older value arriving again (a replay
+        // overtaking queued commits, a logger resending) must not become "the
+        // latest O2" for the next pollutant value.
+        let newer = |p: &Option<Pair>| p.is_none_or(|p| r.ts >= p.ts);
         if &*r.factor == plan::O2 {
-            self.o2[k] = Some(Pair {
-                ts: r.ts,
-                value: r.value,
-            });
+            if newer(&self.o2[k]) {
+                self.o2[k] = Some(Pair {
+                    ts: r.ts,
+                    value: r.value,
+                });
+            }
         } else if let Some(v) = flow_per_second(r.value, &r.unit, &*r.factor == GAS_FLOW) {
-            self.flow[k] = Some(Pair { ts: r.ts, value: v });
+            if newer(&self.flow[k]) {
+                self.flow[k] = Some(Pair { ts: r.ts, value: v });
+            }
         }
     }
 
