@@ -11,6 +11,7 @@ pub mod api;
 pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod model;
 pub mod notify;

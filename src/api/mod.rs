@@ -9,11 +9,14 @@
 //! | `GET /api/v1/readings?enterprise=&outlet=\|meter=&factor=&kind=&stat=&from=&to=&limit=` | viewer | stored readings |
 //! | `POST /-/reload` | operator | reload the config (as SIGHUP), answer with the outcome |
 //! | `GET /api/v1/alerts…`, `POST /api/v1/alerts/{id}/ack\|resolve` | viewer / operator | [`alerts`] |
+//! | `GET /`, `/alerts/{id}`, `/enterprises…`, `/login`, `/console/…` | console session | the web console ([`crate::console`]) |
 //!
 //! `/healthz` and `/readyz` are open because probes (systemd, load balancers)
 //! carry no credentials and the answers say nothing but "up"; everything else
 //! needs a token ([`auth`]); with no `[[http.tokens]]` configured, only the probes
-//! answer. Prometheus scrapes with `authorization.credentials_file`.
+//! answer (and no one can log in to the console). Prometheus scrapes with
+//! `authorization.credentials_file`. Every viewer/operator route also accepts
+//! the console's session cookie, with a CSRF token on state changes ([`auth`]).
 //!
 //! Adding routes: write a `pub fn routes() -> Router<ApiState>` in a sub-module,
 //! take [`auth::Viewer`] or [`auth::Operator`] in each handler, and merge it in
@@ -94,13 +97,16 @@ pub struct ApiState {
     pub metrics: metrics::Metrics,
     pub live: Live,
     pub open_alerts: OpenAlertsHook,
-    /// Time of acknowledgements and resolutions.
+    /// Time of acknowledgements and resolutions, and of console sessions.
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// The web console's sessions (also accepted by [`auth`]'s extractors).
+    pub console: crate::console::ConsoleState,
 }
 
-/// Every route, with `state`.
+/// Every route, with `state`: the API and the web console.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .merge(crate::console::routes())
         .merge(alerts::routes())
         .merge(health::routes())
         .merge(metrics_routes())
