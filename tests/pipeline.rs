@@ -122,13 +122,7 @@ fn write_config(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, u16, u
         ),
     )
     .unwrap();
-    std::fs::write(
-        cfg.join("duty.toml"),
-        "[[officers]]\nid = \"zhangwei\"\nname = \"张伟\"\nmobile = \"13800000001\"\n\
-         [[teams]]\nid = \"wuzhong\"\nname = \"吴中区执法大队\"\nmembers = [\"zhangwei\"]\n\
-         [[routes]]\nteam = \"wuzhong\"\nchannels = [\"wecom\"]\n",
-    )
-    .unwrap();
+    std::fs::write(cfg.join("duty.toml"), common::console::DUTY_TOML).unwrap();
     std::fs::write(cfg.join("enterprises/e1.toml"), common::console::E1_TOML).unwrap();
     (cfg, port, http)
 }

@@ -166,6 +166,20 @@ fn detail_text(e: &AlertEvent) -> String {
         .unwrap_or_else(|| e.detail.clone())
 }
 
+/// Short details inline; long ones (evidence JSON) folded, still all there.
+fn detail_html(e: &AlertEvent) -> String {
+    let text = detail_text(e);
+    if text.chars().count() <= 120 {
+        return html::esc(&text);
+    }
+    let head: String = text.chars().take(60).collect();
+    format!(
+        "<details><summary>{}…</summary><code>{}</code></details>",
+        Esc(&head),
+        Esc(&text)
+    )
+}
+
 fn timeline(events: &[AlertEvent], tz: Tz) -> String {
     let chain = match verify_chain(events) {
         Ok(()) => {
@@ -187,7 +201,7 @@ fn timeline(events: &[AlertEvent], tz: Tz) -> String {
             at = time(e.at, tz),
             what = Esc(event_zh(&e.kind)),
             actor = Esc(&e.actor),
-            detail = Esc(&detail_text(e)),
+            detail = detail_html(e),
         );
     }
     s.push_str("</tbody></table>");

@@ -98,7 +98,7 @@ pub fn page(title: &str, who: Option<&Session>, body: &str) -> Response {
 
 pub fn shell(title: &str, head: &str, body: &str, status: StatusCode) -> Response {
     let html = format!(
-        r#"<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{t} · pollwatch</title><link rel="stylesheet" href="/console/console.css">{head}<script src="/console/console.js" defer></script></head><body>{body}</body></html>"#,
+        r#"<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{t} · pollwatch</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/console/console.css">{head}<script src="/console/console.js" defer></script></head><body>{body}</body></html>"#,
         t = Esc(title),
     );
     (status, headers(), html).into_response()

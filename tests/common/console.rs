@@ -39,6 +39,12 @@ pub const E1_TOML: &str =
      hj212 = { mn = \"MN-DS-01\", password = \"123456\" }\n\
      [[outlets.limits]]\nfactor = \"a21026\"\nmax = 35.0\nbasis = \"hour\"\n";
 
+/// One officer, 张伟, whose team gets every alert on the `wecom` channel.
+pub const DUTY_TOML: &str =
+    "[[officers]]\nid = \"zhangwei\"\nname = \"张伟\"\nmobile = \"13800000001\"\n\
+     [[teams]]\nid = \"wuzhong\"\nname = \"吴中区执法大队\"\nmembers = [\"zhangwei\"]\n\
+     [[routes]]\nteam = \"wuzhong\"\nchannels = [\"wecom\"]\n";
+
 /// E1's logger uploads an SO2 hourly mean of 41.2 mg/m³ (limit 35) for
 /// 2026-11-27 09:00 over the real HJ 212 listener on `port`.
 pub async fn upload_exceedance(port: u16) {
@@ -106,6 +112,20 @@ pub fn write_config(dir: &Path, http_extra: &str) -> ConsoleConfig {
         hj212_port,
         http_port,
         db: dir.join("state/pollwatch.db"),
+    }
+}
+
+impl ConsoleConfig {
+    /// Notifications to a WeCom-shaped receiver at `url`, for 张伟.
+    pub fn with_wecom(&self, url: &str) {
+        let mut text = std::fs::read_to_string(self.toml()).unwrap();
+        text.push_str(&format!(
+            "\n[alerts]\nconsole_url = \"{}\"\n\n\
+             [[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\nmention = true\n",
+            self.base()
+        ));
+        std::fs::write(self.toml(), text).unwrap();
+        std::fs::write(self.dir.join("duty.toml"), DUTY_TOML).unwrap();
     }
 }
 

@@ -102,11 +102,14 @@
 
   const chart = document.getElementById('chart');
   if (chart) {
-    chart.addEventListener('error', function () {
+    const failed = function () {
       const p = document.createElement('p');
       p.className = 'problem';
       p.textContent = '证据图暂时无法生成。';
       chart.replaceWith(p);
-    });
+    };
+    // It may have failed before this script ran.
+    if (chart.complete && chart.naturalWidth === 0) failed();
+    else chart.addEventListener('error', failed);
   }
 })();
