@@ -233,3 +233,26 @@ pub async fn seed_alert(
         .unwrap()
         .alert_id
 }
+
+/// A plant with production and treatment meters, a linkage between them and a
+/// stop order in force from an hour ago to an hour from `now`.
+pub fn write_power_plant(cfg: &ConsoleConfig, now: DateTime<Utc>) {
+    let t = |h: i64| (now + chrono::Duration::hours(h)).to_rfc3339();
+    std::fs::write(
+        cfg.dir.join("enterprises/e3.toml"),
+        format!(
+            "id = \"E3\"\nname = \"西山印染\"\ndistrict = \"吴中区\"\nindustry = \"印染\"\n\
+             [[outlets]]\nid = \"DA001\"\nname = \"定型机废气\"\nkind = \"flue_gas\"\no2_reference = 6.0\n\
+             offline_after = \"3650d\"\n\
+             [[outlets.limits]]\nfactor = \"a21026\"\nmax = 35.0\nbasis = \"hour\"\n\
+             [[meters]]\nid = \"M-PROD\"\nname = \"定型机电表\"\nrole = \"production\"\nbaseline_kw = 300.0\n\
+             [[meters]]\nid = \"M-TREAT\"\nname = \"喷淋塔电表\"\nrole = \"treatment\"\n\
+             [[linkages]]\nid = \"dryer-scrubber\"\nproduction = [\"M-PROD\"]\nproduction_on_kw = 50.0\n\
+             treatment = [\"M-TREAT\"]\ntreatment_normal_kw = 40.0\n\
+             [[orders]]\nid = \"ORD-1\"\nkind = \"stop\"\nstart = \"{}\"\nend = \"{}\"\nmeters = [\"M-PROD\"]\n",
+            t(-1),
+            t(1)
+        ),
+    )
+    .unwrap();
+}
