@@ -119,6 +119,49 @@ async fn login_cookie_csrf_roles_and_logout() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
+    // The alert page's own form: CSRF field and role checked, then back to the page.
+    let other = seed_alert(
+        &store,
+        "E1",
+        "outlet:DA001",
+        "a21026",
+        "early_warning",
+        "warning",
+        30.0,
+        chrono::Utc::now(),
+    )
+    .await;
+    let form = |cookie: &str, csrf: &str| {
+        c.post(format!("{base}/alerts/{other}/act"))
+            .header("cookie", cookie.to_string())
+            .form(&[("csrf", csrf), ("act", "resolve"), ("note", "现场检查正常")])
+            .send()
+    };
+    assert_eq!(
+        form(&desk, "").await.unwrap().status(),
+        403,
+        "no CSRF field"
+    );
+    let viewer_csrf = csrf_of(&get(&c, &format!("{base}/"), &board_cookie).await.1);
+    assert_eq!(
+        form(&board_cookie, &viewer_csrf).await.unwrap().status(),
+        403,
+        "viewer"
+    );
+    let r = form(&desk, &csrf).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("/alerts/{other}").as_str());
+    assert_eq!(
+        form(&desk, &csrf).await.unwrap().status(),
+        409,
+        "already resolved"
+    );
+    let a = store.alert(other).await.unwrap().unwrap();
+    assert_eq!(
+        (a.state.as_str(), a.resolved_by.as_deref()),
+        ("resolved", Some("desk"))
+    );
+
     // The detail page shows the note and the intact chain.
     let (status, page) = get(&c, &format!("{base}/alerts/{id}"), &desk).await;
     assert_eq!(status, 200);

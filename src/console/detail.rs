@@ -7,14 +7,15 @@ use std::fmt::Write as _;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
 use chrono_tz::Tz;
+use serde::Deserialize;
 
 use super::html::{self, num, opt_time, time, Esc};
 use super::labels::{rule_zh, severity_zh, state_zh, Names};
-use super::Officer;
+use super::{session, Officer};
 use crate::api::ApiState;
 use crate::config::HttpRole;
 use crate::store::{
@@ -22,7 +23,59 @@ use crate::store::{
 };
 
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/alerts/{id}", get(show))
+    Router::new()
+        .route("/alerts/{id}", get(show))
+        .route("/alerts/{id}/act", post(act))
+}
+
+/// The acknowledge/resolve form: a plain form post (works without script),
+/// CSRF token in a hidden field, then back to the alert (post/redirect/get).
+#[derive(Deserialize)]
+struct ActForm {
+    #[serde(default)]
+    csrf: String,
+    act: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn act(
+    Officer(who): Officer,
+    State(s): State<ApiState>,
+    Path(id): Path<i64>,
+    Form(f): Form<ActForm>,
+) -> Response {
+    if !session::csrf_ok(&who, &f.csrf) {
+        tracing::info!(token = %who.name, alert = id, "refused: CSRF token missing or wrong");
+        return html::problem(
+            StatusCode::FORBIDDEN,
+            Some(&who),
+            "请求已过期，请刷新页面后重试。",
+        );
+    }
+    if who.role < HttpRole::Operator {
+        tracing::info!(token = %who.name, alert = id, "refused: operator role needed");
+        return html::problem(StatusCode::FORBIDDEN, Some(&who), "只读账号不能处置告警。");
+    }
+    let to = match f.act.as_str() {
+        "ack" => AlertState::Acknowledged,
+        "resolve" => AlertState::Resolved,
+        _ => return html::problem(StatusCode::BAD_REQUEST, Some(&who), "未知的操作。"),
+    };
+    tracing::info!(alert = id, by = %who.name, to = to.as_str(), "alert transition requested in the console");
+    match s
+        .store
+        .transition_alert(id, to, &who.name, &f.note, s.clock.now())
+        .await
+    {
+        Ok(Some(_)) => Redirect::to(&format!("/alerts/{id}")).into_response(),
+        Ok(None) => html::problem(
+            StatusCode::CONFLICT,
+            Some(&who),
+            &format!("告警 #{id} 不存在，或其当前状态不允许此操作（可能已被他人处置）。"),
+        ),
+        Err(e) => html::store_down(&who, "alert action", &e),
+    }
 }
 
 struct Record {
@@ -83,7 +136,8 @@ async fn show(Officer(who): Officer, State(s): State<ApiState>, Path(id): Path<i
         };
         let _ = write!(
             body,
-            r#"<h2>处置</h2><form class="act" id="act-form" data-id="{id}"><label for="note">备注（处置情况、联系人等）</label><textarea id="note" name="note" rows="3" maxlength="2000"></textarea><div>{ack}<button type="submit" name="act" value="resolve">解除告警</button></div><p class="problem" id="act-error" hidden></p></form>"#
+            r#"<h2>处置</h2><form class="act" id="act-form" method="post" action="/alerts/{id}/act"><input type="hidden" name="csrf" value="{csrf}"><label for="note">备注（处置情况、联系人等）</label><textarea id="note" name="note" rows="3" maxlength="2000"></textarea><div>{ack}<button type="submit" name="act" value="resolve">解除告警</button></div></form>"#,
+            csrf = Esc(&who.csrf),
         );
     }
     let _ = write!(

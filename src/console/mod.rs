@@ -8,15 +8,18 @@
 //! | `GET /console/board?…` | viewer | the board's table alone, for its live refresh |
 //! | `GET /console/events` | viewer | server-sent events: the board changed ([`events`]) |
 //! | `GET /alerts/{id}` | session | one alert: message, timeline, notifications, chart ([`detail`]) |
+//! | `POST /alerts/{id}/act` | operator session + CSRF field | acknowledge or resolve from that page |
 //! | `GET /enterprises`, `GET /enterprises/{id}` | session | outlets, meters, this hour, orders ([`enterprises`]) |
 //! | `GET /console/console.js`, `/console/console.css` | anyone | the committed assets ([`assets`]) |
 //!
 //! Why server-rendered HTML with a small script: officers open the console on
 //! whatever intranet PC is at the desk; pages that are complete without script
 //! load fast and cannot break on a bundler. The script only adds what needs it:
-//! the live board (an `EventSource` on [`events`]) and the acknowledge/resolve
-//! buttons, which call the JSON API (`/api/v1/alerts/{id}/ack|resolve`) with the
-//! session cookie and the CSRF header ([`session`]). Everything a page shows is
+//! the live board (an `EventSource` on [`events`]) and the board's
+//! acknowledge/resolve buttons, which call the JSON API
+//! (`/api/v1/alerts/{id}/ack|resolve`) with the session cookie and the CSRF
+//! header ([`session`]). The alert page's form is a plain form post with the
+//! CSRF token in a hidden field. Everything a page shows is
 //! escaped ([`html`]).
 
 pub mod assets;

@@ -1,4 +1,4 @@
-// pollwatch console: the live board and the acknowledge/resolve actions.
+// pollwatch console: the live board and its acknowledge/resolve buttons.
 // Pages work without this script; it adds what needs one. No dependencies.
 'use strict';
 (function () {
@@ -81,22 +81,11 @@
     if (filters) filters.addEventListener('change', function () { filters.submit(); });
   }
 
+  // The alert page's form posts without help; only guard against double clicks.
   const form = document.getElementById('act-form');
   if (form) {
-    form.addEventListener('submit', async function (ev) {
-      ev.preventDefault();
-      const what = ev.submitter && ev.submitter.value === 'resolve' ? 'resolve' : 'ack';
-      const err = document.getElementById('act-error');
-      const buttons = form.querySelectorAll('button');
-      buttons.forEach(function (b) { b.disabled = true; });
-      try {
-        await act(form.dataset.id, what, form.elements.note.value);
-        window.location.reload();
-      } catch (e) {
-        err.textContent = '操作失败：' + e.message;
-        err.hidden = false;
-        buttons.forEach(function (b) { b.disabled = false; });
-      }
+    form.addEventListener('submit', function () {
+      setTimeout(function () { form.querySelectorAll('button').forEach(function (b) { b.disabled = true; }); }, 0);
     });
   }
 
