@@ -12,6 +12,7 @@ pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod evidence;
 pub mod model;
 pub mod notify;
 pub mod ratelimit;

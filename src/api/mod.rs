@@ -9,6 +9,7 @@
 //! | `GET /api/v1/readings?enterprise=&outlet=\|meter=&factor=&kind=&stat=&from=&to=&limit=` | viewer | stored readings |
 //! | `POST /-/reload` | operator | reload the config (as SIGHUP), answer with the outcome |
 //! | `GET /api/v1/alerts…`, `POST /api/v1/alerts/{id}/ack\|resolve` | viewer / operator | [`alerts`] |
+//! | `GET /api/v1/alerts/{id}/chart.svg\|chart.png` | viewer | the alert's evidence chart ([`chart`]) |
 //!
 //! `/healthz` and `/readyz` are open because probes (systemd, load balancers)
 //! carry no credentials and the answers say nothing but "up"; everything else
@@ -30,6 +31,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod chart;
 pub mod enterprises;
 pub mod health;
 pub mod metrics;
@@ -102,6 +104,7 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(alerts::routes())
+        .merge(chart::routes())
         .merge(health::routes())
         .merge(metrics_routes())
         .merge(enterprises::routes())

@@ -1,0 +1,254 @@
+//! The evidence chart end to end: readings stored through the writer, judged by
+//! the real evaluator, the exceedance recorded on an alert by the alerts engine,
+//! then both chart routes fetched over real HTTP — without a token, with one, for
+//! an unknown alert — on SQLite, and on PostgreSQL when `PW_TEST_DATABASE_URL`
+//! is set.
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use pollwatch::alerts::AlertEngine;
+use pollwatch::api::{self, ApiState, Server};
+use pollwatch::clock::{Clock, ManualClock};
+use pollwatch::config::Config;
+use pollwatch::model::{Flag, Reading};
+use pollwatch::notify::Notifier;
+use pollwatch::rules::{Evaluator, Options, Output, Plan, RuleName};
+use pollwatch::store::{Batch, Store, StoredFinding};
+use reqwest::StatusCode;
+
+const VIEWER: &str = "chart-viewer-token-0123456789";
+
+fn config(dir: &std::path::Path, storage: &str) -> Config {
+    common::alerting::config(
+        dir,
+        storage,
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[[http.tokens]]\nname = \"console\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n"
+        ),
+    )
+}
+
+/// Three hours of minute values at 9 % O2 (correction × 15/12): 16 mg/m³
+/// measured (20 corrected) for two hours, then 32 (40 corrected, above 35) with
+/// five values flagged F (999, excluded) in the third.
+fn readings() -> Vec<Reading> {
+    let mut out = Vec::new();
+    for m in 0..180 {
+        let secs = m * 60;
+        out.push(common::reading("DA001", "a19001", secs, 9.0));
+        let mut so2 = common::reading("DA001", "a21026", secs, if m < 120 { 16.0 } else { 32.0 });
+        if (130..135).contains(&m) {
+            so2.value = 999.0;
+            so2.flag = Flag::F;
+        }
+        out.push(so2);
+    }
+    out
+}
+
+fn end() -> DateTime<Utc> {
+    common::t0() + Duration::hours(3)
+}
+
+/// Stores the readings, judges them, records the exceedance on an alert.
+async fn alert_from_rules(cfg: &Arc<Config>, url: &str, clock: Arc<dyn Clock>) -> (Store, i64) {
+    let (store, writer, task) = common::store_and_writer(url).await;
+    let rs = readings();
+    for chunk in rs.chunks(60) {
+        writer.write(Batch::readings(chunk.to_vec())).await.unwrap();
+    }
+    drop(writer);
+    task.finish(std::time::Duration::from_secs(5)).await;
+
+    let mut ev = Evaluator::new(Plan::new(cfg), Options::default());
+    let mut out = Output::default();
+    ev.ingest(&rs, &mut out);
+    ev.tick(end() + Duration::minutes(10), &mut out);
+    let ids = store
+        .insert_findings(&out.findings, clock.now())
+        .await
+        .unwrap();
+    let (finding, id) = out
+        .findings
+        .iter()
+        .zip(ids)
+        .find(|(f, _)| f.rule == RuleName::Exceedance)
+        .unwrap_or_else(|| panic!("no exceedance in {:#?}", out.findings));
+    assert_eq!(finding.value, Some(40.0), "{finding:#?}");
+    let notifier = Arc::new(Notifier::from_config(cfg, clock.clone()).unwrap());
+    let engine = AlertEngine::new(store.clone(), notifier, cfg.clone(), clock.clone());
+    let rec = engine
+        .on_finding(&StoredFinding {
+            id: id.expect("a new finding"),
+            created: clock.now(),
+            finding: finding.clone(),
+        })
+        .await
+        .unwrap();
+    (store, rec.alert_id)
+}
+
+async fn serve(
+    cfg: Arc<Config>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+) -> (Server, tokio::sync::watch::Sender<bool>) {
+    let (_config_tx, config_rx) = tokio::sync::watch::channel(cfg.clone());
+    let (_tokens_tx, tokens_rx) =
+        tokio::sync::watch::channel(Arc::new(api::auth::Tokens::from_config(&cfg)));
+    let state = ApiState {
+        store,
+        config: config_rx,
+        tokens: tokens_rx,
+        reload: pollwatch::daemon::reload::channel().0,
+        metrics: Default::default(),
+        live: api::Live {
+            hj212: Default::default(),
+            field: Default::default(),
+            liveness: Default::default(),
+            heartbeat_window: std::time::Duration::from_secs(10),
+            listeners: Vec::new(),
+        },
+        open_alerts: api::no_alerts(),
+        clock,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = Server::start("127.0.0.1:0".parse().unwrap(), state, stop_rx)
+        .await
+        .unwrap();
+    (server, stop_tx)
+}
+
+fn with_class<'a>(doc: &'a roxmltree::Document, class: &str) -> Vec<roxmltree::Node<'a, 'a>> {
+    doc.descendants()
+        .filter(|n| n.attribute("class") == Some(class))
+        .collect()
+}
+
+/// One chart with the viewer token: 200, its type, inline with a file name.
+async fn fetch(
+    http: &reqwest::Client,
+    base: &str,
+    alert: i64,
+    ext: &str,
+    content_type: &str,
+) -> reqwest::Response {
+    let r = http
+        .get(format!("{base}/{alert}/chart.{ext}"))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "chart.{ext}");
+    assert_eq!(r.headers()["content-type"], content_type);
+    assert_eq!(
+        r.headers()["content-disposition"],
+        format!("inline; filename=\"alert-{alert}.{ext}\"").as_str()
+    );
+    r
+}
+
+async fn chart_routes(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Arc::new(config(dir.path(), url));
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(end() + Duration::minutes(30)));
+    let (store, alert) = alert_from_rules(&cfg, url, clock.clone()).await;
+    let (server, stop) = serve(cfg, store, clock).await;
+    let base = format!("http://{}/api/v1/alerts", server.local_addr);
+    let http = reqwest::Client::new();
+
+    for ext in ["svg", "png"] {
+        let r = http
+            .get(format!("{base}/{alert}/chart.{ext}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "{ext} without a token"
+        );
+        let r = http
+            .get(format!("{base}/{}/chart.{ext}", alert + 1000))
+            .bearer_auth(VIEWER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "{ext} of an unknown alert"
+        );
+    }
+
+    let svg = fetch(&http, &base, alert, "svg", "image/svg+xml")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("the chart is XML");
+    // The judged hour: 40 corrected, 32 measured, from the minutes the rules kept.
+    let corrected: Vec<(String, Option<&str>)> = with_class(&doc, "hour-corrected")
+        .iter()
+        .map(|n| {
+            (
+                n.attribute("data-value").unwrap().to_string(),
+                n.attribute("data-valid-minutes"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        corrected,
+        [
+            ("20".to_string(), Some("60")),
+            ("20".to_string(), Some("60")),
+            ("40".to_string(), Some("55"))
+        ]
+    );
+    let measured: Vec<&str> = with_class(&doc, "hour-measured")
+        .iter()
+        .map(|n| n.attribute("data-value").unwrap())
+        .collect();
+    assert_eq!(measured, ["16", "16", "32"]);
+    let exceeding = with_class(&doc, "exceeding");
+    assert_eq!(exceeding.len(), 1);
+    assert_eq!(exceeding[0].text(), Some("40"));
+    assert_eq!(
+        with_class(&doc, "limit")[0].attribute("data-value"),
+        Some("35")
+    );
+    assert_eq!(
+        with_class(&doc, "warn")[0].attribute("data-value"),
+        Some("28")
+    );
+    let invalid: Vec<&str> = with_class(&doc, "invalid")
+        .iter()
+        .map(|n| n.attribute("data-flag").unwrap())
+        .collect();
+    assert_eq!(invalid, ["F"; 5]);
+    assert_eq!(with_class(&doc, "alert-span").len(), 1);
+    // The same alert charts to the same bytes (for the case file's hash).
+    let again = fetch(&http, &base, alert, "svg", "image/svg+xml")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(svg, again);
+
+    let png = fetch(&http, &base, alert, "png", "image/png")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let pixmap = resvg::tiny_skia::Pixmap::decode_png(&png).expect("a PNG");
+    assert_eq!((pixmap.width(), pixmap.height()), (1920, 960));
+
+    stop.send(true).unwrap();
+    server.join().await;
+}
+
+both_backends!(chart_routes);
