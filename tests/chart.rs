@@ -19,6 +19,7 @@ use pollwatch::notify::Notifier;
 use pollwatch::rules::{Evaluator, Options, Output, Plan, RuleName};
 use pollwatch::store::{Batch, Store, StoredFinding};
 use reqwest::StatusCode;
+use sha2::Digest;
 
 const VIEWER: &str = "chart-viewer-token-0123456789";
 
@@ -249,6 +250,38 @@ async fn chart_routes(url: &str) {
 
     stop.send(true).unwrap();
     server.join().await;
+
+    // The same chart from the command line, for a case file without the console.
+    for ext in ["svg", "png"] {
+        let file = dir.path().join(format!("alert.{ext}"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pollwatch"))
+            .args(["alerts", "--config"])
+            .arg(dir.path().join("config"))
+            .args(["chart", &alert.to_string(), "-o"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&file).unwrap();
+        let hash: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(stdout.contains(&format!("sha256 {hash}")), "{stdout}");
+        if ext == "svg" {
+            let text = String::from_utf8(bytes).unwrap();
+            let doc = roxmltree::Document::parse(&text).unwrap();
+            assert_eq!(with_class(&doc, "exceeding")[0].text(), Some("40"));
+        } else {
+            let p = resvg::tiny_skia::Pixmap::decode_png(&bytes).unwrap();
+            assert_eq!((p.width(), p.height()), (1920, 960));
+        }
+    }
 }
 
 both_backends!(chart_routes);

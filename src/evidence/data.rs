@@ -355,3 +355,7 @@ pub fn hourly_means(
     }
     out.into_values().collect()
 }
+
+#[cfg(test)]
+#[path = "data_tests.rs"]
+mod tests;

@@ -110,3 +110,53 @@ pub fn render_png(svg: &str, fonts: &Fonts, scale: f32) -> Result<Vec<u8>, Evide
         .encode_png()
         .map_err(|e| EvidenceError::Png(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// White canvas, black Chinese text and nothing else.
+    fn text_only() -> String {
+        format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}"><rect width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/><text x="40" y="200" font-size="64" font-family="{}" fill="#000000">限值 预警线</text></svg>"##,
+            super::super::chart::FONT_FAMILY
+        )
+    }
+
+    fn dark_pixels(png: &[u8], scale: u32) -> usize {
+        let p = Pixmap::decode_png(png).expect("a PNG");
+        assert_eq!((p.width(), p.height()), (WIDTH * scale, HEIGHT * scale));
+        p.pixels().iter().filter(|c| c.red() < 128).count()
+    }
+
+    #[test]
+    fn without_fonts_the_png_is_drawn_without_text() {
+        let png = render_png(&text_only(), &Fonts::none(), 1.0).unwrap();
+        assert_eq!(dark_pixels(&png, 1), 0);
+        let png = render_png(&text_only(), &Fonts::none(), 2.0).unwrap();
+        assert_eq!(dark_pixels(&png, 2), 0);
+    }
+
+    #[test]
+    fn chinese_labels_render_with_a_cjk_font() {
+        let fonts = Fonts::system();
+        if fonts.cjk.is_none() {
+            if std::env::var("PW_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("no CJK font but PW_REQUIRE_SERVICES=1: install fonts-wqy-microhei");
+            }
+            eprintln!("SKIPPED chinese_labels_render_with_a_cjk_font: install fonts-wqy-microhei");
+            return;
+        }
+        let png = render_png(&text_only(), &fonts, 1.0).unwrap();
+        // Eight glyphs at 64 px: thousands of dark pixels, not a stray few.
+        assert!(dark_pixels(&png, 1) > 2000);
+    }
+
+    #[test]
+    fn a_broken_svg_is_an_error_not_a_panic() {
+        assert!(matches!(
+            render_png("<svg", &Fonts::none(), 1.0),
+            Err(EvidenceError::Png(_))
+        ));
+    }
+}
