@@ -195,7 +195,7 @@ async fn chart(
     let svg = evidence::render_svg(&data);
     let bytes = if png {
         let fonts = evidence::Fonts::system();
-        evidence::render_png(&svg, &fonts, pollwatch::api::chart::PNG_SCALE)?
+        evidence::render_png(&svg, &fonts, evidence::PNG_SCALE)?
     } else {
         svg.into_bytes()
     };

@@ -1,21 +1,24 @@
 //! The evidence chart end to end: readings stored through the writer, judged by
 //! the real evaluator, the exceedance recorded on an alert by the alerts engine,
 //! then both chart routes fetched over real HTTP — without a token, with one, for
-//! an unknown alert — on SQLite, and on PostgreSQL when `PW_TEST_DATABASE_URL`
-//! is set.
+//! an unknown alert — and from the CLI; and the PNG attached to the alert's
+//! e-mail through a local SMTP sink. On SQLite, and on PostgreSQL when
+//! `PW_TEST_DATABASE_URL` is set.
 
 #[macro_use]
 mod common;
+mod notify_support;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use pollwatch::alerts::AlertEngine;
+use pollwatch::alerts::{AlertEngine, Dispatcher};
 use pollwatch::api::{self, ApiState, Server};
 use pollwatch::clock::{Clock, ManualClock};
 use pollwatch::config::Config;
 use pollwatch::model::{Flag, Reading};
-use pollwatch::notify::Notifier;
+use pollwatch::notify::escalation::Step;
+use pollwatch::notify::{Delivery, Notifier};
 use pollwatch::rules::{Evaluator, Options, Output, Plan, RuleName};
 use pollwatch::store::{Batch, Store, StoredFinding};
 use reqwest::StatusCode;
@@ -27,6 +30,7 @@ fn config(dir: &std::path::Path, storage: &str) -> Config {
     common::alerting::config(
         dir,
         storage,
+        common::alerting::UNUSED_CHANNEL,
         &format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n\n[[http.tokens]]\nname = \"console\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n"
         ),
@@ -56,7 +60,11 @@ fn end() -> DateTime<Utc> {
 }
 
 /// Stores the readings, judges them, records the exceedance on an alert.
-async fn alert_from_rules(cfg: &Arc<Config>, url: &str, clock: Arc<dyn Clock>) -> (Store, i64) {
+async fn alert_from_rules(
+    cfg: &Arc<Config>,
+    url: &str,
+    clock: Arc<dyn Clock>,
+) -> (Store, i64, Arc<Notifier>) {
     let (store, writer, task) = common::store_and_writer(url).await;
     let rs = readings();
     for chunk in rs.chunks(60) {
@@ -81,7 +89,7 @@ async fn alert_from_rules(cfg: &Arc<Config>, url: &str, clock: Arc<dyn Clock>) -
         .unwrap_or_else(|| panic!("no exceedance in {:#?}", out.findings));
     assert_eq!(finding.value, Some(40.0), "{finding:#?}");
     let notifier = Arc::new(Notifier::from_config(cfg, clock.clone()).unwrap());
-    let engine = AlertEngine::new(store.clone(), notifier, cfg.clone(), clock.clone());
+    let engine = AlertEngine::new(store.clone(), notifier.clone(), cfg.clone(), clock.clone());
     let rec = engine
         .on_finding(&StoredFinding {
             id: id.expect("a new finding"),
@@ -90,7 +98,7 @@ async fn alert_from_rules(cfg: &Arc<Config>, url: &str, clock: Arc<dyn Clock>) -
         })
         .await
         .unwrap();
-    (store, rec.alert_id)
+    (store, rec.alert_id, notifier)
 }
 
 async fn serve(
@@ -157,7 +165,11 @@ async fn chart_routes(url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Arc::new(config(dir.path(), url));
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(end() + Duration::minutes(30)));
-    let (store, alert) = alert_from_rules(&cfg, url, clock.clone()).await;
+    let (store, alert, notifier) = alert_from_rules(&cfg, url, clock.clone()).await;
+    assert!(
+        notifier.evidence_config(&delivery(alert)).is_none(),
+        "a WeCom-only route draws no chart"
+    );
     let (server, stop) = serve(cfg, store, clock).await;
     let base = format!("http://{}/api/v1/alerts", server.local_addr);
     let http = reqwest::Client::new();
@@ -284,4 +296,71 @@ async fn chart_routes(url: &str) {
     }
 }
 
-both_backends!(chart_routes);
+/// The first notification of `alert` over the route's channel.
+fn delivery(alert: i64) -> Delivery {
+    Delivery {
+        alert_id: alert.to_string(),
+        step: Step {
+            level: 0,
+            round: 0,
+            due_at: end(),
+        },
+        recipients: Default::default(),
+        channels: vec!["alerts".into()],
+    }
+}
+
+/// The e-mail's parts as (headers, body), split at the multipart boundary.
+fn mime_parts(data: &str) -> Vec<(String, String)> {
+    let (head, body) = data.split_once("\r\n\r\n").expect("headers end");
+    let boundary = head
+        .split("boundary=")
+        .nth(1)
+        .and_then(|b| b.split(['\r', ';']).next())
+        .map(|b| b.trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("not multipart: {head}"));
+    body.split(&format!("--{boundary}"))
+        // The closing delimiter is `--boundary--`.
+        .filter(|p| !p.starts_with("--"))
+        .filter_map(|p| p.trim_start_matches("\r\n").split_once("\r\n\r\n"))
+        .map(|(h, b)| (h.to_ascii_lowercase(), b.to_string()))
+        .collect()
+}
+
+async fn chart_is_attached_to_email(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mails) = notify_support::smtp_sink(None).await;
+    let email = format!(
+        "kind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"none\"\n\
+         from = \"pollwatch <pollwatch@example.gov.cn>\"\nto = [\"duty@example.gov.cn\"]\ntimeout = \"5s\"\n"
+    );
+    let cfg = Arc::new(common::alerting::config(dir.path(), url, &email, ""));
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(end() + Duration::minutes(30)));
+    let (store, alert, notifier) = alert_from_rules(&cfg, url, clock.clone()).await;
+    assert!(notifier.evidence_config(&delivery(alert)).is_some());
+    let dispatcher = Dispatcher::new(store.clone(), notifier, clock);
+    assert_eq!(dispatcher.run_once().await.unwrap(), 1);
+
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1);
+    let parts = mime_parts(&mails[0].data);
+    assert_eq!(parts.len(), 2, "text and chart: {parts:#?}");
+    assert!(parts[0].0.contains("text/plain"), "{}", parts[0].0);
+    let (head, body) = &parts[1];
+    assert!(head.contains("content-type: image/png"), "{head}");
+    assert!(
+        head.contains(&format!("filename=\"alert-{alert}.png\"")),
+        "{head}"
+    );
+    let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .expect("base64 attachment");
+    let p = resvg::tiny_skia::Pixmap::decode_png(&png).expect("a PNG");
+    assert_eq!((p.width(), p.height()), (1920, 960));
+    let alert = store.alert(alert).await.unwrap().unwrap();
+    assert!(alert.message.contains("40"), "{}", alert.message);
+}
+
+both_backends!(chart_routes, chart_is_attached_to_email);

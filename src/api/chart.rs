@@ -18,10 +18,7 @@ use axum::Router;
 
 use super::auth::Viewer;
 use super::{error, ApiState};
-use crate::evidence::{self, ChartWindow, EvidenceError, Fonts};
-
-/// PNG pixels per SVG pixel: 1920 × 960, sharp when printed on A4.
-pub const PNG_SCALE: f32 = 2.0;
+use crate::evidence::{self, ChartWindow, EvidenceError};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -29,18 +26,19 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/alerts/{id}/chart.png", get(png))
 }
 
-async fn chart_svg(s: &ApiState, id: i64) -> Result<String, Response> {
-    let config = s.config.borrow().clone();
-    match evidence::alert_chart(&s.store, &config, id, s.clock.now(), ChartWindow::default()).await
-    {
-        Ok(Some(data)) => Ok(evidence::render_svg(&data)),
-        Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("no alert {id}"))),
-        Err(e @ EvidenceError::NotChartable { .. }) => {
-            Err(error(StatusCode::UNPROCESSABLE_ENTITY, e))
-        }
+/// `ok` of the chart, or the error's answer.
+fn respond<T>(
+    id: i64,
+    r: Result<Option<T>, EvidenceError>,
+    ok: impl FnOnce(T) -> Response,
+) -> Response {
+    match r {
+        Ok(Some(v)) => ok(v),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no alert {id}")),
+        Err(e @ EvidenceError::NotChartable { .. }) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Err(e) => {
             tracing::warn!(alert = id, error = %e, "evidence chart failed");
-            Err(error(StatusCode::SERVICE_UNAVAILABLE, e))
+            error(StatusCode::SERVICE_UNAVAILABLE, e)
         }
     }
 }
@@ -60,28 +58,22 @@ fn file(content_type: &'static str, name: String, body: impl IntoResponse) -> Re
 }
 
 async fn svg(_: Viewer, State(s): State<ApiState>, Path(id): Path<i64>) -> Response {
-    match chart_svg(&s, id).await {
-        Ok(svg) => file("image/svg+xml", format!("alert-{id}.svg"), svg),
-        Err(r) => r,
-    }
+    let config = s.config.borrow().clone();
+    let data =
+        evidence::alert_chart(&s.store, &config, id, s.clock.now(), ChartWindow::default()).await;
+    respond(id, data, |data| {
+        file(
+            "image/svg+xml",
+            format!("alert-{id}.svg"),
+            evidence::render_svg(&data),
+        )
+    })
 }
 
 async fn png(_: Viewer, State(s): State<ApiState>, Path(id): Path<i64>) -> Response {
-    let svg = match chart_svg(&s, id).await {
-        Ok(svg) => svg,
-        Err(r) => return r,
-    };
-    // Rasterising takes tens of milliseconds of CPU: off the async workers.
-    let rendered = tokio::task::spawn_blocking(move || {
-        evidence::render_png(&svg, &Fonts::shared(), PNG_SCALE)
+    let config = s.config.borrow().clone();
+    let png = evidence::alert_png(&s.store, &config, id, s.clock.now()).await;
+    respond(id, png, |bytes| {
+        file("image/png", format!("alert-{id}.png"), bytes)
     })
-    .await;
-    match rendered {
-        Ok(Ok(bytes)) => file("image/png", format!("alert-{id}.png"), bytes),
-        Ok(Err(e)) => {
-            tracing::warn!(alert = id, error = %e, "evidence chart PNG failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, e)
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
 }

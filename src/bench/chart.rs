@@ -151,7 +151,7 @@ pub fn chart(points: usize, runs: usize, out: Option<&Path>) -> Result<ChartRepo
         svg = render_svg(&data);
         t_svg.push(t.elapsed());
         let t = Instant::now();
-        png = render_png(&svg, &fonts, crate::api::chart::PNG_SCALE)?;
+        png = render_png(&svg, &fonts, crate::evidence::PNG_SCALE)?;
         t_png.push(t.elapsed());
     }
     if let Some(path) = out {

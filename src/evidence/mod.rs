@@ -16,7 +16,31 @@ pub use chart::{render_svg, ChartData, ChartPoint, HourMean};
 pub use data::{alert_chart, ChartWindow};
 pub use png::{render_png, Fonts};
 
-use crate::store::StoreError;
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::store::{Store, StoreError};
+
+/// Print resolution of the PNG: 2 × the SVG's pixels (1920 × 960).
+pub const PNG_SCALE: f32 = 2.0;
+
+/// Alert `id`'s chart as PNG (`None`: no such alert). Rasterising takes tens of
+/// milliseconds of CPU, so it runs off the async workers.
+pub async fn alert_png(
+    store: &Store,
+    config: &Config,
+    id: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<u8>>, EvidenceError> {
+    let Some(data) = alert_chart(store, config, id, now, ChartWindow::default()).await? else {
+        return Ok(None);
+    };
+    let svg = render_svg(&data);
+    tokio::task::spawn_blocking(move || render_png(&svg, &Fonts::shared(), PNG_SCALE))
+        .await
+        .map_err(|e| EvidenceError::Png(e.to_string()))?
+        .map(Some)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {

@@ -1,4 +1,4 @@
-//! A config for tests that raise alerts but send nothing: enterprise E1 with a
+//! A config for tests that raise alerts: enterprise E1 with a
 //! flue-gas outlet (SO2 ≤ 35 mg/m³ hourly at 6 % O2), one officer, one route.
 
 use pollwatch::config::Config;
@@ -34,20 +34,23 @@ members = ["zhangwei"]
 
 [[routes]]
 team = "wuzhong"
-channels = ["wecom"]
+channels = ["alerts"]
 "#;
 
-/// Storage at `storage`; `extra` is appended to pollwatch.toml. Alerts need a
-/// route, so there is a channel, but its address is never reached: these tests
-/// run no dispatcher.
-pub fn config(dir: &std::path::Path, storage: &str, extra: &str) -> Config {
+/// A channel nobody listens on, for tests that run no dispatcher.
+pub const UNUSED_CHANNEL: &str = "kind = \"wecom\"\nurl = \"http://127.0.0.1:9/never-sent\"\n";
+
+/// Storage at `storage`; alerts go to the channel `alerts`, whose keys (`kind`,
+/// `url`…) are `channel` ([`UNUSED_CHANNEL`] when the test runs no dispatcher);
+/// `extra` is appended to pollwatch.toml.
+pub fn config(dir: &std::path::Path, storage: &str, channel: &str, extra: &str) -> Config {
     let cfg = dir.join("config");
     std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
     std::fs::write(
         cfg.join("pollwatch.toml"),
         format!(
             "[daemon]\ntimezone = \"Asia/Shanghai\"\nstate_dir = {:?}\n\n[storage]\nurl = {storage:?}\n\n\
-             [[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"http://127.0.0.1:9/never-sent\"\n\n{extra}",
+             [[channels]]\nid = \"alerts\"\n{channel}\n{extra}",
             dir.join("state").display().to_string()
         ),
     )
