@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod daemon;
+pub mod evidence;
 pub mod model;
 pub mod notify;
 pub mod ratelimit;

@@ -7,6 +7,10 @@
 //! [`AlertsTask`] runs the engine and the dispatcher: findings from the rules
 //! task open and update alerts, and each is followed at once by a dispatch round,
 //! so an officer hears of a new alert within the time its channel takes.
+//!
+//! A delivery that may go by e-mail carries the alert's evidence chart as PNG
+//! ([`crate::evidence`]); drawing it costs tens of milliseconds, so it is done
+//! only for such deliveries.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,6 +135,10 @@ impl Dispatcher {
             };
             let mut msg = self.notifier.message(&facts);
             msg.refs = vec![row.id.to_string()];
+            if let Some(cfg) = self.notifier.evidence_config(delivery) {
+                msg.attachments
+                    .extend(chart_attachment(&self.store, cfg, alert.id, now).await);
+            }
             let report = self.notifier.deliver(delivery, &msg).await;
             self.finish(row.id, &report).await?;
             settled += 1;
@@ -234,5 +242,29 @@ impl AlertsTask {
 
     pub async fn join(self) {
         let _ = self.handle.await;
+    }
+}
+
+/// The alert's evidence chart for channels that carry files. A chart that cannot
+/// be drawn must not hold up the alert: the message goes without it, and the log
+/// says why.
+async fn chart_attachment(
+    store: &Store,
+    cfg: &crate::config::Config,
+    alert: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::notify::Attachment> {
+    match crate::evidence::alert_png(store, cfg, alert, now).await {
+        Ok(Some(png)) => Some(crate::notify::Attachment {
+            filename: format!("alert-{alert}.png"),
+            content_type: "image/png".to_string(),
+            data: png.into(),
+        }),
+        // Offline, linkage and order alerts have no single series to draw.
+        Ok(None) | Err(crate::evidence::EvidenceError::NotChartable { .. }) => None,
+        Err(e) => {
+            tracing::warn!(alert, error = %e, "notification sent without its evidence chart");
+            None
+        }
     }
 }

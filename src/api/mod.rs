@@ -10,6 +10,7 @@
 //! | `POST /-/reload` | operator | reload the config (as SIGHUP), answer with the outcome |
 //! | `GET /api/v1/alerts…`, `POST /api/v1/alerts/{id}/ack\|resolve` | viewer / operator | [`alerts`] |
 //! | `GET /`, `/alerts/{id}`, `/enterprises…`, `/login`, `/console/…` | console session | the web console ([`crate::console`]) |
+//! | `GET /api/v1/alerts/{id}/chart.svg\|chart.png` | viewer | the alert's evidence chart ([`chart`]) |
 //!
 //! `/healthz` and `/readyz` are open because probes (systemd, load balancers)
 //! carry no credentials and the answers say nothing but "up"; everything else
@@ -33,6 +34,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod chart;
 pub mod enterprises;
 pub mod health;
 pub mod metrics;
@@ -108,6 +110,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(crate::console::routes())
         .merge(alerts::routes())
+        .merge(chart::routes())
         .merge(health::routes())
         .merge(metrics_routes())
         .merge(enterprises::routes())

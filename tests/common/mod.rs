@@ -29,6 +29,7 @@ macro_rules! both_backends {
     };
 }
 
+pub mod alerting;
 pub mod console;
 pub mod daemon;
 pub mod field;
