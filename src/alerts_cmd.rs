@@ -1,10 +1,13 @@
 //! `pollwatch alerts …`: the duty officer's and the sysadmin's view of alerts from
 //! a terminal on the server — list, show with timeline and notifications,
-//! acknowledge, resolve, and verify a timeline's hash chain for a case file.
+//! acknowledge, resolve, verify a timeline's hash chain, and export the evidence
+//! chart for a case file.
 
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use pollwatch::config::Config;
+use pollwatch::evidence;
 use pollwatch::store::{verify_chain, AlertQuery, AlertState, Store};
 
 #[derive(Args)]
@@ -53,17 +56,29 @@ enum AlertsWhat {
     },
     /// Recompute the timeline's SHA-256 chain; exit 1 if any row was altered.
     Verify { id: i64 },
+    /// Write the alert's evidence chart (as the console shows it) to a file and
+    /// print its SHA-256 for the case file. The format follows `-o`'s extension
+    /// unless `--svg` or `--png` says otherwise.
+    Chart {
+        id: i64,
+        #[arg(long, conflicts_with = "png")]
+        svg: bool,
+        #[arg(long)]
+        png: bool,
+        #[arg(long, short = 'o')]
+        output: std::path::PathBuf,
+    },
 }
 
 pub async fn run(a: AlertsArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::load(&a.config)?;
     let store = pollwatch::daemon::open_store(&cfg).await?;
-    let code = run_on(&store, a.what).await;
+    let code = run_on(&store, &cfg, a.what).await;
     store.close().await;
     code
 }
 
-async fn run_on(store: &Store, what: AlertsWhat) -> anyhow::Result<ExitCode> {
+async fn run_on(store: &Store, cfg: &Config, what: AlertsWhat) -> anyhow::Result<ExitCode> {
     match what {
         AlertsWhat::List {
             state,
@@ -149,7 +164,53 @@ async fn run_on(store: &Store, what: AlertsWhat) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        AlertsWhat::Chart {
+            id,
+            svg,
+            png,
+            output,
+        } => {
+            let png = png
+                || (!svg
+                    && output
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("png")));
+            chart(store, cfg, id, png, &output).await
+        }
     }
+}
+
+async fn chart(
+    store: &Store,
+    cfg: &Config,
+    id: i64,
+    png: bool,
+    output: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use sha2::{Digest, Sha256};
+    let now = chrono::Utc::now();
+    let data = evidence::alert_chart(store, cfg, id, now, evidence::ChartWindow::default())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no alert #{id}"))?;
+    let svg = evidence::render_svg(&data);
+    let bytes = if png {
+        let fonts = evidence::Fonts::system();
+        evidence::render_png(&svg, &fonts, evidence::PNG_SCALE)?
+    } else {
+        svg.into_bytes()
+    };
+    std::fs::write(output, &bytes)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
+    let hash: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!(
+        "alert #{id}: chart written to {} ({} bytes, sha256 {hash})",
+        output.display(),
+        bytes.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn transition(

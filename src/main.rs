@@ -248,6 +248,16 @@ enum BenchWhat {
         #[arg(long, default_value_t = 2)]
         hours: u32,
     },
+    /// Evidence chart: hourly means, SVG and PNG for N real-time values.
+    Chart {
+        #[arg(long, default_value_t = 1500)]
+        points: usize,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Also write the last chart here (SVG) and beside it (.png).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Alert latency: finding → alert → notification accepted by a local receiver.
     Alerts {
         #[arg(long, default_value_t = 1000)]
@@ -494,6 +504,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchArgs {
+            what: BenchWhat::Chart { points, runs, out },
+        }) => {
+            let report = pollwatch::bench::chart::chart(points, runs, out.as_deref())?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchArgs {
             what: BenchWhat::Alerts { alerts },
         }) => {
             println!("{}", pollwatch::bench::alerts::alerts(alerts).await?);
@@ -557,6 +574,7 @@ async fn findings(a: FindingsArgs) -> anyhow::Result<ExitCode> {
         rule: a.rule,
         since: a.since.map(|s| parse_user_time(&s, tz)).transpose()?,
         after_id: None,
+        alert: None,
         limit: a.limit,
     };
     let store = pollwatch::daemon::open_store(&cfg).await?;

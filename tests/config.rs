@@ -452,3 +452,34 @@ fn an_order_time_needs_its_offset() {
     );
     assert!(errs[0].contains("offset"), "{errs:#?}");
 }
+
+#[test]
+fn console_session_lifetime_must_be_between_five_minutes_and_seven_days() {
+    for (value, ok) in [
+        ("\"4m\"", false),
+        ("\"5m\"", true),
+        ("\"7d\"", true),
+        ("\"8d\"", false),
+    ] {
+        let dir = copy_config();
+        let d = dir.path();
+        edit(d, "pollwatch.toml", |t| {
+            t.replace(
+                "session_lifetime = \"12h\"",
+                &format!("session_lifetime = {value}"),
+            )
+        });
+        match load(d) {
+            Ok(_) => assert!(ok, "{value} accepted"),
+            Err(e) => {
+                assert!(!ok, "{value} refused: {e:?}");
+                let line = line_of(d, "pollwatch.toml", "session_lifetime");
+                let errs = errors(d);
+                assert_eq!(
+                    errs,
+                    vec![format!("pollwatch.toml:{line}: http.session_lifetime: must be between 5m and 7d (a console login lasts this long)")],
+                );
+            }
+        }
+    }
+}

@@ -8,9 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::daemon::Daemon;
-use pollwatch::sim::hj212_logger::cp_values;
-use pollwatch::sim::LoggerSim;
-use pollwatch::sources::hj212::codec::time::LocalDateTime;
 
 const VIEWER: &str = "viewer-token-0123456789";
 const OPERATOR: &str = "operator-token-0123456789";
@@ -109,14 +106,7 @@ async fn api_checks(port: u16) -> Result<(), String> {
 }
 
 fn write_config(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, u16, u16) {
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (port, http) = (free(), free());
+    let (port, http) = (common::free_port(), common::free_port());
     let cfg = dir.join("config");
     std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
     std::fs::write(
@@ -132,22 +122,8 @@ fn write_config(dir: &std::path::Path, url: &str) -> (std::path::PathBuf, u16, u
         ),
     )
     .unwrap();
-    std::fs::write(
-        cfg.join("duty.toml"),
-        "[[officers]]\nid = \"zhangwei\"\nname = \"张伟\"\nmobile = \"13800000001\"\n\
-         [[teams]]\nid = \"wuzhong\"\nname = \"吴中区执法大队\"\nmembers = [\"zhangwei\"]\n\
-         [[routes]]\nteam = \"wuzhong\"\nchannels = [\"wecom\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        cfg.join("enterprises/e1.toml"),
-        "id = \"E1\"\nname = \"东山热电\"\ndistrict = \"吴中区\"\nindustry = \"火电\"\n\
-         [[outlets]]\nid = \"DA001\"\nname = \"1#锅炉烟囱\"\nkind = \"flue_gas\"\no2_reference = 6.0\n\
-         offline_after = \"3650d\"\n\
-         hj212 = { mn = \"MN-DS-01\", password = \"123456\" }\n\
-         [[outlets.limits]]\nfactor = \"a21026\"\nmax = 35.0\nbasis = \"hour\"\n",
-    )
-    .unwrap();
+    std::fs::write(cfg.join("duty.toml"), common::console::DUTY_TOML).unwrap();
+    std::fs::write(cfg.join("enterprises/e1.toml"), common::console::E1_TOML).unwrap();
     (cfg, port, http)
 }
 
@@ -163,26 +139,6 @@ async fn first_messages(seen: &common::wecom::Seen) -> Vec<serde_json::Value> {
     Vec::new()
 }
 
-async fn upload_exceedance(port: u16) {
-    let mut logger = LoggerSim::new(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        "MN-DS-01",
-        "123456",
-    );
-    logger.st = "31".into();
-    let hour = LocalDateTime {
-        year: 2026,
-        month: 11,
-        day: 27,
-        hour: 9,
-        minute: 0,
-        second: 0,
-    };
-    // 2061: the logger's hourly means. At 6 % O2 the corrected value is the measured one.
-    let cp = cp_values("Avg", &[("a21026", 41.2, 'N'), ("a19001", 6.0, 'N')]);
-    logger.upload("2061", hour, &cp).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
     let dir = tempfile::tempdir().unwrap();
@@ -190,7 +146,7 @@ async fn an_hourly_exceedance_reaches_the_officer_on_duty() {
     let (cfg, port, http) = write_config(dir.path(), &url);
     let mut daemon = Daemon::start(&cfg, Some(&dir.path().join("daemon.log")));
 
-    upload_exceedance(port).await;
+    common::console::upload_exceedance(port).await;
 
     let got = first_messages(&seen).await;
     let api = api_checks(http).await;
@@ -228,7 +184,7 @@ async fn a_notification_pending_at_sigkill_is_delivered_after_restart_once() {
     let (cfg, port, _http) = write_config(dir.path(), &url);
     let log = dir.path().join("daemon.log");
     let mut daemon = Daemon::start(&cfg, Some(&log));
-    upload_exceedance(port).await;
+    common::console::upload_exceedance(port).await;
     // Only the exceedance's messages (the outlet's offline rule is set far out,
     // since the test's data time is hours before the wall clock, but be exact).
     let exceedance = |v: &serde_json::Value| v.to_string().contains("41.2");
@@ -304,7 +260,7 @@ async fn alerts_start_and_follow_the_roster_on_reload() {
         .wait_for_log(0, "alerts are DISABLED", Duration::from_secs(10))
         .expect("the missing secret file is reported");
 
-    upload_exceedance(port).await;
+    common::console::upload_exceedance(port).await;
     daemon
         .wait_for_log(0, "exceedance", Duration::from_secs(15))
         .expect("the finding is stored while alerting is off");

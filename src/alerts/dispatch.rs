@@ -3,6 +3,10 @@
 //! saying so; a row whose message waits in a channel's digest queue is `queued`,
 //! and turns `pending` again after a restart (the queue was in memory). So a
 //! restart resends what was not accepted, and never what was.
+//!
+//! A delivery that may go by e-mail carries the alert's evidence chart as PNG
+//! ([`crate::evidence`]); drawing it costs tens of milliseconds, so it is done
+//! only for such deliveries.
 
 use std::sync::Arc;
 
@@ -131,6 +135,10 @@ impl Dispatcher {
             };
             let mut msg = self.notifier.message(&facts);
             msg.refs = vec![row.id.to_string()];
+            if let Some(cfg) = self.notifier.evidence_config(delivery) {
+                msg.attachments
+                    .extend(chart_attachment(&self.store, cfg, alert.id, now).await);
+            }
             let report = self.notifier.deliver(delivery, &msg).await;
             self.finish(row.id, &report).await?;
             settled += 1;
@@ -161,5 +169,29 @@ impl Dispatcher {
             }
         }
         Ok(settled)
+    }
+}
+
+/// The alert's evidence chart for channels that carry files. A chart that cannot
+/// be drawn must not hold up the alert: the message goes without it, and the log
+/// says why.
+async fn chart_attachment(
+    store: &Store,
+    cfg: &crate::config::Config,
+    alert: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<crate::notify::Attachment> {
+    match crate::evidence::alert_png(store, cfg, alert, now).await {
+        Ok(Some(png)) => Some(crate::notify::Attachment {
+            filename: format!("alert-{alert}.png"),
+            content_type: "image/png".to_string(),
+            data: png.into(),
+        }),
+        // Offline, linkage and order alerts have no single series to draw.
+        Ok(None) | Err(crate::evidence::EvidenceError::NotChartable { .. }) => None,
+        Err(e) => {
+            tracing::warn!(alert, error = %e, "notification sent without its evidence chart");
+            None
+        }
     }
 }

@@ -7,6 +7,9 @@
 //! | `GET /api/v1/alerts/{id}` — with timeline, evidence, notifications, attempts | viewer |
 //! | `POST /api/v1/alerts/{id}/ack` `{"by": "zhangwei", "note": "…"}` | operator |
 //! | `POST /api/v1/alerts/{id}/resolve` `{"by": "…", "note": "…"}` | operator |
+//!
+//! `by` names the officer for the audit trail; without it the token's name is
+//! recorded (the web console sends none: its session is the officer's token).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -134,19 +137,21 @@ async fn show(_: Viewer, State(s): State<ApiState>, Path(id): Path<i64>) -> Resp
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActBody {
+    #[serde(default)]
     by: String,
     #[serde(default)]
     note: String,
 }
 
 async fn act(s: ApiState, token: String, id: i64, to: AlertState, body: ActBody) -> Response {
-    if body.by.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "\"by\" must name the officer");
-    }
-    tracing::info!(alert = id, by = %body.by, token = %token, to = to.as_str(), "alert transition requested");
+    let by = match body.by.trim() {
+        "" => token.as_str(),
+        by => by,
+    };
+    tracing::info!(alert = id, by = %by, token = %token, to = to.as_str(), "alert transition requested");
     match s
         .store
-        .transition_alert(id, to, &body.by, &body.note, s.clock.now())
+        .transition_alert(id, to, by, &body.note, s.clock.now())
         .await
     {
         Ok(Some(a)) => Json(alert_json(&a)).into_response(),

@@ -13,6 +13,12 @@
 //! No token or an unknown one is 401 with `WWW-Authenticate: Bearer`; a viewer token
 //! on an operator route is 403. Tokens are compared in constant time and never
 //! logged: logs and audit records carry the token's `name`. Tokens follow reloads.
+//!
+//! A request without an `Authorization` header may instead carry the web
+//! console's session cookie ([`crate::console::session`]): the same roles apply,
+//! the session dies with its token, and a state-changing request made that way
+//! must also carry the session's CSRF token (403 without it). Bearer requests
+//! need no CSRF token: a browser never adds that header by itself.
 
 use std::sync::Arc;
 
@@ -48,6 +54,16 @@ impl Tokens {
         Tokens { entries }
     }
 
+    #[cfg(test)]
+    pub(crate) fn from_entries(entries: &[(&str, HttpRole, &str)]) -> Tokens {
+        Tokens {
+            entries: entries
+                .iter()
+                .map(|(n, r, s)| (n.to_string(), *r, s.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -58,18 +74,46 @@ impl Tokens {
 
     /// The name and role of `presented`, if it is one of ours.
     fn find(&self, presented: &[u8]) -> Option<(&str, HttpRole)> {
+        self.find_entry(presented)
+            .map(|(name, role, _)| (name.as_str(), *role))
+    }
+
+    fn find_entry(&self, presented: &[u8]) -> Option<&(String, HttpRole, Vec<u8>)> {
         // Check every entry so the time taken does not say which one matched.
         let mut found = None;
-        for (name, role, secret) in &self.entries {
-            if constant_time_eq(secret, presented) && found.is_none() {
-                found = Some((name.as_str(), *role));
+        for entry in &self.entries {
+            if constant_time_eq(&entry.2, presented) && found.is_none() {
+                found = Some(entry);
             }
         }
         found
     }
+
+    /// For a console login: the name, role and fingerprint of `presented`. The
+    /// fingerprint (SHA-256 of the secret) lets a session check later that its
+    /// token is still configured without keeping the secret itself.
+    pub fn login(&self, presented: &[u8]) -> Option<(String, HttpRole, [u8; 32])> {
+        self.find_entry(presented)
+            .map(|(name, role, secret)| (name.clone(), *role, fingerprint(secret)))
+    }
+
+    /// The role a session's token has now: `None` once the token was removed or
+    /// its secret changed by a reload.
+    pub fn current(&self, name: &str, print: &[u8; 32]) -> Option<HttpRole> {
+        self.entries
+            .iter()
+            .find(|(n, _, secret)| n == name && constant_time_eq(&fingerprint(secret), print))
+            .map(|(_, role, _)| *role)
+    }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn fingerprint(secret: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret).into()
+}
+
+/// Equal contents, in time that depends only on the lengths.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -82,6 +126,8 @@ pub enum AuthError {
     Missing,
     Invalid,
     Forbidden,
+    /// A cookie-authenticated state change without the session's CSRF token.
+    Csrf,
 }
 
 impl IntoResponse for AuthError {
@@ -90,6 +136,7 @@ impl IntoResponse for AuthError {
             AuthError::Missing => (StatusCode::UNAUTHORIZED, "missing bearer token"),
             AuthError::Invalid => (StatusCode::UNAUTHORIZED, "invalid token"),
             AuthError::Forbidden => (StatusCode::FORBIDDEN, "this token's role may not do that"),
+            AuthError::Csrf => (StatusCode::FORBIDDEN, "missing or wrong CSRF token"),
         };
         let mut r = (status, axum::Json(serde_json::json!({ "error": msg }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -102,7 +149,7 @@ impl IntoResponse for AuthError {
     }
 }
 
-fn authorize(parts: &Parts, tokens: &Arc<Tokens>, need: HttpRole) -> Result<String, AuthError> {
+fn bearer(parts: &Parts, tokens: &Tokens) -> Result<(String, HttpRole), AuthError> {
     let header = parts
         .headers
         .get(AUTHORIZATION)
@@ -112,21 +159,34 @@ fn authorize(parts: &Parts, tokens: &Arc<Tokens>, need: HttpRole) -> Result<Stri
         .strip_prefix(b"Bearer ")
         .or_else(|| header.strip_prefix(b"bearer "))
         .ok_or(AuthError::Invalid)?;
-    let (name, role) = tokens
+    tokens
         .find(presented.trim_ascii())
-        .ok_or(AuthError::Invalid)?;
+        .map(|(name, role)| (name.to_string(), role))
+        .ok_or(AuthError::Invalid)
+}
+
+/// The caller's name if it holds at least `need`: by bearer token, or else by
+/// console session cookie.
+fn authorize(parts: &Parts, state: &ApiState, need: HttpRole) -> Result<String, AuthError> {
+    let tokens: Arc<Tokens> = state.tokens.borrow().clone();
+    let (name, role) = if parts.headers.contains_key(AUTHORIZATION) {
+        bearer(parts, &tokens)?
+    } else {
+        let s = crate::console::session::from_request(parts, state, &tokens)?;
+        (s.name, s.role)
+    };
     if role < need {
         tracing::info!(token = %name, path = %parts.uri.path(), "refused: operator role needed");
         return Err(AuthError::Forbidden);
     }
-    Ok(name.to_string())
+    Ok(name)
 }
 
-/// A request made with any valid token; holds the token's name.
+/// A request made with any valid token (or console session); holds the token's name.
 #[derive(Debug, Clone)]
 pub struct Viewer(pub String);
 
-/// A request made with an operator token; holds the token's name for audit.
+/// A request made with an operator token (or session); holds the token's name for audit.
 #[derive(Debug, Clone)]
 pub struct Operator(pub String);
 
@@ -134,8 +194,7 @@ impl FromRequestParts<ApiState> for Viewer {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, AuthError> {
-        let tokens = state.tokens.borrow().clone();
-        authorize(parts, &tokens, HttpRole::Viewer).map(Viewer)
+        authorize(parts, state, HttpRole::Viewer).map(Viewer)
     }
 }
 
@@ -143,7 +202,6 @@ impl FromRequestParts<ApiState> for Operator {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, AuthError> {
-        let tokens = state.tokens.borrow().clone();
-        authorize(parts, &tokens, HttpRole::Operator).map(Operator)
+        authorize(parts, state, HttpRole::Operator).map(Operator)
     }
 }

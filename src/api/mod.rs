@@ -10,11 +10,15 @@
 //! | `POST /-/reload` | operator | reload the config (as SIGHUP), answer with the outcome |
 //! | `GET /api/v1/alerts…`, `POST /api/v1/alerts/{id}/ack\|resolve` | viewer / operator | [`alerts`] |
 //! | `GET /api/v1/orders`, `POST /api/v1/orders`, `DELETE /api/v1/orders/{id}` | viewer / operator | runtime production orders ([`orders`]) |
+//! | `GET /`, `/alerts/{id}`, `/enterprises…`, `/login`, `/console/…` | console session | the web console ([`crate::console`]) |
+//! | `GET /api/v1/alerts/{id}/chart.svg\|chart.png` | viewer | the alert's evidence chart ([`chart`]) |
 //!
 //! `/healthz` and `/readyz` are open because probes (systemd, load balancers)
 //! carry no credentials and the answers say nothing but "up"; everything else
 //! needs a token ([`auth`]); with no `[[http.tokens]]` configured, only the probes
-//! answer. Prometheus scrapes with `authorization.credentials_file`.
+//! answer (and no one can log in to the console). Prometheus scrapes with
+//! `authorization.credentials_file`. Every viewer/operator route also accepts
+//! the console's session cookie, with a CSRF token on state changes ([`auth`]).
 //!
 //! Adding routes: write a `pub fn routes() -> Router<ApiState>` in a sub-module,
 //! take [`auth::Viewer`] or [`auth::Operator`] in each handler, and merge it in
@@ -31,6 +35,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod chart;
 pub mod enterprises;
 pub mod health;
 pub mod metrics;
@@ -98,14 +103,18 @@ pub struct ApiState {
     pub open_alerts: OpenAlertsHook,
     /// Where runtime production orders go; `None` where no rules engine runs.
     pub plans: Option<crate::daemon::plans::PlanFeed>,
-    /// Time of acknowledgements and resolutions.
+    /// Time of acknowledgements and resolutions, and of console sessions.
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// The web console's sessions (also accepted by [`auth`]'s extractors).
+    pub console: crate::console::ConsoleState,
 }
 
-/// Every route, with `state`.
+/// Every route, with `state`: the API and the web console.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .merge(crate::console::routes())
         .merge(alerts::routes())
+        .merge(chart::routes())
         .merge(health::routes())
         .merge(metrics_routes())
         .merge(enterprises::routes())

@@ -117,11 +117,25 @@ pub enum SqliteSync {
 ///
 /// Clients send `Authorization: Bearer <token>`. Tokens are at least 16
 /// characters; a token file holds the token on its first line.
+///
+/// The web console (`crate::console`) logs in with the same tokens and keeps a
+/// session cookie:
+///
+/// ```toml
+/// [http]
+/// secure_cookies = true          # behind an HTTPS proxy: cookies only over HTTPS
+/// session_lifetime = "12h"       # a duty shift; 5m … 7d
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     pub listen: ListenAddr,
     pub tokens: Vec<HttpToken>,
+    /// Marks the console's session cookie `Secure`. Off by default because the
+    /// daemon itself speaks plain HTTP, where a browser would drop such a cookie.
+    pub secure_cookies: bool,
+    /// How long a console login lasts, from the login (not renewed by use).
+    pub session_lifetime: HumanDuration,
 }
 
 impl Default for HttpSection {
@@ -129,6 +143,8 @@ impl Default for HttpSection {
         HttpSection {
             listen: ListenAddr(([127, 0, 0, 1], 9180).into()),
             tokens: Vec::new(),
+            secure_cookies: false,
+            session_lifetime: HumanDuration(std::time::Duration::from_secs(12 * 3600)),
         }
     }
 }

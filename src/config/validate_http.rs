@@ -8,7 +8,19 @@ use super::validate::Checker;
 /// Shorter secrets are guessable; an operator token can reload the config.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// Console sessions shorter than this log officers out mid-task; longer than
+/// [`MAX_SESSION`] outlive any shift and a forgotten browser stays logged in.
+pub const MIN_SESSION: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+pub const MAX_SESSION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 pub fn http(c: &mut Checker<'_>, h: &HttpSection) {
+    let life = h.session_lifetime.0;
+    if !(MIN_SESSION..=MAX_SESSION).contains(&life) {
+        c.error(
+            "http.session_lifetime",
+            "must be between 5m and 7d (a console login lasts this long)",
+        );
+    }
     let mut names = HashSet::new();
     let mut secrets = HashSet::new();
     for (i, t) in h.tokens.iter().enumerate() {

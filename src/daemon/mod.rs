@@ -264,6 +264,7 @@ pub async fn run(
         open_alerts: api::alerts::open_alerts_hook(),
         plans: Some(plans.clone()),
         clock: clock.clone(),
+        console: crate::console::ConsoleState::new(aux_stop.clone()),
     };
     let http = api::Server::start(config.daemon.http.listen.0, state, aux_stop).await?;
 

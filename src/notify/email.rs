@@ -13,11 +13,15 @@
 //! to = ["duty@example.gov.cn"]        # copied on every alert, besides the officers
 //! ```
 //!
-//! The body is plain text, base64-encoded (Chinese text in 7-bit SMTP). A 5xx reply
-//! is permanent, 4xx and connection failures are retried.
+//! The body is plain text, base64-encoded (Chinese text in 7-bit SMTP). A message
+//! with attachments (the alert's evidence chart as PNG) goes as
+//! `multipart/mixed`: the same text part, then each file. A 5xx reply is
+//! permanent, 4xx and connection failures are retried.
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Body as MailBody, Mailbox};
+use lettre::message::{
+    Attachment as MailAttachment, Body as MailBody, Mailbox, MultiPart, SinglePart,
+};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -100,13 +104,33 @@ impl Email {
         let body =
             MailBody::new_with_encoding(self.body.text(msg, to), ContentTransferEncoding::Base64)
                 .map_err(|_| Outcome::permanent("encoding", "body cannot be base64-encoded"))?;
-        b.header(ContentType::TEXT_PLAIN)
-            .body(body)
+        if msg.attachments.is_empty() {
+            return b
+                .header(ContentType::TEXT_PLAIN)
+                .body(body)
+                .map_err(|e| Outcome::permanent("build", e.to_string()));
+        }
+        let mut parts = MultiPart::mixed().singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(body),
+        );
+        for a in &msg.attachments {
+            let kind = ContentType::parse(&a.content_type)
+                .map_err(|e| Outcome::permanent("build", format!("{}: {e}", a.content_type)))?;
+            parts = parts
+                .singlepart(MailAttachment::new(a.filename.clone()).body(a.data.to_vec(), kind));
+        }
+        b.multipart(parts)
             .map_err(|e| Outcome::permanent("build", e.to_string()))
     }
 }
 
 impl Channel for Email {
+    fn takes_attachments(&self) -> bool {
+        true
+    }
+
     fn send<'a>(&'a self, msg: &'a Message, to: &'a Recipients) -> SendFuture<'a> {
         Box::pin(async move {
             let mail = match self.build(msg, to) {

@@ -117,6 +117,29 @@ pub struct Message {
     /// The dispatcher's own key for this message (e.g. its outbox row), echoed in
     /// reports so it can mark exactly the messages a digest carried.
     pub refs: Vec<String>,
+    /// Files for channels that carry them ([`Channel::takes_attachments`]): the
+    /// alert's evidence chart for e-mail. Digests carry none.
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file sent with a message.
+#[derive(Clone, PartialEq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    /// Shared: a message is cloned per channel and per digest queue.
+    pub data: std::sync::Arc<[u8]>,
+}
+
+impl fmt::Debug for Attachment {
+    // The bytes would drown a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attachment")
+            .field("filename", &self.filename)
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
 }
 
 /// Someone a message is for.
@@ -247,6 +270,12 @@ pub trait Channel: Send + Sync {
     /// Largest body the provider takes, in bytes (digests are sized to it).
     fn max_bytes(&self) -> Option<usize> {
         None
+    }
+
+    /// Whether [`Message::attachments`] reach the recipient (e-mail); for the
+    /// others the dispatcher does not render them at all.
+    fn takes_attachments(&self) -> bool {
+        false
     }
 }
 

@@ -73,6 +73,9 @@ pub struct Notifier {
     policies: HashMap<String, EscalationPolicy>,
     templates: Templates,
     slots: Vec<Slot>,
+    /// The config evidence charts are drawn with; kept only when a channel takes
+    /// attachments (e-mail), so others pay nothing.
+    evidence: Option<Arc<Config>>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -89,7 +92,22 @@ impl std::fmt::Debug for Notifier {
 
 impl Notifier {
     pub fn from_config(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Notifier, NotifyError> {
-        Notifier::new(cfg.timezone, &cfg.duty, &cfg.daemon.channels, clock, seed())
+        let mut n = Notifier::new(cfg.timezone, &cfg.duty, &cfg.daemon.channels, clock, seed())?;
+        if n.slots.iter().any(|s| s.channel.takes_attachments()) {
+            n.evidence = Some(Arc::new(cfg.clone()));
+        }
+        Ok(n)
+    }
+
+    /// The config to draw an alert's evidence chart with, when `delivery` may go
+    /// over a channel that carries attachments.
+    pub fn evidence_config(&self, delivery: &Delivery) -> Option<&Config> {
+        let takes = delivery
+            .channels
+            .iter()
+            .filter_map(|id| self.slot(id))
+            .any(|s| s.channel.takes_attachments());
+        takes.then_some(self.evidence.as_deref()).flatten()
     }
 
     /// `seed` fixes the retry jitter (tests pass a constant).
@@ -135,6 +153,7 @@ impl Notifier {
                 .collect(),
             templates: Templates::default(),
             slots,
+            evidence: None,
         })
     }
 

@@ -268,6 +268,7 @@ impl Templates {
             facts: vec![f.clone()],
             digest: false,
             refs: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 }
@@ -384,6 +385,8 @@ pub fn digest(
         facts: covered.iter().flat_map(|m| m.facts.clone()).collect(),
         digest: true,
         refs: covered.iter().flat_map(|m| m.refs.clone()).collect(),
+        // One digest speaks for many alerts: their charts are in the console.
+        attachments: Vec::new(),
     };
     (msg, taken)
 }
@@ -432,6 +435,7 @@ mod tests {
                 facts: Vec::new(),
                 digest: false,
                 refs: Vec::new(),
+                attachments: Vec::new(),
             })
             .collect();
         let mut covered = 0;

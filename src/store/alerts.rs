@@ -673,4 +673,6 @@ impl Store {
     }
 }
 
+mod board;
 mod outbox;
+pub use board::{BoardMark, BoardPage, BoardQuery};

@@ -18,6 +18,8 @@ pub struct FindingQuery {
     pub since: Option<DateTime<Utc>>,
     /// Only findings with an id above this (for followers of the table).
     pub after_id: Option<i64>,
+    /// Only the findings recorded on this alert (its evidence).
+    pub alert: Option<i64>,
     pub limit: u32,
 }
 
@@ -110,6 +112,11 @@ impl Store {
             }
             if let Some(id) = q.after_id {
                 b.push(" AND id > ").push_bind(id);
+            }
+            if let Some(a) = q.alert {
+                b.push(" AND id IN (SELECT finding_id FROM alert_findings WHERE alert_id = ")
+                    .push_bind(a)
+                    .push(")");
             }
             b.push(" ORDER BY id DESC LIMIT ")
                 .push_bind(i64::from(q.limit));

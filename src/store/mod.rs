@@ -38,8 +38,8 @@ mod url;
 pub mod writer;
 
 pub use alerts::{
-    verify_chain, AlertEvent, AlertQuery, AlertRow, AlertState, Attempt, NewAlert, OutboxRow,
-    Recorded,
+    verify_chain, AlertEvent, AlertQuery, AlertRow, AlertState, Attempt, BoardMark, BoardPage,
+    BoardQuery, NewAlert, OutboxRow, Recorded,
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};

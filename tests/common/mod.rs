@@ -29,6 +29,8 @@ macro_rules! both_backends {
     };
 }
 
+pub mod alerting;
+pub mod console;
 pub mod daemon;
 pub mod field;
 pub mod proxy;
@@ -38,6 +40,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use pollwatch::model::{DataKind, Flag, Id, Location, Protocol, Reading, SourceRef, Stat};
+
+/// A port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// The PostgreSQL URL for tests, or `None` after printing that the test is
 /// skipped. With `PW_REQUIRE_SERVICES=1` (CI) a missing service fails the test.

@@ -1,0 +1,257 @@
+//! Console sessions: a login with an API token gives the browser a random
+//! 256-bit session id in an `HttpOnly; SameSite=Strict` cookie.
+//!
+//! Why server-side sessions in memory rather than HMAC-signed cookies: logout
+//! and a token's removal must end a session *now*, which a signed cookie cannot
+//! do without a revocation list (a server-side table again); there is one daemon
+//! per unit, so nothing needs sharing; and there is no signing key to generate,
+//! store and rotate. The price is that a daemon restart logs everyone out, which
+//! for a handful of duty officers is a re-login, not an outage.
+//!
+//! The map is keyed by SHA-256 of the id, so the cookie value itself is never
+//! held, and a lookup's timing says nothing useful about stored ids. Each session
+//! remembers its token's name and a fingerprint of its secret: when a reload
+//! removes the token or changes its secret, the next request with the session
+//! fails and the session is dropped. The role is read from the tokens in force,
+//! so a downgrade applies at once.
+//!
+//! CSRF: each session has its own random CSRF token. A state-changing request
+//! authenticated by the cookie must send it in the `X-CSRF-Token` header (the
+//! console's JS) or, for the console's own forms, a `csrf` form field; both are
+//! compared in constant time. `SameSite=Strict` already keeps other sites'
+//! requests from carrying the cookie; the token is the second lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::header::COOKIE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use chrono::{DateTime, Duration, Utc};
+use sha2::Digest;
+
+use crate::api::auth::{constant_time_eq, AuthError, Tokens};
+use crate::api::ApiState;
+use crate::config::HttpRole;
+
+/// The session cookie's name.
+pub const COOKIE_NAME: &str = "pw_session";
+/// Where the console's JS puts the CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the operating system's random number source failed: {0}")]
+    Random(getrandom::Error),
+}
+
+struct Entry {
+    name: String,
+    print: [u8; 32],
+    csrf: String,
+    expires: DateTime<Utc>,
+}
+
+/// A live session, as a request sees it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The token's name: shown as the officer and written to the audit trail.
+    pub name: String,
+    pub role: HttpRole,
+    pub csrf: String,
+    pub expires: DateTime<Utc>,
+}
+
+/// Every live session; cloning shares them.
+#[derive(Clone, Default)]
+pub struct Sessions {
+    inner: Arc<Mutex<HashMap<[u8; 32], Entry>>>,
+}
+
+fn key(id: &str) -> [u8; 32] {
+    sha2::Sha256::digest(id.as_bytes()).into()
+}
+
+fn random_hex() -> Result<String, SessionError> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(SessionError::Random)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+impl Sessions {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
+        // A panic while holding the lock leaves a consistent map (every change
+        // is one insert or remove), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a session for a token found by [`Tokens::login`]; returns the id
+    /// for the cookie. Expired sessions are swept here, so the map stays small.
+    pub fn create(
+        &self,
+        name: &str,
+        print: [u8; 32],
+        now: DateTime<Utc>,
+        lifetime: Duration,
+    ) -> Result<String, SessionError> {
+        let id = random_hex()?;
+        let csrf = random_hex()?;
+        let mut map = self.map();
+        map.retain(|_, e| e.expires > now);
+        map.insert(
+            key(&id),
+            Entry {
+                name: name.to_string(),
+                print,
+                csrf,
+                expires: now + lifetime,
+            },
+        );
+        Ok(id)
+    }
+
+    /// The session of `id` if it has not expired and its token is still in force;
+    /// a dead session is removed.
+    pub fn lookup(&self, id: &str, tokens: &Tokens, now: DateTime<Utc>) -> Option<Session> {
+        let k = key(id);
+        let mut map = self.map();
+        let e = map.get(&k)?;
+        let role = (e.expires > now)
+            .then(|| tokens.current(&e.name, &e.print))
+            .flatten();
+        match role {
+            Some(role) => Some(Session {
+                name: e.name.clone(),
+                role,
+                csrf: e.csrf.clone(),
+                expires: e.expires,
+            }),
+            None => {
+                map.remove(&k);
+                None
+            }
+        }
+    }
+
+    /// Logout.
+    pub fn remove(&self, id: &str) {
+        self.map().remove(&key(id));
+    }
+
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The session cookie's value, if the request has one.
+pub fn cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v.trim())
+}
+
+/// `Set-Cookie` for a new session.
+pub fn set_cookie(id: &str, lifetime: Duration, secure: bool) -> String {
+    format!(
+        "{COOKIE_NAME}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        lifetime.num_seconds(),
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// `Set-Cookie` that makes the browser forget the session.
+pub fn clear_cookie(secure: bool) -> String {
+    set_cookie("", Duration::zero(), secure)
+}
+
+/// Whether `presented` is this session's CSRF token.
+pub fn csrf_ok(session: &Session, presented: &str) -> bool {
+    constant_time_eq(session.csrf.as_bytes(), presented.as_bytes())
+}
+
+fn safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The session behind a request's cookie, for [`crate::api::auth`]. A
+/// state-changing method must carry the CSRF header.
+pub fn from_request(
+    parts: &Parts,
+    state: &ApiState,
+    tokens: &Tokens,
+) -> Result<Session, AuthError> {
+    let id = cookie(&parts.headers).ok_or(AuthError::Missing)?;
+    let session = state
+        .console
+        .sessions
+        .lookup(id, tokens, state.clock.now())
+        .ok_or(AuthError::Invalid)?;
+    if !safe(&parts.method) {
+        let presented = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !csrf_ok(&session, presented) {
+            tracing::info!(token = %session.name, path = %parts.uri.path(), "refused: CSRF token missing or wrong");
+            return Err(AuthError::Csrf);
+        }
+    }
+    Ok(session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, "a=1; pw_session=abc ; b=2".parse().unwrap());
+        assert_eq!(cookie(&h), Some("abc"));
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, "pw_sessionx=1".parse().unwrap());
+        assert_eq!(cookie(&h), None);
+    }
+
+    #[test]
+    fn ids_are_random_and_256_bits() {
+        let (a, b) = (random_hex().unwrap(), random_hex().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_session_ends_at_expiry_on_logout_and_with_its_token() {
+        let s = Sessions::default();
+        let tokens = Tokens::from_entries(&[("desk", HttpRole::Operator, "desk-token-0123456789")]);
+        let (name, role, print) = tokens.login(b"desk-token-0123456789").unwrap();
+        assert_eq!((name.as_str(), role), ("desk", HttpRole::Operator));
+        let now = Utc::now();
+        let life = Duration::minutes(5);
+        let id = s.create(&name, print, now, life).unwrap();
+        let got = s.lookup(&id, &tokens, now + Duration::minutes(4)).unwrap();
+        assert_eq!((got.name.as_str(), got.role), ("desk", HttpRole::Operator));
+        assert!(s.lookup(&id, &tokens, now + life).is_none(), "expired");
+        assert!(s.is_empty(), "an expired session is dropped");
+
+        let id = s.create(&name, print, now, life).unwrap();
+        s.remove(&id);
+        assert!(s.lookup(&id, &tokens, now).is_none(), "logged out");
+
+        let id = s.create(&name, print, now, life).unwrap();
+        let rotated =
+            Tokens::from_entries(&[("desk", HttpRole::Operator, "a-new-secret-0123456789")]);
+        assert!(s.lookup(&id, &rotated, now).is_none(), "secret changed");
+        assert!(s.lookup(&id, &tokens, now).is_none(), "and it stays dead");
+    }
+}
