@@ -16,10 +16,10 @@ use pollwatch::alerts::{AlertEngine, Dispatcher};
 use pollwatch::api::{self, ApiState, Server};
 use pollwatch::clock::{Clock, ManualClock};
 use pollwatch::config::Config;
-use pollwatch::model::{Flag, Reading};
+use pollwatch::model::{Flag, Location, Reading};
 use pollwatch::notify::escalation::Step;
 use pollwatch::notify::{Delivery, Notifier};
-use pollwatch::rules::{Evaluator, Options, Output, Plan, RuleName};
+use pollwatch::rules::{Evaluator, Finding, Options, Output, Plan, RuleName, Severity};
 use pollwatch::store::{Batch, Store, StoredFinding};
 use reqwest::StatusCode;
 use sha2::Digest;
@@ -172,6 +172,7 @@ async fn chart_routes(url: &str) {
         notifier.evidence_config(&delivery(alert)).is_none(),
         "a WeCom-only route draws no chart"
     );
+    let offline = offline_alert(&cfg, &store, notifier.clone(), clock.clone()).await;
     let (server, stop) = serve(cfg, store, clock).await;
     let base = format!("http://{}/api/v1/alerts", server.local_addr);
     let http = reqwest::Client::new();
@@ -262,6 +263,15 @@ async fn chart_routes(url: &str) {
     let pixmap = resvg::tiny_skia::Pixmap::decode_png(&png).expect("a PNG");
     assert_eq!((pixmap.width(), pixmap.height()), (1920, 960));
 
+    // An outlet gone silent has no series to draw.
+    let r = http
+        .get(format!("{base}/{offline}/chart.svg"))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
     stop.send(true).unwrap();
     server.join().await;
 
@@ -296,6 +306,41 @@ async fn chart_routes(url: &str) {
             assert_eq!((p.width(), p.height()), (1920, 960));
         }
     }
+}
+
+/// An `offline` alert for the whole outlet, recorded like any finding.
+async fn offline_alert(
+    cfg: &Arc<Config>,
+    store: &Store,
+    notifier: Arc<Notifier>,
+    clock: Arc<dyn Clock>,
+) -> i64 {
+    let f = Finding {
+        rule: RuleName::Offline,
+        severity: Severity::Warning,
+        enterprise: "E1".into(),
+        location: Some(Location::Outlet("DA001".into())),
+        factor: "".into(),
+        window_start: end(),
+        window_end: end() + Duration::minutes(30),
+        at: end() + Duration::minutes(30),
+        value: None,
+        threshold: None,
+        detail: String::new(),
+        message: "DA001 离线 30 分钟".into(),
+        evidence: Default::default(),
+    };
+    let ids = store
+        .insert_findings(std::slice::from_ref(&f), clock.now())
+        .await
+        .unwrap();
+    let engine = AlertEngine::new(store.clone(), notifier, cfg.clone(), clock.clone());
+    let stored = StoredFinding {
+        id: ids[0].expect("a new finding"),
+        created: clock.now(),
+        finding: f,
+    };
+    engine.on_finding(&stored).await.unwrap().alert_id
 }
 
 /// The first notification of `alert` over the route's channel.

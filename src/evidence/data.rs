@@ -44,8 +44,9 @@ impl Default for ChartWindow {
     }
 }
 
-/// Readings fetched per series at most: a week of 30-second values. A chart
-/// needs far fewer; the cap keeps a misconfigured window from loading millions.
+/// Readings fetched per series at most: two weeks of minute values. A chart needs
+/// far fewer; the cap keeps an alert that lasted months from loading millions,
+/// and a chart that hits it says so in its subtitle.
 const MAX_READINGS: u32 = 20_160;
 
 /// The chart of alert `id`, or `None` when there is no such alert.
@@ -132,7 +133,21 @@ pub async fn alert_chart(
         .or(catalogue.map(|f| f.unit))
         .unwrap_or("")
         .to_string();
-    let (title, subtitle) = titles(config, &alert, &location, span_from, span_to);
+    let (title, mut subtitle) = titles(config, &alert, &location, span_from, span_to);
+    // The store returns the oldest first: a cut-off chart must say where it ends.
+    if values.len() >= MAX_READINGS as usize {
+        let last = values.last().map_or(to, |r| r.ts);
+        tracing::warn!(
+            alert = id,
+            readings = values.len(),
+            "evidence chart cut off at the reading cap"
+        );
+        subtitle.push_str(&format!(
+            " · 读数过多，仅含至 {} 的 {} 条",
+            rfc3339_local(last, tz),
+            values.len()
+        ));
+    }
     Ok(Some(ChartData {
         title,
         subtitle,
