@@ -171,7 +171,10 @@ async fn login_cookie_csrf_roles_and_logout() {
         &format!("/api/v1/alerts/{id}/chart.svg"),
         &format!("/api/v1/alerts/{id}/chart.png"),
     ] {
-        assert!(page.contains(needle), "{needle} not on the detail page");
+        assert!(
+            page.contains(needle),
+            "{needle} not on the detail page:\n{page}"
+        );
     }
 
     // Logout needs the form's CSRF token, then ends the session server-side.

@@ -341,7 +341,7 @@ pub(crate) fn summary(
     }
 }
 
-pub(crate) fn parse_facts(alert: &AlertRow) -> Result<AlertFacts, AlertError> {
+pub fn parse_facts(alert: &AlertRow) -> Result<AlertFacts, AlertError> {
     let mut facts: AlertFacts = serde_json::from_str(&alert.facts)
         .map_err(|e| AlertError::Facts(alert.id, e.to_string()))?;
     facts.alert_id = alert.id.to_string();

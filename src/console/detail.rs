@@ -123,11 +123,18 @@ async fn show(Officer(who): Officer, State(s): State<ApiState>, Path(id): Path<i
         state_zh = state_zh(a.state.as_str()),
     );
     body.push_str(&facts(a, &names, tz));
-    let _ = write!(
-        body,
-        r#"<h2>告警消息</h2><pre class="message">{}</pre>"#,
-        Esc(&a.message)
-    );
+    // What the officer's phone showed (the Chinese measurement line), then the
+    // rules engine's own wording of the finding.
+    let told = crate::alerts::parse_facts(a)
+        .ok()
+        .filter(|f| !f.factor_name.is_empty())
+        .map(|f| crate::notify::template::measurement(&f))
+        .unwrap_or_default();
+    body.push_str("<h2>告警消息</h2>");
+    if !told.is_empty() {
+        let _ = write!(body, r#"<p class="told">{}</p>"#, Esc(&told));
+    }
+    let _ = write!(body, r#"<pre class="message">{}</pre>"#, Esc(&a.message));
     if who.role >= HttpRole::Operator && a.state != AlertState::Resolved {
         let ack = if a.state == AlertState::Open {
             r#"<button type="submit" name="act" value="ack">确认告警</button>"#

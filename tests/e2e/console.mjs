@@ -81,6 +81,9 @@ async function live(page) {
   }, null, { timeout: 15000 });
   const width = await page.evaluate(() => document.getElementById('chart')?.naturalWidth ?? 0);
   if (!(width > 0)) throw new Error(`the evidence chart did not load (naturalWidth ${width})`);
+  // The message as the officer's phone showed it.
+  const told = await page.locator('p.told').innerText();
+  if (!told.includes('二氧化硫 小时均值(折算) 41.2 mg/m³，限值 35')) throw new Error(`message: ${told}`);
   await page.fill('#note', '已电话联系企业环保负责人，正在核查');
   // A plain form post; the daemon answers with the alert page again.
   await Promise.all([
