@@ -68,7 +68,7 @@ enum Command {
     /// Alerts: list, show, ack, resolve, verify.
     Alerts(alerts_cmd::AlertsArgs),
     /// Measure throughput on this machine.
-    Bench(BenchArgs),
+    Bench(cli::bench::BenchArgs),
     /// Run a simulated device against a pollwatch (or any platform).
     Simulate(SimulateArgs),
     /// A small simulated city on this machine: readings to alerts in about a minute.
@@ -186,102 +186,6 @@ struct ReadingsArgs {
     json: bool,
 }
 
-#[derive(Args)]
-struct BenchArgs {
-    #[command(subcommand)]
-    what: BenchWhat,
-}
-
-#[derive(Subcommand)]
-enum BenchWhat {
-    /// Field polling: N simulated Modbus TCP devices each polled every second.
-    Field {
-        #[arg(long, default_value_t = 1000)]
-        devices: usize,
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
-        #[arg(long, default_value_t = 21000)]
-        base_port: u16,
-        /// Store URL; default a fresh SQLite file in a temporary directory.
-        #[arg(long)]
-        url: Option<String>,
-    },
-    /// HJ 212 codec: frames framed, CRC-checked and parsed per second on one core.
-    Hj212Codec {
-        #[arg(long, default_value_t = 2_000_000)]
-        frames: usize,
-    },
-    /// HJ 212 end to end: simulated loggers → TCP → durable store → 9014.
-    Hj212 {
-        /// Store URL; default a fresh SQLite file in a temporary directory.
-        #[arg(long)]
-        url: Option<String>,
-        #[arg(long, default_value_t = 200)]
-        loggers: usize,
-        #[arg(long, default_value_t = 200)]
-        frames_per_logger: usize,
-    },
-    /// MQTT: QoS 1 messages through a private Mosquitto to durable SQLite, beside
-    /// mosquitto_sub on the same broker.
-    Mqtt {
-        #[arg(long, default_value_t = 200_000)]
-        messages: u64,
-        #[arg(long, default_value_t = 1000)]
-        meters: u64,
-        #[arg(long, default_value_t = 4)]
-        values_per_message: usize,
-        #[arg(long, default_value_t = 4)]
-        publishers: u64,
-        /// The broker's max_inflight_messages (Mosquitto's default is 20).
-        #[arg(long, default_value_t = 1000)]
-        broker_inflight: u32,
-        /// Publish first, then time how fast pollwatch and mosquitto_sub drain.
-        #[arg(long)]
-        backlog: bool,
-    },
-    /// Rules engine: readings per second through every rule on one core.
-    Rules {
-        /// Enterprises, each with a flue-gas and a wastewater outlet and two meters.
-        #[arg(long, default_value_t = 900)]
-        enterprises: usize,
-        /// Hours of data (one upload per outlet and meter every 30 s).
-        #[arg(long, default_value_t = 2)]
-        hours: u32,
-    },
-    /// Evidence chart: hourly means, SVG and PNG for N real-time values.
-    Chart {
-        #[arg(long, default_value_t = 1500)]
-        points: usize,
-        #[arg(long, default_value_t = 20)]
-        runs: usize,
-        /// Also write the last chart here (SVG) and beside it (.png).
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
-    },
-    /// Alert latency: finding → alert → notification accepted by a local receiver.
-    Alerts {
-        #[arg(long, default_value_t = 1000)]
-        alerts: usize,
-    },
-    /// Store throughput: readings committed per second through the batched writer.
-    Store {
-        /// Store URL; default a fresh SQLite file in a temporary directory.
-        #[arg(long)]
-        url: Option<String>,
-        #[arg(long, default_value_t = 1_000_000)]
-        readings: usize,
-        /// Readings per write request (an HJ 212 frame carries about 10–30).
-        #[arg(long, default_value_t = 10)]
-        per_request: usize,
-        /// Concurrent senders.
-        #[arg(long, default_value_t = 64)]
-        senders: usize,
-        /// Outlets of 10 factors each (series = 10 × outlets).
-        #[arg(long, default_value_t = 1000)]
-        outlets: usize,
-    },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Benchmarks and simulators print their own results; the server's per-connection
@@ -373,6 +277,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Readings(args) => readings(args).await,
         Command::Findings(args) => findings(args).await,
         Command::Alerts(args) => alerts_cmd::run(args).await,
+        Command::Bench(args) => {
+            cli::bench::run(args.what).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Simulate(SimulateArgs {
             what:
                 SimulateWhat::Modbus {
@@ -419,43 +327,6 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(BenchArgs {
-            what:
-                BenchWhat::Field {
-                    devices,
-                    seconds,
-                    base_port,
-                    url,
-                },
-        }) => {
-            let dir = tempfile::tempdir().context("creating a temporary directory")?;
-            let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
-            let report = pollwatch::bench::field::modbus(&url, devices, base_port, seconds).await?;
-            println!("{report}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchArgs {
-            what:
-                BenchWhat::Mqtt {
-                    messages,
-                    meters,
-                    values_per_message,
-                    publishers,
-                    broker_inflight,
-                    backlog,
-                },
-        }) => {
-            let opts = pollwatch::bench::mqtt::MqttBench {
-                messages,
-                meters,
-                values_per_message,
-                publishers,
-                broker_inflight,
-                backlog,
-            };
-            println!("{}", pollwatch::bench::mqtt::mqtt(&opts).await?);
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Simulate(SimulateArgs {
             what:
                 SimulateWhat::Mqtt {
@@ -495,69 +366,6 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("round {round}/{count}: {acked} message(s) acknowledged by the broker")
             })
             .await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchArgs {
-            what: BenchWhat::Rules { enterprises, hours },
-        }) => {
-            println!("{}", pollwatch::bench::rules::rules(enterprises, hours)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchArgs {
-            what: BenchWhat::Chart { points, runs, out },
-        }) => {
-            let report = pollwatch::bench::chart::chart(points, runs, out.as_deref())?;
-            println!("{report}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchArgs {
-            what: BenchWhat::Alerts { alerts },
-        }) => {
-            println!("{}", pollwatch::bench::alerts::alerts(alerts).await?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchArgs {
-            what: BenchWhat::Hj212Codec { frames },
-        }) => {
-            println!("{}", pollwatch::bench::hj212::codec(frames));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchArgs {
-            what:
-                BenchWhat::Hj212 {
-                    url,
-                    loggers,
-                    frames_per_logger,
-                },
-        }) => {
-            let dir = tempfile::tempdir().context("creating a temporary directory")?;
-            let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
-            let report =
-                pollwatch::bench::hj212::end_to_end(&url, loggers, frames_per_logger).await?;
-            println!("{report}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchArgs {
-            what:
-                BenchWhat::Store {
-                    url,
-                    readings,
-                    per_request,
-                    senders,
-                    outlets,
-                },
-        }) => {
-            let dir = tempfile::tempdir().context("creating a temporary directory")?;
-            let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
-            let opts = pollwatch::bench::StoreBench {
-                url,
-                readings,
-                per_request,
-                senders,
-                outlets,
-            };
-            let report = pollwatch::bench::store(&opts).await?;
-            println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
     }

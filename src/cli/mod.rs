@@ -1,4 +1,5 @@
 //! Command handlers too long to keep in `main.rs`.
 
+pub mod bench;
 pub mod demo;
 pub mod simulate;

@@ -21,6 +21,7 @@ mod units;
 pub mod validate;
 mod validate_http;
 mod validate_notify;
+mod validate_rules;
 
 pub use alerts::AlertsSection;
 pub use channels::{ChannelConfig, ChannelKind, HttpMethod, MessageFormat, SmtpTls};
@@ -164,7 +165,7 @@ impl Config {
         let duty = match duty_file {
             Some(f) => match diag::parse_file::<Duty>(&f.rel, &f.text, &f.map) {
                 Ok(d) => {
-                    validate::duty(&mut checker(&f, &mut errors), &d);
+                    validate_notify::officers_and_teams(&mut checker(&f, &mut errors), &d);
                     validate_notify::duty(
                         &mut checker(&f, &mut errors),
                         &d,

@@ -295,3 +295,51 @@ pub fn duty(c: &mut Checker<'_>, d: &Duty, channels: Option<&[ChannelConfig]>) {
         }
     }
 }
+
+pub fn officers_and_teams(c: &mut Checker<'_>, d: &Duty) {
+    let mut officers = HashSet::new();
+    for (i, o) in d.officers.iter().enumerate() {
+        let p = format!("officers[{i}]");
+        c.id(&format!("{p}.id"), &o.id);
+        c.non_empty(&format!("{p}.name"), &o.name);
+        if !officers.insert(o.id.as_str()) {
+            c.error(
+                &format!("{p}.id"),
+                format!("officer id {:?} is used twice", o.id),
+            );
+        }
+        if let Some(m) = &o.mobile {
+            c.mobile(&format!("{p}.mobile"), m);
+        }
+        if let Some(e) = &o.email {
+            if !e.contains('@') {
+                c.error(
+                    &format!("{p}.email"),
+                    format!("not an e-mail address: {e:?}"),
+                );
+            }
+        }
+    }
+    let mut teams = HashSet::new();
+    for (i, t) in d.teams.iter().enumerate() {
+        let p = format!("teams[{i}]");
+        c.id(&format!("{p}.id"), &t.id);
+        if !teams.insert(t.id.as_str()) {
+            c.error(
+                &format!("{p}.id"),
+                format!("team id {:?} is used twice", t.id),
+            );
+        }
+        if t.members.is_empty() {
+            c.error(&format!("{p}.members"), "a team needs at least one officer");
+        }
+        for (j, m) in t.members.iter().enumerate() {
+            if !officers.contains(m.as_str()) {
+                c.error(
+                    &format!("{p}.members[{j}]"),
+                    format!("no officer with id {m:?}"),
+                );
+            }
+        }
+    }
+}

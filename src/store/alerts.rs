@@ -462,113 +462,6 @@ impl Store {
         })
     }
 
-    /// An acknowledgement that timed out (the policy's `ack_timeout`, reached at
-    /// `since`): the alert is open again, its escalation restarts from `since`,
-    /// and the timeline says who had acknowledged it and when. `None` if the alert
-    /// is no longer acknowledged (resolved meanwhile).
-    pub async fn reopen_alert(
-        &self,
-        id: i64,
-        since: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<AlertRow>, StoreError> {
-        on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
-            let before: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
-                "SELECT acked_by, acked_at FROM alerts WHERE id = $1 AND state = 'acknowledged'",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::db("read alert"))?;
-            let Some((acked_by, acked_at)) = before else {
-                return Ok(None);
-            };
-            sqlx::query("UPDATE alerts SET state = 'open', acked_by = NULL, acked_at = NULL, cycle_started_at = $1, reopens = reopens + 1, updated_at = $2 WHERE id = $3")
-                .bind(to_ms(since))
-                .bind(to_ms(now))
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("reopen alert"))?;
-            let acked_at = acked_at.map(from_ms).transpose()?;
-            let detail = serde_json::json!({
-                "note": "acknowledged but not resolved within the ack timeout",
-                "acked_by": acked_by,
-                "acked_at": acked_at,
-                "since": since,
-            })
-            .to_string();
-            append_event!(tx, id, now, "reopened", "pollwatch", &detail);
-            let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::db("read alert"))?;
-            tx.commit().await.map_err(StoreError::db("commit reopen"))?;
-            Ok(Some(alert_row(&row)?))
-        })
-    }
-
-    /// Moves an alert to `to` (acknowledged or resolved) on behalf of `by`;
-    /// notifications still waiting are cancelled in the same transaction, which
-    /// is what stops escalation.
-    pub async fn transition_alert(
-        &self,
-        id: i64,
-        to: AlertState,
-        by: &str,
-        note: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<AlertRow>, StoreError> {
-        let (col_by, col_at, from) = match to {
-            AlertState::Acknowledged => ("acked_by", "acked_at", "state = 'open'"),
-            AlertState::Resolved => ("resolved_by", "resolved_at", "state <> 'resolved'"),
-            AlertState::Open => {
-                return Err(StoreError::Corrupt(
-                    "an alert re-opens only by a finding".into(),
-                ))
-            }
-        };
-        let sql = format!("UPDATE alerts SET state = $1, {col_by} = $2, {col_at} = $3, updated_at = $3 WHERE id = $4 AND {from}");
-        on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
-            let r = sqlx::query(&sql)
-                .bind(to.as_str())
-                .bind(by)
-                .bind(to_ms(now))
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("transition alert"))?;
-            if r.rows_affected() == 0 {
-                return Ok(None);
-            }
-            sqlx::query("UPDATE outbox SET state = 'cancelled' WHERE alert_id = $1 AND state IN ('pending', 'queued')")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("cancel notifications"))?;
-            let detail = serde_json::json!({ "note": note }).to_string();
-            append_event!(tx, id, now, to.as_str(), by, &detail);
-            let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::db("read alert"))?;
-            tx.commit()
-                .await
-                .map_err(StoreError::db("commit transition"))?;
-            Ok(Some(alert_row(&row)?))
-        })
-    }
-
     pub async fn alerts(&self, q: &AlertQuery) -> Result<Vec<AlertRow>, StoreError> {
         on_pool!(self, |pool, Db| {
             let mut b = sqlx::QueryBuilder::<Db>::new(format!(
@@ -675,4 +568,5 @@ impl Store {
 
 mod board;
 mod outbox;
+mod transition;
 pub use board::{BoardMark, BoardPage, BoardQuery};

@@ -1,0 +1,184 @@
+//! `pollwatch bench …`: each benchmark prints its own figures (BENCHMARKS.md
+//! collects them).
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand)]
+pub enum BenchWhat {
+    /// Field polling: N simulated Modbus TCP devices each polled every second.
+    Field {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 21000)]
+        base_port: u16,
+        /// Store URL; default a fresh SQLite file in a temporary directory.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// HJ 212 codec: frames framed, CRC-checked and parsed per second on one core.
+    Hj212Codec {
+        #[arg(long, default_value_t = 2_000_000)]
+        frames: usize,
+    },
+    /// HJ 212 end to end: simulated loggers → TCP → durable store → 9014.
+    Hj212 {
+        /// Store URL; default a fresh SQLite file in a temporary directory.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 200)]
+        loggers: usize,
+        #[arg(long, default_value_t = 200)]
+        frames_per_logger: usize,
+    },
+    /// MQTT: QoS 1 messages through a private Mosquitto to durable SQLite, beside
+    /// mosquitto_sub on the same broker.
+    Mqtt {
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 1000)]
+        meters: u64,
+        #[arg(long, default_value_t = 4)]
+        values_per_message: usize,
+        #[arg(long, default_value_t = 4)]
+        publishers: u64,
+        /// The broker's max_inflight_messages (Mosquitto's default is 20).
+        #[arg(long, default_value_t = 1000)]
+        broker_inflight: u32,
+        /// Publish first, then time how fast pollwatch and mosquitto_sub drain.
+        #[arg(long)]
+        backlog: bool,
+    },
+    /// Rules engine: readings per second through every rule on one core.
+    Rules {
+        /// Enterprises, each with a flue-gas and a wastewater outlet and two meters.
+        #[arg(long, default_value_t = 900)]
+        enterprises: usize,
+        /// Hours of data (one upload per outlet and meter every 30 s).
+        #[arg(long, default_value_t = 2)]
+        hours: u32,
+    },
+    /// Evidence chart: hourly means, SVG and PNG for N real-time values.
+    Chart {
+        #[arg(long, default_value_t = 1500)]
+        points: usize,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Also write the last chart here (SVG) and beside it (.png).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Alert latency: finding → alert → notification accepted by a local receiver.
+    Alerts {
+        #[arg(long, default_value_t = 1000)]
+        alerts: usize,
+    },
+    /// Store throughput: readings committed per second through the batched writer.
+    Store {
+        /// Store URL; default a fresh SQLite file in a temporary directory.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        readings: usize,
+        /// Readings per write request (an HJ 212 frame carries about 10–30).
+        #[arg(long, default_value_t = 10)]
+        per_request: usize,
+        /// Concurrent senders.
+        #[arg(long, default_value_t = 64)]
+        senders: usize,
+        /// Outlets of 10 factors each (series = 10 × outlets).
+        #[arg(long, default_value_t = 1000)]
+        outlets: usize,
+    },
+}
+
+/// The store to measure: the one given, or a fresh SQLite file in a temporary
+/// directory that lives as long as the returned guard.
+fn store_url(url: Option<String>) -> anyhow::Result<(tempfile::TempDir, String)> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let url = url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
+    Ok((dir, url))
+}
+
+pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
+    match what {
+        BenchWhat::Field {
+            devices,
+            seconds,
+            base_port,
+            url,
+        } => {
+            let (_dir, url) = store_url(url)?;
+            let report = pollwatch::bench::field::modbus(&url, devices, base_port, seconds).await?;
+            println!("{report}");
+        }
+        BenchWhat::Mqtt {
+            messages,
+            meters,
+            values_per_message,
+            publishers,
+            broker_inflight,
+            backlog,
+        } => {
+            let opts = pollwatch::bench::mqtt::MqttBench {
+                messages,
+                meters,
+                values_per_message,
+                publishers,
+                broker_inflight,
+                backlog,
+            };
+            println!("{}", pollwatch::bench::mqtt::mqtt(&opts).await?);
+        }
+        BenchWhat::Rules { enterprises, hours } => {
+            println!("{}", pollwatch::bench::rules::rules(enterprises, hours)?);
+        }
+        BenchWhat::Chart { points, runs, out } => {
+            let report = pollwatch::bench::chart::chart(points, runs, out.as_deref())?;
+            println!("{report}");
+        }
+        BenchWhat::Alerts { alerts } => {
+            println!("{}", pollwatch::bench::alerts::alerts(alerts).await?);
+        }
+        BenchWhat::Hj212Codec { frames } => {
+            println!("{}", pollwatch::bench::hj212::codec(frames));
+        }
+        BenchWhat::Hj212 {
+            url,
+            loggers,
+            frames_per_logger,
+        } => {
+            let (_dir, url) = store_url(url)?;
+            let report =
+                pollwatch::bench::hj212::end_to_end(&url, loggers, frames_per_logger).await?;
+            println!("{report}");
+        }
+        BenchWhat::Store {
+            url,
+            readings,
+            per_request,
+            senders,
+            outlets,
+        } => {
+            let (_dir, url) = store_url(url)?;
+            let opts = pollwatch::bench::StoreBench {
+                url,
+                readings,
+                per_request,
+                senders,
+                outlets,
+            };
+            let report = pollwatch::bench::store(&opts).await?;
+            println!("{report}");
+        }
+    }
+    Ok(())
+}
