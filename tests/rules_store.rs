@@ -322,8 +322,24 @@ async fn a_full_tap_never_blocks_the_writer_and_shows_the_gap() {
     writer.write(Batch::readings(upload(4))).await.unwrap();
     let next = rx.recv().await.unwrap();
     assert_eq!(next.seq, 5, "the receiver sees that 2–4 are missing");
+    // Dropped just before shutdown, with no batch after them: the writer ends
+    // with an empty marker numbered after them, so the gap still shows (the rules
+    // engine then judges them from the store before its final tick).
+    for i in 5..7 {
+        writer.write(Batch::readings(upload(i))).await.unwrap();
+    }
     drop(writer);
-    wtask.finish(StdDuration::from_secs(5)).await;
+    let finishing = tokio::spawn(wtask.finish(StdDuration::from_secs(5)));
+    let delivered = rx.recv().await.unwrap();
+    assert_eq!((delivered.seq, delivered.readings.len()), (6, 2));
+    let marker = rx.recv().await.unwrap();
+    assert_eq!(
+        (marker.seq, marker.readings.len()),
+        (8, 0),
+        "7 was dropped: the marker shows it"
+    );
+    assert!(rx.recv().await.is_none());
+    finishing.await.unwrap();
     // Every reading is in the store all the same.
     let stored = store
         .readings(&pollwatch::store::ReadingQuery::new(
@@ -333,7 +349,7 @@ async fn a_full_tap_never_blocks_the_writer_and_shows_the_gap() {
         ))
         .await
         .unwrap();
-    assert_eq!(stored.len(), 10);
+    assert_eq!(stored.len(), 14);
 }
 
 /// A reload (or an order) mid-hour: E1's limit changes, E2's config does not.

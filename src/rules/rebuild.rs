@@ -7,10 +7,11 @@
 //! raises again are the same findings (same natural key), which the store keeps
 //! once. The year-to-date emission before the replay comes from `emission_hours`.
 //!
-//! The replay calls no `tick` until it is done: a tick would close other
-//! enterprises' hours before their readings were replayed. Hours close as later
-//! readings arrive, and the final tick at `now` closes the rest — the same
-//! verdicts an uninterrupted run reaches.
+//! The replay calls no `tick`: a tick would close other enterprises' hours before
+//! their readings were replayed, and — in the daemon — hours whose last values
+//! are committed but still queued on the writer's tap. Hours close as later
+//! readings arrive; the caller ticks once what was queued meanwhile is judged,
+//! and reaches the same verdicts an uninterrupted run does.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -44,7 +45,8 @@ pub fn replay_from(plan: &Plan, now: DateTime<Utc>) -> DateTime<Utc> {
     day_start(now, plan.tz).min(now - longest_constant)
 }
 
-/// A fresh evaluator brought up to `now` from the store, and what the replay found.
+/// A fresh evaluator with every reading the store holds for the replay window
+/// (see [`replay`]; the caller ticks), and what the replay found.
 pub async fn rebuild(
     store: &Store,
     plan: Plan,
@@ -58,8 +60,8 @@ pub async fn rebuild(
 }
 
 /// Replays the readings of `enterprises` (whose state is empty: a rebuild, or
-/// enterprises new or changed in a plan swap) into `ev`, then moves time on to
-/// `now`. Other enterprises' state is untouched.
+/// enterprises new or changed in a plan swap) into `ev`; `now` only bounds what is
+/// read. Other enterprises' state is untouched. The caller ticks.
 pub async fn replay(
     store: &Store,
     ev: &mut Evaluator,
@@ -87,6 +89,5 @@ pub async fn replay(
         stats.enterprises += 1;
         ev.ingest(&readings, &mut out);
     }
-    ev.tick(now, &mut out);
     Ok((out, stats))
 }

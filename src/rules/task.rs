@@ -61,6 +61,8 @@ pub struct TaskStats {
     pub replans: AtomicU64,
     /// Enterprises replayed from the store because a plan swap changed them.
     pub replayed: AtomicU64,
+    /// Ticks put off because committed readings were still waiting to be judged.
+    pub ticks_deferred: AtomicU64,
     pub gaps: AtomicU64,
     pub store_failures: AtomicU64,
 }
@@ -160,7 +162,17 @@ impl Run {
                         }
                     }
                 }
-                _ = ticker.tick() => ev.tick(self.clock.now(), &mut out),
+                // Time moves on only once everything committed so far is judged:
+                // a tick while commits wait on the tap could close an hour before
+                // its last values are counted (they would then be "late"). Behind
+                // a backlog, ticks wait until it is drained.
+                _ = ticker.tick() => {
+                    if tap.is_empty() {
+                        ev.tick(self.clock.now(), &mut out);
+                    } else {
+                        self.stats.ticks_deferred.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
             if !out.is_empty() {
                 self.persist(std::mem::take(&mut out)).await;

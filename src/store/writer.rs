@@ -152,6 +152,7 @@ impl Writer {
             give_up: give_up_rx,
             stats: stats.clone(),
             tap_seq: 0,
+            tap_tail_dropped: false,
         };
         let handle = tokio::spawn(task.run());
         (Writer { tx, clock, stats }, WriterTask { handle, give_up })
@@ -253,6 +254,8 @@ struct Task {
     give_up: watch::Receiver<bool>,
     stats: Arc<WriterStats>,
     tap_seq: u64,
+    /// The last batch offered to the tap was dropped (it was full).
+    tap_tail_dropped: bool,
 }
 
 impl Task {
@@ -289,7 +292,33 @@ impl Task {
             }
             self.commit(batch).await;
         }
+        self.mark_tail_gap().await;
         tracing::debug!("store writer: all handles dropped, everything committed");
+    }
+
+    /// Batches dropped from a full tap show as a gap when the next batch arrives;
+    /// the last ones before shutdown have no next batch. An empty marker numbered
+    /// after them shows the gap, so the rules engine judges them (from the store)
+    /// before its final tick closes their hour. Ingest is over, so waiting for room
+    /// on the tap holds up nothing — but never longer than a shutdown allows.
+    async fn mark_tail_gap(&mut self) {
+        let Some(tap) = self.opts.tap.clone().filter(|_| self.tap_tail_dropped) else {
+            return;
+        };
+        self.tap_seq += 1;
+        let marker = Committed {
+            seq: self.tap_seq,
+            readings: Arc::from(Vec::new()),
+        };
+        tokio::select! {
+            sent = tap.send(marker) => if sent.is_err() {
+                // The evaluator has stopped; it rebuilds from the store next time.
+            },
+            _ = self.give_up.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                tracing::warn!("rules engine did not take the end-of-stream marker; the last dropped batches are judged at the next start");
+            }
+        }
     }
 
     /// Commits one batch, retrying until it lands or shutdown gives up on it.
@@ -368,8 +397,9 @@ impl Task {
             seq: self.tap_seq,
             readings,
         }) {
-            Ok(()) => {}
+            Ok(()) => self.tap_tail_dropped = false,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.tap_tail_dropped = true;
                 let total = self.stats.tap_lagged.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
                 tracing::error!(
                     readings = n,
