@@ -18,6 +18,41 @@ use pollwatch::model::{Location, Reading};
 use pollwatch::rules::window::hour_start;
 use pollwatch::store::Batch;
 
+/// Five wrong tokens from one address, then that address is refused for a
+/// while — the right token too — and the page says how long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_throttle_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, mut daemon) = start(dir.path());
+    let base = cfg.base();
+    let c = client();
+    for i in 0..5 {
+        let (status, _) = login(&c, &base, &format!("guess-{i:02}-0123456789")).await;
+        assert_eq!(status, 401, "guess {i}");
+    }
+    let r = c
+        .post(format!("{base}/login"))
+        .form(&[("token", OPERATOR)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&wait), "{wait}");
+    assert!(r.headers().get("set-cookie").is_none());
+    let page = r.text().await.unwrap();
+    assert!(page.contains("错误次数过多，请 15 分钟后再试。"), "{page}");
+    assert!(daemon
+        .log()
+        .iter()
+        .any(|l| l.contains("too many wrong tokens") && l.contains("127.0.0.1")));
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_cookie_csrf_roles_and_logout() {
     let dir = tempfile::tempdir().unwrap();

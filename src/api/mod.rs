@@ -178,6 +178,8 @@ impl Server {
             .map_err(|source| ServeError::Bind { addr, source })?;
         let app = router(state);
         let task = tokio::spawn(async move {
+            // Client addresses, for the console's login throttle.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             });

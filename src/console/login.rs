@@ -2,8 +2,10 @@
 //! (constant time, see [`crate::api::auth`]); logs name the token, never the
 //! token or the session id.
 
-use axum::extract::State;
-use axum::http::header::SET_COOKIE;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -47,12 +49,33 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(s): State<ApiState>, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(s): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let now = s.clock.now();
+    if let Err(wait) = s.console.throttle.check(peer.ip(), now) {
+        tracing::warn!(peer = %peer.ip(), "console login refused: too many wrong tokens from this address");
+        let mut page = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "错误次数过多，请 {} 分钟后再试。",
+                (wait.num_seconds() + 59) / 60
+            ),
+        );
+        if let Ok(v) = wait.num_seconds().max(1).to_string().parse() {
+            page.headers_mut().insert(RETRY_AFTER, v);
+        }
+        return page;
+    }
     let tokens = s.tokens.borrow().clone();
     let Some((name, role, print)) = tokens.login(f.token.trim().as_bytes()) else {
-        tracing::warn!("console login refused: unknown token");
+        s.console.throttle.failed(peer.ip(), now);
+        tracing::warn!(peer = %peer.ip(), "console login refused: unknown token");
         return login_page(StatusCode::UNAUTHORIZED, "令牌无效，请重新输入。");
     };
+    s.console.throttle.succeeded(peer.ip());
     let (lifetime, secure) = {
         let cfg = s.config.borrow();
         (

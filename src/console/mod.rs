@@ -32,6 +32,7 @@ pub mod html;
 pub mod labels;
 pub mod login;
 pub mod session;
+mod throttle;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -46,6 +47,8 @@ pub use session::{Session, Sessions};
 #[derive(Clone)]
 pub struct ConsoleState {
     pub sessions: Sessions,
+    /// Failed logins per client address.
+    pub throttle: std::sync::Arc<throttle::LoginThrottle>,
     /// Turns true at shutdown; ends the event streams so the server can stop.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -54,6 +57,7 @@ impl ConsoleState {
     pub fn new(shutdown: watch::Receiver<bool>) -> ConsoleState {
         ConsoleState {
             sessions: Sessions::default(),
+            throttle: Default::default(),
             shutdown,
         }
     }
