@@ -556,3 +556,33 @@ async fn alerts_verify_detects_an_edited_timeline_row() {
         String::from_utf8_lossy(&bad.stdout)
     );
 }
+
+/// Settling a notification whose outbox row does not exist is an error that
+/// names the row, and records nothing.
+#[tokio::test]
+async fn finishing_a_missing_outbox_row_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &format!("sqlite://{}/t.db", dir.path().display()),
+        &StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let attempt = pollwatch::store::Attempt {
+        outbox_id: 9999,
+        at: t0(),
+        channel: "wecom".into(),
+        recipients: "zhangwei".into(),
+        alert_ids: "1".into(),
+        result: "accepted".into(),
+        code: None,
+        reason: None,
+        provider_id: None,
+    };
+    let err = store
+        .finish_outbox(9999, "sent", Some("wecom"), &[attempt], t0())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("outbox row 9999 is gone"), "{err}");
+    assert!(store.alert_attempts(1).await.unwrap().is_empty());
+}

@@ -44,6 +44,39 @@ async fn dtu_listener(
     (addr, hub)
 }
 
+/// A peer that connects and says nothing is closed after the registration
+/// timeout; the listener goes on serving DTUs that do register.
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_registration_timeout() {
+    use tokio::io::AsyncReadExt;
+    let rig = Rig::new().await;
+    let (addr, hub) = dtu_listener(&rig, "860000000000009", b"", b"", b"").await;
+    let started = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("closed by the listener, not left open")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "not before the 2 s timeout"
+    );
+    let mut ok = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut ok, b"860000000000009")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while hub.take("860000000000009").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registration after a silent peer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn devices_behind_a_dtu_that_dials_in_with_heartbeats_and_reconnects() {
     use pollwatch::sim::dtu::{DtuDevice, DtuSim};

@@ -141,8 +141,14 @@ async fn register(
     let mut packet = vec![0u8; 256];
     let n = match tokio::time::timeout(opts.registration_timeout, stream.read(&mut packet)).await {
         Ok(Ok(n)) if n > 0 => n,
+        // A DTU configured without a registration packet (or with the heartbeat
+        // only) never registers: say so, or the sysadmin sees only a device offline.
+        Err(_) => {
+            tracing::warn!(peer = %peer, timeout_ms = opts.registration_timeout.as_millis() as u64, "DTU sent no registration packet in time; closing (check the DTU's registration packet setting)");
+            return;
+        }
         _ => {
-            tracing::debug!(peer = %peer, "DTU sent no registration packet");
+            tracing::debug!(peer = %peer, "connection closed before a DTU registration packet");
             return;
         }
     };
