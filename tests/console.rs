@@ -342,6 +342,11 @@ async fn names_are_escaped_and_the_board_streams_its_changes() {
         .unwrap();
     assert_eq!(events.status(), 200);
     assert_eq!(events.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        events.headers()["x-accel-buffering"],
+        "no",
+        "unbuffered behind nginx"
+    );
     let mut text = String::new();
     let mut next_event = async || -> String {
         loop {

@@ -86,7 +86,11 @@ fn feed(s: &ApiState) -> impl Stream<Item = Result<Event, Infallible>> {
 }
 
 async fn events(_: Viewer, State(s): State<ApiState>) -> Response {
-    Sse::new(feed(&s))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    // nginx buffers proxied responses unless told not to; a buffered event
+    // stream would hold a new alert back from the board.
+    (
+        [("x-accel-buffering", "no")],
+        Sse::new(feed(&s)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+    )
         .into_response()
 }
