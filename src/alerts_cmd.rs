@@ -1,7 +1,7 @@
 //! `pollwatch alerts …`: the duty officer's and the sysadmin's view of alerts from
 //! a terminal on the server — list, show with timeline and notifications,
 //! acknowledge, resolve, verify a timeline's hash chain, and export the evidence
-//! chart for a case file.
+//! chart or the whole record for a case file.
 
 use std::process::ExitCode;
 
@@ -56,6 +56,14 @@ enum AlertsWhat {
     },
     /// Recompute the timeline's SHA-256 chain; exit 1 if any row was altered.
     Verify { id: i64 },
+    /// Write the alert's record for a case file into a directory: JSON (alert,
+    /// findings with evidence, timeline and chain check, notifications, attempts,
+    /// readings), the chart as SVG and PNG, and SHA256SUMS.
+    Export {
+        id: i64,
+        #[arg(long, short = 'o')]
+        out: std::path::PathBuf,
+    },
     /// Write the alert's evidence chart (as the console shows it) to a file and
     /// print its SHA-256 for the case file. The format follows `-o`'s extension
     /// unless `--svg` or `--png` says otherwise.
@@ -163,6 +171,18 @@ async fn run_on(store: &Store, cfg: &Config, what: AlertsWhat) -> anyhow::Result
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        AlertsWhat::Export { id, out } => {
+            let files = super::cli::export::export(store, cfg, id, &out).await?;
+            println!("alert #{id} exported to {}:", out.display());
+            for (name, hash) in &files {
+                println!("  {hash}  {name}");
+            }
+            println!(
+                "  check with: (cd {} && sha256sum -c SHA256SUMS)",
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         AlertsWhat::Chart {
             id,

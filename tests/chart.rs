@@ -306,6 +306,55 @@ async fn chart_routes(url: &str) {
             assert_eq!((p.width(), p.height()), (1920, 960));
         }
     }
+
+    // The whole record for a case file, checkable with sha256sum.
+    let case = dir.path().join("case");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pollwatch"))
+        .args(["alerts", "--config"])
+        .arg(dir.path().join("config"))
+        .args(["export", &alert.to_string(), "--out"])
+        .arg(&case)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(case.join(format!("alert-{alert}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(record["timeline_intact"], true);
+    assert_eq!(record["alert"]["id"], alert);
+    assert_eq!(record["findings"][0]["rule"], "exceedance");
+    assert_eq!(record["findings"][0]["value"], 40.0);
+    assert_eq!(record["readings"]["factor"], "a21026");
+    assert!(record["readings"]["values"].as_array().unwrap().len() > 60);
+    let check = |dir: &std::path::Path| {
+        std::process::Command::new("sha256sum")
+            .args(["-c", "SHA256SUMS"])
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    let ok = check(&case);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).lines().count(),
+        3,
+        "json, svg, png"
+    );
+    // An edited file no longer matches.
+    let json = case.join(format!("alert-{alert}.json"));
+    let text = std::fs::read_to_string(&json)
+        .unwrap()
+        .replacen("40.0", "34.0", 1);
+    std::fs::write(&json, text).unwrap();
+    assert!(!check(&case).status.success());
 }
 
 /// An `offline` alert for the whole outlet, recorded like any finding.
