@@ -13,23 +13,7 @@ use pollwatch::sim::LoggerSim;
 use pollwatch::sources::hj212::codec::time::LocalDateTime;
 use reqwest::StatusCode;
 
-const VIEWER: &str = "viewer-token-0123456789";
-const OPERATOR: &str = "operator-token-0123456789";
-
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let cfg = common::hj212_config(dir, "");
-    let toml = cfg.dir.join("pollwatch.toml");
-    let mut text = std::fs::read_to_string(&toml).unwrap();
-    let token_file = dir.join("viewer.token");
-    std::fs::write(&token_file, format!("{VIEWER}\n")).unwrap();
-    text.push_str(&format!(
-        "\n[[http.tokens]]\nname = \"prom\"\nrole = \"viewer\"\ntoken_file = {:?}\n\n\
-         [[http.tokens]]\nname = \"desk\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n",
-        token_file.display().to_string()
-    ));
-    std::fs::write(&toml, text).unwrap();
-    cfg.dir
-}
+use common::console::{OPERATOR, VIEWER};
 
 /// Checks the text exposition format line by line; returns series → value.
 fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
@@ -122,7 +106,7 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_with_and_without_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
+    let cfg = common::hj212_config_with_tokens(dir.path());
     let daemon = Daemon::start(&cfg, None);
     let base = format!("http://{}", daemon.field("http"));
     let addr = daemon.field("hj212").parse().unwrap();

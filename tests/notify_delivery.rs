@@ -4,11 +4,12 @@
 mod notify_support;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::Duration;
 use notify_support::*;
-use pollwatch::clock::Clock;
-use pollwatch::notify::{AttemptResult, DeliveryStatus, Secret};
+use pollwatch::clock::{Clock, ManualClock};
+use pollwatch::notify::{AttemptResult, DeliveryStatus, Notifier, Secret};
 use serde_json::json;
 
 fn wecom(id: &str, url: &str, key_file: &str, extra: &str) -> String {
@@ -24,6 +25,44 @@ backoff_max = "50ms"
 {extra}
 "#
     )
+}
+
+/// A WeCom-robot stand-in that refuses texts over 2,048 bytes, as WeCom does.
+async fn wecom_robot(clock: Arc<ManualClock>) -> Receiver {
+    receiver(clock, |s, _| {
+        let c = s.body["text"]["content"].as_str().unwrap_or("");
+        if c.len() > 2048 {
+            json!({"errcode": 40058, "errmsg": "text.content exceed max length 2048"})
+        } else {
+            json!({"errcode": 0, "errmsg": "ok"})
+        }
+    })
+    .await
+}
+
+/// Runs the simulated clock on until every queued message has left over channel
+/// `w`, each digest accepted; returns the outbox refs the digests settled.
+async fn drain(n: &Notifier, clock: &ManualClock) -> Vec<String> {
+    let mut refs = Vec::new();
+    let mut guard = 0;
+    while n.queued() > 0 {
+        let next = n
+            .next_flush_at()
+            .expect("queued messages have a flush time");
+        clock.set(next.max(clock.now()));
+        for d in n.flush().await {
+            assert_eq!(
+                d.status,
+                DeliveryStatus::Sent {
+                    channel: "w".into()
+                }
+            );
+            refs.extend(d.refs);
+        }
+        guard += 1;
+        assert!(guard < 100, "flushing makes progress");
+    }
+    refs
 }
 
 #[tokio::test]
@@ -193,15 +232,7 @@ from = "pollwatch@example.gov.cn"
 async fn fifty_alerts_in_a_minute_to_a_20_per_minute_robot() {
     let clock = clock();
     let t0 = clock.now();
-    let rx = receiver(clock.clone(), |s, _| {
-        let c = s.body["text"]["content"].as_str().unwrap_or("");
-        if c.len() > 2048 {
-            json!({"errcode": 40058, "errmsg": "text.content exceed max length 2048"})
-        } else {
-            json!({"errcode": 0, "errmsg": "ok"})
-        }
-    })
-    .await;
+    let rx = wecom_robot(clock.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let key = secret_file(&dir, "k", "K");
     let n = notifier(
@@ -239,24 +270,7 @@ async fn fifty_alerts_in_a_minute_to_a_20_per_minute_robot() {
     }
     assert!(queued > 0, "the limit was reached");
     // Let the simulated clock run on until every queued message has left.
-    let mut guard = 0;
-    while n.queued() > 0 {
-        let next = n
-            .next_flush_at()
-            .expect("queued messages have a flush time");
-        clock.set(next.max(clock.now()));
-        for d in n.flush().await {
-            assert_eq!(
-                d.status,
-                DeliveryStatus::Sent {
-                    channel: "w".into()
-                }
-            );
-            delivered_refs.extend(d.refs);
-        }
-        guard += 1;
-        assert!(guard < 100, "flushing makes progress");
-    }
+    delivered_refs.extend(drain(&n, &clock).await);
 
     let seen = rx.seen();
     let in_first_minute = seen
@@ -305,15 +319,7 @@ async fn fifty_alerts_in_a_minute_to_a_20_per_minute_robot() {
 async fn a_burst_of_fifty_arrives_as_at_most_twenty_messages() {
     let clock = clock();
     let t0 = clock.now();
-    let rx = receiver(clock.clone(), |s, _| {
-        let c = s.body["text"]["content"].as_str().unwrap_or("");
-        if c.len() > 2048 {
-            json!({"errcode": 40058, "errmsg": "text.content exceed max length 2048"})
-        } else {
-            json!({"errcode": 0, "errmsg": "ok"})
-        }
-    })
-    .await;
+    let rx = wecom_robot(clock.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let key = secret_file(&dir, "k", "K");
     let n = notifier(&wecom("w", &rx.url, &key, ""), &["w"], clock.clone());
@@ -326,17 +332,7 @@ async fn a_burst_of_fifty_arrives_as_at_most_twenty_messages() {
         assert_ne!(report.status, DeliveryStatus::Failed);
         n.flush().await;
     }
-    while let Some(next) = n.next_flush_at() {
-        clock.set(next.max(clock.now()));
-        for d in n.flush().await {
-            assert_eq!(
-                d.status,
-                DeliveryStatus::Sent {
-                    channel: "w".into()
-                }
-            );
-        }
-    }
+    drain(&n, &clock).await;
     let seen = rx.seen();
     assert!(seen.len() <= 20, "{} requests", seen.len());
     assert!(seen.iter().all(|s| s.at < t0 + Duration::seconds(60)));

@@ -13,25 +13,6 @@ use pollwatch::sim::LoggerSim;
 use pollwatch::sources::hj212::codec::time::LocalDateTime;
 use pollwatch::store::{ReadingQuery, Store, StoreOptions};
 
-const VIEWER: &str = "viewer-token-0123456789";
-const OPERATOR: &str = "operator-token-0123456789";
-
-/// A config with the test enterprise and two tokens; returns its directory.
-fn config_with_tokens(dir: &std::path::Path) -> std::path::PathBuf {
-    let cfg = common::hj212_config(dir, "");
-    let toml = cfg.dir.join("pollwatch.toml");
-    let mut text = std::fs::read_to_string(&toml).unwrap();
-    let token_file = dir.join("viewer.token");
-    std::fs::write(&token_file, format!("{VIEWER}\n")).unwrap();
-    text.push_str(&format!(
-        "\n[[http.tokens]]\nname = \"prom\"\nrole = \"viewer\"\ntoken_file = {:?}\n\n\
-         [[http.tokens]]\nname = \"desk\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n",
-        token_file.display().to_string()
-    ));
-    std::fs::write(&toml, text).unwrap();
-    cfg.dir
-}
-
 fn at(minute: u8, second: u8) -> LocalDateTime {
     LocalDateTime {
         year: 2026,
@@ -78,7 +59,7 @@ fn unit_file_hardening_exposure_is_at_most_2() {
 #[test]
 fn sd_notify_ready_watchdog_reload_stopping() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_tokens(dir.path());
+    let cfg = common::hj212_config_with_tokens(dir.path());
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
@@ -146,7 +127,7 @@ fn sd_notify_ready_watchdog_reload_stopping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_loses_no_acknowledged_reading() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_tokens(dir.path());
+    let cfg = common::hj212_config_with_tokens(dir.path());
     let mut daemon = Daemon::start(&cfg, None);
     let addr: std::net::SocketAddr = daemon.field("hj212").parse().unwrap();
     let loggers = [

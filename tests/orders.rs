@@ -18,8 +18,7 @@ use pollwatch::sources::modbus::plan::RegisterKind;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const VIEWER: &str = "viewer-token-0123456789";
-const OPERATOR: &str = "operator-token-0123456789";
+use common::console::{OPERATOR, VIEWER};
 
 /// A dyeing works whose production meter draws a steady 800 kW of a 1,000 kW
 /// baseline, behind a Modbus TCP gateway polled every 200 ms.
@@ -79,14 +78,7 @@ fn order(name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_issued_judged_cancelled_and_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = common::hj212_config(dir.path(), "").dir;
-    let toml = cfg.join("pollwatch.toml");
-    let mut text = std::fs::read_to_string(&toml).unwrap();
-    text.push_str(&format!(
-        "\n[[http.tokens]]\nname = \"prom\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n\n\
-         [[http.tokens]]\nname = \"desk\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n"
-    ));
-    std::fs::write(&toml, text).unwrap();
+    let cfg = common::hj212_config_with_tokens(dir.path());
 
     let sim = Arc::new(ModbusSim::new(Arc::new(SystemClock)));
     sim.add_unit(1);

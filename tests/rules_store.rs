@@ -23,23 +23,8 @@ both_backends!(
     a_plan_swap_mid_hour_replays_only_what_changed,
 );
 
-const ENTERPRISE: &str = r#"
-id = "E1"
-name = "测试"
-district = "吴中区"
-industry = "火电"
-
-[[outlets]]
-id = "DA001"
-name = "1#烟囱"
-kind = "flue_gas"
-o2_reference = 6.0
-
-[[outlets.limits]]
-factor = "a21026"
-max = 35.0
-basis = "hour"
-"#;
+/// E1, a flue-gas outlet with SO2 ≤ 35 mg/m³ hourly at 6 % O2.
+const ENTERPRISE: &str = common::alerting::FLUE_GAS_ENTERPRISE;
 
 fn config() -> Config {
     config_of(&[ENTERPRISE.to_string()])

@@ -111,6 +111,8 @@ impl Dispatcher {
             }
             let facts = parse_facts(&alert)?;
             let now = self.clock.now();
+            // Planned as if unacknowledged: a queued step is still delivered
+            // (acknowledging cancels what is queued, so none waits for such an alert).
             let summary = super::summary(alert.id, &facts, alert.cycle_start());
             let plan = self.notifier.plan(&summary, now);
             if let Err(e) = &plan {

@@ -239,9 +239,7 @@ impl AlertEngine {
             .await?;
         for alert in &acked {
             let facts = parse_facts(alert)?;
-            let mut s = summary(alert.id, &facts, alert.cycle_start());
-            s.acked_at = alert.acked_at;
-            let plan = match self.notifier.plan(&s, now) {
+            let plan = match self.notifier.plan(&summary_of(alert, &facts), now) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(alert = alert.id, error = %e, "cannot evaluate the alert's escalation");
@@ -271,10 +269,7 @@ impl AlertEngine {
         for alert in open.iter().filter(|a| !a.flapping) {
             let facts = parse_facts(alert)?;
             // One alert without a route must not stop the others' escalation.
-            let plan = match self
-                .notifier
-                .plan(&summary(alert.id, &facts, alert.cycle_start()), now)
-            {
+            let plan = match self.notifier.plan(&summary_of(alert, &facts), now) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(alert = alert.id, error = %e, "cannot plan the alert's escalation");
@@ -303,10 +298,8 @@ impl AlertEngine {
         by: &str,
         note: &str,
     ) -> Result<Option<AlertRow>, AlertError> {
-        Ok(self
-            .store
-            .transition_alert(id, AlertState::Acknowledged, by, note, self.clock.now())
-            .await?)
+        self.transition(id, AlertState::Acknowledged, by, note)
+            .await
     }
 
     pub async fn resolve(
@@ -315,16 +308,22 @@ impl AlertEngine {
         by: &str,
         note: &str,
     ) -> Result<Option<AlertRow>, AlertError> {
-        Ok(self
-            .store
-            .transition_alert(id, AlertState::Resolved, by, note, self.clock.now())
-            .await?)
+        self.transition(id, AlertState::Resolved, by, note).await
+    }
+
+    async fn transition(
+        &self,
+        id: i64,
+        to: AlertState,
+        by: &str,
+        note: &str,
+    ) -> Result<Option<AlertRow>, AlertError> {
+        let now = self.clock.now();
+        Ok(self.store.transition_alert(id, to, by, note, now).await?)
     }
 }
 
-/// What the notifier routes and escalates by. Escalation is planned only for
-/// alerts nobody has acknowledged (acknowledging cancels what is queued), so the
-/// ack time is never set here.
+/// What the notifier routes and escalates by, for an alert not stored yet.
 pub(crate) fn summary(
     alert_id: i64,
     facts: &AlertFacts,
@@ -338,6 +337,15 @@ pub(crate) fn summary(
         severity: facts.severity,
         opened_at,
         acked_at: None,
+    }
+}
+
+/// The same for a stored alert: escalation runs from its current cycle, and an
+/// acknowledged one is judged against its policy's ack timeout.
+pub(crate) fn summary_of(alert: &AlertRow, facts: &AlertFacts) -> AlertSummary {
+    AlertSummary {
+        acked_at: alert.acked_at,
+        ..summary(alert.id, facts, alert.cycle_start())
     }
 }
 

@@ -218,6 +218,25 @@ pub fn hj212_config(dir: &std::path::Path, hj212_extra: &str) -> pollwatch::conf
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// [`hj212_config`] with two API tokens: `prom`, a viewer whose token is in a
+/// file, and `desk`, an operator ([`console::VIEWER`], [`console::OPERATOR`]).
+/// Returns the config directory.
+pub fn hj212_config_with_tokens(dir: &std::path::Path) -> std::path::PathBuf {
+    let cfg = hj212_config(dir, "");
+    let toml = cfg.dir.join("pollwatch.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    let token_file = dir.join("viewer.token");
+    std::fs::write(&token_file, format!("{}\n", console::VIEWER)).unwrap();
+    text.push_str(&format!(
+        "\n[[http.tokens]]\nname = \"prom\"\nrole = \"viewer\"\ntoken_file = {:?}\n\n\
+         [[http.tokens]]\nname = \"desk\"\nrole = \"operator\"\ntoken = \"{}\"\n",
+        token_file.display().to_string(),
+        console::OPERATOR
+    ));
+    std::fs::write(&toml, text).unwrap();
+    cfg.dir
+}
+
 pub const HJ212_ENTERPRISE: &str = r#"
 id = "E1"
 name = "测试企业"
