@@ -381,9 +381,8 @@ async fn findings(a: FindingsArgs) -> anyhow::Result<ExitCode> {
         enterprise: a.enterprise,
         rule: a.rule,
         since: a.since.map(|s| parse_user_time(&s, tz)).transpose()?,
-        after_id: None,
-        alert: None,
         limit: a.limit,
+        ..Default::default()
     };
     let store = pollwatch::daemon::open_store(&cfg).await?;
     let rows = store.findings(&q).await?;

@@ -586,3 +586,64 @@ async fn finishing_a_missing_outbox_row_names_it() {
     assert!(err.to_string().contains("outbox row 9999 is gone"), "{err}");
     assert!(store.alert_attempts(1).await.unwrap().is_empty());
 }
+
+/// Recording finding A failed while B, stored after it, made it onto its alert:
+/// the next start still records A (catching up from the highest recorded
+/// finding missed it).
+#[tokio::test]
+async fn a_finding_missed_before_a_recorded_one_is_caught_up() {
+    let storage = "sqlite://{dir}/state/pollwatch.db";
+    let (_dir, rig, _seen) = rig_with(storage, "id = \"standard\"\n", "id = \"standard\"\n").await;
+    let (store, clock) = (rig.store.clone(), rig.clock.clone());
+    let (engine, _) = rig.parts();
+    let a = store_finding(&store, finding("a21002", 61.0, 50.0, 0), clock.now()).await;
+    let b = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;
+    engine.on_finding(&b).await.unwrap();
+    assert!(store.alert_finding_ids(1).await.unwrap().contains(&b.id));
+    let (engine, _) = rig.parts();
+    assert_eq!(engine.catch_up().await.unwrap(), 1);
+    let nox = store
+        .alerts(&pollwatch::store::AlertQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.factor == "a21002")
+        .expect("A is on an alert now");
+    assert_eq!(store.alert_finding_ids(nox.id).await.unwrap(), vec![a.id]);
+    assert_eq!(engine.catch_up().await.unwrap(), 0);
+}
+
+/// An alert whose stored facts cannot be read (an older or damaged row) is
+/// settled as not sent and skipped; the others are sent and escalate as usual.
+#[tokio::test]
+async fn an_unreadable_alert_does_not_hold_up_the_others() {
+    let storage = "sqlite://{dir}/state/pollwatch.db";
+    let (_dir, rig, seen) = rig_with(storage, "id = \"standard\"\n", "id = \"standard\"\n").await;
+    let (store, clock) = (rig.store.clone(), rig.clock.clone());
+    let (engine, dispatcher) = rig.parts();
+    let nox = store_finding(&store, finding("a21002", 61.0, 50.0, 0), clock.now()).await;
+    let bad = engine.on_finding(&nox).await.unwrap().alert_id;
+    let so2 = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;
+    let good = engine.on_finding(&so2).await.unwrap().alert_id;
+    let pool = sqlx::SqlitePool::connect(&rig.cfg.storage_url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE alerts SET facts = '{\"damaged\": true}' WHERE id = $1")
+        .bind(bad)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    assert_eq!(dispatcher.run_once().await.unwrap(), 2, "both rows settled");
+    assert_eq!(seen.lock().unwrap().len(), 1, "the readable alert is sent");
+    let row = |id| store.outbox(None, Some(id), 10);
+    assert_eq!(row(bad).await.unwrap()[0].state, "failed");
+    assert_eq!(row(good).await.unwrap()[0].state, "sent");
+    clock.advance(Duration::minutes(15));
+    let tick = engine.tick().await.unwrap();
+    assert_eq!(tick.escalated, vec![(good, vec!["L1R0".to_string()])]);
+}

@@ -309,13 +309,16 @@ async fn chart_routes(url: &str) {
 
     // The whole record for a case file, checkable with sha256sum.
     let case = dir.path().join("case");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pollwatch"))
-        .args(["alerts", "--config"])
-        .arg(dir.path().join("config"))
-        .args(["export", &alert.to_string(), "--out"])
-        .arg(&case)
-        .output()
-        .unwrap();
+    let export = |id: i64, out: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pollwatch"))
+            .args(["alerts", "--config"])
+            .arg(dir.path().join("config"))
+            .args(["export", &id.to_string(), "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let out = export(alert, &case);
     assert!(
         out.status.success(),
         "{}",
@@ -355,6 +358,27 @@ async fn chart_routes(url: &str) {
         .replacen("40.0", "34.0", 1);
     std::fs::write(&json, text).unwrap();
     assert!(!check(&case).status.success());
+
+    // An alert with no series to draw (offline): the record alone, still checkable.
+    let plain = dir.path().join("case-offline");
+    assert!(export(offline, &plain).status.success());
+    let mut files: Vec<String> = std::fs::read_dir(&plain)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["SHA256SUMS".to_string(), format!("alert-{offline}.json")]
+    );
+    let ok = check(&plain);
+    assert!(ok.status.success());
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).lines().count(), 1);
+    // No such alert: an error that says so, and nothing written.
+    let none = export(999_999, &dir.path().join("case-none"));
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no alert #999999"));
+    assert!(!dir.path().join("case-none").exists());
 }
 
 /// An `offline` alert for the whole outlet, recorded like any finding.

@@ -147,6 +147,37 @@ fn a_resent_old_o2_value_does_not_correct_a_newer_pollutant_value() {
     assert_eq!(hour(true), once);
 }
 
+/// A logger's minute averages (2051) sent twice count once, like real-time
+/// values do.
+#[test]
+fn minute_averages_sent_twice_count_once() {
+    let hour = |twice: bool| {
+        let mut ev = evaluator(FLUE);
+        let mut all = Vec::new();
+        for m in 0..60 {
+            let mut batch = vec![
+                outlet("DA001", "a21026", t0() + Duration::minutes(m), 40.0),
+                outlet("DA001", "a19001", t0() + Duration::minutes(m), 6.0),
+            ];
+            for r in &mut batch {
+                r.kind = DataKind::Min;
+                r.stat = Stat::Avg;
+            }
+            all.extend(feed(&mut ev, batch.clone()));
+            if twice {
+                all.extend(feed(&mut ev, batch));
+            }
+        }
+        all.extend(tick(&mut ev, t0() + Duration::minutes(66)));
+        let ex = of(&all, RuleName::Exceedance);
+        assert_eq!(ex.len(), 1, "{all:#?}");
+        (ex[0].value, ex[0].evidence.counts.clone())
+    };
+    let once = hour(false);
+    assert_eq!(once.1.as_ref().map(|c| c.values), Some(60));
+    assert_eq!(hour(true), once);
+}
+
 #[test]
 fn hourly_mean_exactly_at_the_limit_is_not_an_exceedance() {
     let mut ev = evaluator(FLUE);
@@ -421,14 +452,22 @@ fn a_value_constant_for_4_hours_is_flagged_but_not_for_3h59() {
         ));
     }
     assert!(of(&f, RuleName::ConstantValue).is_empty(), "3 h 59 min");
+    // Equal within the epsilon, not identical: the evidence shows both as read.
     f.extend(feed(
         &mut ev,
-        vec![outlet("DA001", "a19001", at(240 * 60), 8.5)],
+        vec![outlet("DA001", "a19001", at(240 * 60), 8.5 + 1e-9)],
     ));
     let c = of(&f, RuleName::ConstantValue);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].window_start, t0());
     assert_eq!(c[0].window_end, at(4 * 3600));
+    let shown: Vec<(DateTime<Utc>, f64)> = c[0]
+        .evidence
+        .values
+        .iter()
+        .map(|v| (v.ts, v.value))
+        .collect();
+    assert_eq!(shown, [(t0(), 8.5), (at(4 * 3600), 8.5 + 1e-9)]);
     // Still constant: not raised again.
     f.extend(feed(
         &mut ev,

@@ -454,3 +454,79 @@ fn readings_judged_twice_count_once() {
     assert!(once.is_some());
     assert_eq!(verdict(&out.findings), once);
 }
+
+/// An hour that closes with an exceedance and an emission hour, while the
+/// emission table cannot be written: the finding is stored once and still
+/// reaches the alerts engine (a retry of both writes found it stored already and
+/// handed nothing on).
+#[tokio::test]
+async fn a_failed_emissions_write_does_not_hold_back_the_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let cfg = config_of(&[format!(
+        "{ENTERPRISE}\n[[emission_caps]]\nfactor = \"a21026\"\ntonnes_per_year = 1.0\n"
+    )]);
+    let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+    // Every emissions write fails from now on (as on a full disk); reads work.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON emission_hours BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let clock = Arc::new(ManualClock::new(t0()));
+    let (tap, rx) = tokio::sync::mpsc::channel(64);
+    let (writer, wtask) = Writer::spawn(
+        store.clone(),
+        WriterOptions {
+            tap: Some(tap),
+            ..WriterOptions::default()
+        },
+        clock.clone(),
+    );
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::channel(16);
+    let rules = RulesTask::spawn(
+        store.clone(),
+        plan_rx(&cfg),
+        TaskOptions {
+            tick: StdDuration::from_millis(20),
+            store_attempts: 2,
+            ..TaskOptions::default()
+        },
+        clock.clone(),
+        rx,
+        Some(found_tx),
+    );
+    for i in 0..120 {
+        clock.set(t0() + Duration::seconds(30 * i + 1));
+        let mut batch = upload(i);
+        batch.push(reading("a00000", t0() + Duration::seconds(30 * i), 100.0));
+        writer.write(Batch::readings(batch)).await.unwrap();
+    }
+    clock.set(t0() + Duration::minutes(66));
+    drop(writer);
+    wtask.finish(StdDuration::from_secs(5)).await;
+    rules.join(StdDuration::from_secs(20)).await;
+    let mut handed_on = Vec::new();
+    while let Ok(batch) = found_rx.try_recv() {
+        handed_on.extend(batch);
+    }
+    assert!(
+        handed_on
+            .iter()
+            .any(|f| f.finding.rule == RuleName::Exceedance),
+        "{handed_on:#?}"
+    );
+    let stored = store
+        .findings(&FindingQuery {
+            rule: Some("exceedance".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    store.close().await;
+}

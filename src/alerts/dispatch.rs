@@ -58,6 +58,14 @@ impl Dispatcher {
         self
     }
 
+    /// A row settled without any attempt.
+    fn not_sent() -> DeliveryReport {
+        DeliveryReport {
+            status: DeliveryStatus::Failed,
+            attempts: Vec::new(),
+        }
+    }
+
     /// At start-up: what waited in memory is pending again.
     pub async fn recover(&self) -> Result<u64, AlertError> {
         Ok(self.store.requeue_outbox().await?)
@@ -109,7 +117,16 @@ impl Dispatcher {
             if alert.state != AlertState::Open && row.step != alert.step_key("L0R0") {
                 continue;
             }
-            let facts = parse_facts(&alert)?;
+            let facts = match parse_facts(&alert) {
+                Ok(f) => f,
+                // One unreadable alert must not hold up every row behind it.
+                Err(e) => {
+                    tracing::error!(alert = alert.id, outbox_id = row.id, error = %e, "notification cannot be rendered; marked failed");
+                    self.finish(row.id, &Self::not_sent()).await?;
+                    settled += 1;
+                    continue;
+                }
+            };
             let now = self.clock.now();
             // Planned as if unacknowledged: a queued step is still delivered
             // (acknowledging cancels what is queued, so none waits for such an alert).
@@ -124,14 +141,7 @@ impl Dispatcher {
                 .find(|d| alert.step_key(&d.step.key()) == row.step)
             else {
                 // The route or policy changed under a queued step: say so on record.
-                self.finish(
-                    row.id,
-                    &DeliveryReport {
-                        status: DeliveryStatus::Failed,
-                        attempts: Vec::new(),
-                    },
-                )
-                .await?;
+                self.finish(row.id, &Self::not_sent()).await?;
                 settled += 1;
                 continue;
             };

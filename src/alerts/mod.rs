@@ -192,23 +192,30 @@ impl AlertEngine {
         Ok(rec)
     }
 
-    /// Findings stored but not yet on an alert (the process stopped between the
-    /// two): recorded now, oldest first. Returns how many.
+    /// Findings stored but on no alert (the process stopped between the two, or
+    /// recording one failed while later ones succeeded): recorded now, oldest
+    /// first. One that fails again is logged and left for the next start; it
+    /// does not hold up the others. Returns how many were recorded.
     pub async fn catch_up(&self) -> Result<usize, AlertError> {
-        let last = self.store.last_alerted_finding().await?;
         let mut missed = self
             .store
             .findings(&crate::store::FindingQuery {
-                after_id: Some(last),
+                unalerted: true,
                 limit: 100_000,
                 ..Default::default()
             })
             .await?;
         missed.sort_by_key(|f| f.id);
+        let mut recorded = 0;
         for f in &missed {
-            self.on_finding(f).await?;
+            match self.on_finding(f).await {
+                Ok(_) => recorded += 1,
+                Err(e) => {
+                    tracing::error!(finding = f.id, error = %e, "finding still not recorded on an alert; tried again at the next start")
+                }
+            }
         }
-        Ok(missed.len())
+        Ok(recorded)
     }
 
     /// Time-driven work: alerts clear for `hold` resolve; open alerts escalate.
@@ -238,7 +245,9 @@ impl AlertEngine {
             })
             .await?;
         for alert in &acked {
-            let facts = parse_facts(alert)?;
+            let Some(facts) = readable(alert) else {
+                continue;
+            };
             let plan = match self.notifier.plan(&summary_of(alert, &facts), now) {
                 Ok(p) => p,
                 Err(e) => {
@@ -267,7 +276,9 @@ impl AlertEngine {
             })
             .await?;
         for alert in open.iter().filter(|a| !a.flapping) {
-            let facts = parse_facts(alert)?;
+            let Some(facts) = readable(alert) else {
+                continue;
+            };
             // One alert without a route must not stop the others' escalation.
             let plan = match self.notifier.plan(&summary_of(alert, &facts), now) {
                 Ok(p) => p,
@@ -347,6 +358,16 @@ pub(crate) fn summary_of(alert: &AlertRow, facts: &AlertFacts) -> AlertSummary {
         acked_at: alert.acked_at,
         ..summary(alert.id, facts, alert.cycle_start())
     }
+}
+
+/// The alert's facts, or `None` with the reason logged: one unreadable alert
+/// must not stop the others' escalation.
+fn readable(alert: &AlertRow) -> Option<AlertFacts> {
+    parse_facts(alert)
+        .map_err(
+            |e| tracing::error!(alert = alert.id, error = %e, "alert facts unreadable; skipped"),
+        )
+        .ok()
 }
 
 pub fn parse_facts(alert: &AlertRow) -> Result<AlertFacts, AlertError> {

@@ -72,7 +72,8 @@ fn key(id: &str) -> [u8; 32] {
     sha2::Sha256::digest(id.as_bytes()).into()
 }
 
-fn random_hex() -> Result<String, SessionError> {
+/// 256 random bits from the operating system, in hex.
+pub(crate) fn random_hex() -> Result<String, SessionError> {
     let mut b = [0u8; 32];
     getrandom::getrandom(&mut b).map_err(SessionError::Random)?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())

@@ -64,6 +64,8 @@ pub enum DemoError {
     Daemon(#[from] DaemonError),
     #[error("the daemon stopped on its own")]
     DaemonEnded,
+    #[error("cannot make the demo's API tokens: {0}")]
+    Token(#[source] crate::console::session::SessionError),
 }
 
 /// A running demo. Call [`Demo::stop`] to shut it down cleanly.
@@ -111,8 +113,8 @@ impl Demo {
         let setup = config::Setup {
             state_dir: dir.path().join("state"),
             receiver_url: receiver.url.clone(),
-            viewer_token: token("viewer"),
-            operator_token: token("operator"),
+            viewer_token: token("viewer")?,
+            operator_token: token("operator")?,
             modbus: devices.modbus,
             dlt645: devices.dlt645,
             poll: clock.real(sims::SAMPLE_EVERY_SIM),
@@ -225,22 +227,8 @@ fn ended(r: Result<Result<(), DaemonError>, tokio::task::JoinError>) -> DemoErro
     }
 }
 
-/// A bearer token for this run only: unguessable enough for a loopback demo
-/// (process id, time and a stack address hashed), and different every run.
-fn token(role: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let local = 0u8;
-    let mut h = Sha256::new();
-    h.update(role.as_bytes());
-    h.update(std::process::id().to_le_bytes());
-    h.update(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-            .to_le_bytes(),
-    );
-    h.update((&local as *const u8 as usize).to_le_bytes());
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    format!("demo-{role}-{}", &hex[..24])
+/// A bearer token for this run only, from the operating system's randomness.
+fn token(role: &str) -> Result<String, DemoError> {
+    let hex = crate::console::session::random_hex().map_err(DemoError::Token)?;
+    Ok(format!("demo-{role}-{}", &hex[..24]))
 }

@@ -170,9 +170,12 @@ pub(crate) fn check_value(s: SeriesView<'_>, ctx: &Ctx<'_>, r: &Reading, out: &m
                 }
                 let held = r.ts - start;
                 run.raised = true;
+                // The run's first value as it was read (equal within epsilon,
+                // not necessarily identical to the latest).
                 let first = run.first_flag.map(|flag| EvidenceValue {
                     ts: start,
                     flag,
+                    value: run.value,
                     ..ev(r)
                 });
                 let values = first.into_iter().chain([ev(r)]).collect();

@@ -407,7 +407,14 @@ impl Series {
         let Some(hour) = self.hour.as_mut() else {
             return false;
         };
-        if r.kind == DataKind::Rtd && !hour.first_sight(r.ts) {
+        // A value sent again (a logger's resend, a replay overtaking the tap)
+        // counts once.
+        let first = match r.kind {
+            DataKind::Rtd => hour.first_sight(r.ts),
+            DataKind::Min => hour.first_minute_sight(r.ts),
+            DataKind::Hour | DataKind::Day => true,
+        };
+        if !first {
             return false;
         }
         hour.counts.values += 1;

@@ -122,7 +122,9 @@ impl Run {
             return;
         };
         let mut plans_open = true;
-        let mut next_seq: Option<u64> = None;
+        // The writer numbers from 1: batches dropped before the first one arrives
+        // show as a gap too.
+        let mut next_seq: Option<u64> = Some(1);
         let mut ticker = tokio::time::interval(self.opts.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = Output::default();
@@ -253,73 +255,108 @@ impl Run {
         Ok(())
     }
 
+    /// Stores findings, hands the new ones on, then stores the emission hours.
+    /// The two writes are retried apart: retrying both after the emissions
+    /// failed would find the findings already stored and report none as new, so
+    /// they would never reach the alerts engine.
     async fn persist(&self, out: Output) {
         if out.is_empty() {
             return;
         }
         let now = self.clock.now();
+        if !out.findings.is_empty() {
+            let stored = self
+                .retry("findings", || {
+                    self.store.insert_findings(&out.findings, now)
+                })
+                .await;
+            match stored {
+                Some(ids) => self.forward_new(&out, ids, now).await,
+                None => tracing::error!(
+                    findings = out.findings.len(),
+                    "findings could not be stored; they are raised again at the next rebuild if their data is still replayed"
+                ),
+            }
+        }
+        if !out.emissions.is_empty()
+            && self
+                .retry("emission hours", || {
+                    self.store.upsert_emissions(&out.emissions)
+                })
+                .await
+                .is_none()
+        {
+            tracing::error!(
+                emissions = out.emissions.len(),
+                "emission hours could not be stored; the next rebuild computes them again"
+            );
+        }
+    }
+
+    /// `write` until it succeeds, at most `store_attempts` times.
+    async fn retry<T, F, Fut>(&self, what: &str, mut write: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=self.opts.store_attempts.max(1) {
-            let result = async {
-                let ids = self.store.insert_findings(&out.findings, now).await?;
-                self.store.upsert_emissions(&out.emissions).await?;
-                Ok::<_, crate::store::StoreError>(ids)
-            }
-            .await;
-            match result {
-                Ok(ids) => {
-                    let new: Vec<StoredFinding> = out
-                        .findings
-                        .iter()
-                        .zip(ids)
-                        .filter_map(|(f, id)| {
-                            Some(StoredFinding {
-                                id: id?,
-                                created: now,
-                                finding: f.clone(),
-                            })
-                        })
-                        .collect();
-                    let repeated = out.findings.len() - new.len();
-                    self.stats
-                        .findings_repeated
-                        .fetch_add(repeated as u64, Ordering::Relaxed);
-                    self.stats
-                        .findings_new
-                        .fetch_add(new.len() as u64, Ordering::Relaxed);
-                    for s in &new {
-                        let f = &s.finding;
-                        tracing::info!(
-                            id = s.id,
-                            rule = f.rule.as_str(),
-                            severity = f.severity.as_str(),
-                            enterprise = %f.enterprise,
-                            location = %f.location_text(),
-                            factor = %f.factor,
-                            window_start = %f.window_start,
-                            "{}",
-                            f.message
-                        );
-                    }
-                    if let (Some(fwd), false) = (&self.forward, new.is_empty()) {
-                        // The alerts engine reads the table too; a closed receiver only
-                        // means it is shutting down.
-                        let _ = fwd.send(new).await;
-                    }
-                    return;
-                }
+            match write().await {
+                Ok(v) => return Some(v),
                 Err(e) => {
                     self.stats.store_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, attempt, findings = out.findings.len(), "storing findings failed; retrying");
+                    tracing::warn!(error = %e, attempt, what, "storing failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        tracing::error!(
-            findings = out.findings.len(),
-            emissions = out.emissions.len(),
-            "findings could not be stored; they are raised again at the next rebuild if their data is still replayed"
-        );
+        None
+    }
+
+    async fn forward_new(
+        &self,
+        out: &Output,
+        ids: Vec<Option<i64>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let new: Vec<StoredFinding> = out
+            .findings
+            .iter()
+            .zip(ids)
+            .filter_map(|(f, id)| {
+                Some(StoredFinding {
+                    id: id?,
+                    created: now,
+                    finding: f.clone(),
+                })
+            })
+            .collect();
+        let repeated = out.findings.len() - new.len();
+        self.stats
+            .findings_repeated
+            .fetch_add(repeated as u64, Ordering::Relaxed);
+        self.stats
+            .findings_new
+            .fetch_add(new.len() as u64, Ordering::Relaxed);
+        for s in &new {
+            let f = &s.finding;
+            tracing::info!(
+                id = s.id,
+                rule = f.rule.as_str(),
+                severity = f.severity.as_str(),
+                enterprise = %f.enterprise,
+                location = %f.location_text(),
+                factor = %f.factor,
+                window_start = %f.window_start,
+                "{}",
+                f.message
+            );
+        }
+        if let (Some(fwd), false) = (&self.forward, new.is_empty()) {
+            // The alerts engine reads the table too; a closed receiver only
+            // means it is shutting down.
+            let _ = fwd.send(new).await;
+        }
     }
 }

@@ -183,6 +183,16 @@ impl HourWin {
         new
     }
 
+    /// Like [`first_sight`](Self::first_sight) for a logger's minute average
+    /// (one per minute; bit 60, above the 60 seconds' bits).
+    pub fn first_minute_sight(&mut self, t: DateTime<Utc>) -> bool {
+        let m = self.minute_of(t);
+        let slot = &mut self.slots[m];
+        let new = slot.seen & (1u64 << 60) == 0;
+        slot.seen |= 1u64 << 60;
+        new
+    }
+
     pub fn supply_minute(&mut self, t: DateTime<Utc>, judged: f64, measured: f64) {
         let m = self.minute_of(t);
         self.slots[m].supplied = Some((judged, measured));

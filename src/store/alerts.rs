@@ -542,17 +542,6 @@ impl Store {
         })
     }
 
-    /// The newest finding already recorded on an alert (0: none).
-    pub async fn last_alerted_finding(&self) -> Result<i64, StoreError> {
-        on_pool!(self, |pool, _Db| {
-            let n: Option<i64> = sqlx::query_scalar("SELECT max(finding_id) FROM alert_findings")
-                .fetch_one(pool)
-                .await
-                .map_err(StoreError::db("read alerted findings"))?;
-            Ok(n.unwrap_or(0))
-        })
-    }
-
     pub async fn alert_finding_ids(&self, id: i64) -> Result<Vec<i64>, StoreError> {
         on_pool!(self, |pool, _Db| {
             sqlx::query_scalar(

@@ -20,6 +20,8 @@ pub struct FindingQuery {
     pub after_id: Option<i64>,
     /// Only the findings recorded on this alert (its evidence).
     pub alert: Option<i64>,
+    /// Only findings recorded on no alert (the alerts engine missed them).
+    pub unalerted: bool,
     pub limit: u32,
 }
 
@@ -117,6 +119,9 @@ impl Store {
                 b.push(" AND id IN (SELECT finding_id FROM alert_findings WHERE alert_id = ")
                     .push_bind(a)
                     .push(")");
+            }
+            if q.unalerted {
+                b.push(" AND id NOT IN (SELECT finding_id FROM alert_findings)");
             }
             b.push(" ORDER BY id DESC LIMIT ")
                 .push_bind(i64::from(q.limit));
