@@ -221,10 +221,7 @@ async fn chart(
     };
     std::fs::write(output, &bytes)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", output.display()))?;
-    let hash: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = super::cli::export::hex(&Sha256::digest(&bytes));
     println!(
         "alert #{id}: chart written to {} ({} bytes, sha256 {hash})",
         output.display(),

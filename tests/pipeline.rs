@@ -87,6 +87,20 @@ async fn api_checks(port: u16) -> Result<(), String> {
     {
         return Err(format!("alert record: {rec:#}"));
     }
+    // Acknowledged is still open work: the status page counts it.
+    let status: serde_json::Value = get(
+        format!("http://127.0.0.1:{port}/api/v1/enterprises"),
+        Some(VIEWER),
+    )
+    .await
+    .map_err(|e| e.to_string())?
+    .json()
+    .await
+    .map_err(|e| e.to_string())?;
+    let outlet = &status["enterprises"][0]["outlets"][0];
+    if outlet["id"] != "DA001" || outlet["open_alerts"] != 1 {
+        return Err(format!("open alerts on the status page: {status:#}"));
+    }
     let metrics = get(format!("http://127.0.0.1:{port}/metrics"), Some(VIEWER))
         .await
         .map_err(|e| e.to_string())?

@@ -7,7 +7,7 @@ use crate::notify::AlertFacts;
 use crate::rules::Finding;
 
 pub fn facts_for(config: &Config, f: &Finding, severity: Severity) -> AlertFacts {
-    let e = config.enterprises.iter().find(|e| *e.id == *f.enterprise);
+    let e = config.enterprise(&f.enterprise);
     let (loc_id, loc_name) = match &f.location {
         Some(Location::Outlet(id)) => (
             id.to_string(),

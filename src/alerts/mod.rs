@@ -103,9 +103,8 @@ impl AlertEngine {
         let a = &self.config.daemon.alerts;
         let positive = self
             .config
-            .enterprises
-            .iter()
-            .any(|e| *e.id == *f.finding.enterprise && e.positive_list);
+            .enterprise(&f.finding.enterprise)
+            .is_some_and(|e| e.positive_list);
         let severity = a.severity_of(f.finding.rule.as_str(), positive);
         let facts = facts_for(&self.config, &f.finding, severity);
         let new = NewAlert {

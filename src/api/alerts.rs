@@ -34,20 +34,12 @@ pub fn routes() -> Router<ApiState> {
 pub fn open_alerts_hook() -> OpenAlertsHook {
     std::sync::Arc::new(|store: Store| {
         Box::pin(async move {
-            let mut counts = OpenAlertCounts::new();
-            for state in [AlertState::Open, AlertState::Acknowledged] {
-                let rows = store
-                    .alerts(&AlertQuery {
-                        state: Some(state),
-                        limit: 100_000,
-                        ..Default::default()
-                    })
-                    .await?;
-                for a in rows {
-                    *counts.entry((a.enterprise, a.location)).or_default() += 1;
-                }
-            }
-            Ok(counts)
+            Ok(store
+                .open_alert_counts()
+                .await?
+                .into_iter()
+                .map(|(e, l, n)| ((e, l), n))
+                .collect::<OpenAlertCounts>())
         })
     })
 }

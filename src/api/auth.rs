@@ -64,14 +64,6 @@ impl Tokens {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The name and role of `presented`, if it is one of ours.
     fn find(&self, presented: &[u8]) -> Option<(&str, HttpRole)> {
         self.find_entry(presented)

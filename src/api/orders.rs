@@ -226,7 +226,7 @@ async fn issue(
         );
     };
     let config = s.config.borrow().clone();
-    let Some(enterprise) = config.enterprises.iter().find(|e| e.id == b.enterprise) else {
+    let Some(enterprise) = config.enterprise(&b.enterprise) else {
         return unprocessable(vec![format!(
             "enterprise: no enterprise {:?} in config",
             b.enterprise

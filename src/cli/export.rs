@@ -111,6 +111,7 @@ pub async fn export(
     Ok(sums)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex, as `sha256sum` prints.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

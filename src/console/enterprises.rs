@@ -3,9 +3,8 @@
 //! hour against the permit, are production and treatment running together, and
 //! which production orders are in force.
 //!
-//! Orders come from the enterprise config today ([`orders`] is the one place
-//! that reads them); when the runtime orders API (`/api/v1/orders`) lands, that
-//! function is what changes.
+//! Orders come from the enterprise's file and from the runtime orders API
+//! (`/api/v1/orders`), merged in [`orders`].
 
 use std::fmt::Write as _;
 
@@ -85,13 +84,12 @@ async fn list(Officer(who): Officer, State(s): State<ApiState>) -> Response {
 /// The production orders to show for `e`: those of its file and those issued at
 /// runtime (`/api/v1/orders`; a cancelled one ends at its cancellation), not yet
 /// over at `now`, each with where it came from.
-pub fn orders(e: &Enterprise, runtime: &[StoredOrder], now: DateTime<Utc>) -> Vec<(Order, String)> {
+fn orders(e: &Enterprise, runtime: &[StoredOrder], now: DateTime<Utc>) -> Vec<(Order, String)> {
     let file = e.orders.iter().map(|o| (o.clone(), "企业配置".to_string()));
-    let api = runtime.iter().filter(|r| r.enterprise == e.id).map(|r| {
-        let mut o = r.order.clone();
-        o.end = r.effective_end().with_timezone(o.end.offset());
-        (o, format!("{} 下达", r.issued_by))
-    });
+    let api = runtime
+        .iter()
+        .filter(|r| r.enterprise == e.id)
+        .map(|r| (r.effective_order(), format!("{} 下达", r.issued_by)));
     file.chain(api)
         .filter(|(o, _)| o.end.with_timezone(&Utc) > now)
         .collect()

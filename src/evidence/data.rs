@@ -82,8 +82,8 @@ pub async fn alert_chart(
     let from = span_from - window.before;
     let to = (span_to + window.after).min(now).max(span_to);
 
-    let plan = Plan::new(config);
-    let outlet = plan_outlet(&plan, &alert.enterprise, &location);
+    let plan = Plan::enterprise_of(config, &alert.enterprise);
+    let outlet = plan.as_ref().and_then(|e| plan_outlet(e, &location));
     let o2_reference = outlet.and_then(|o| o.o2_reference);
     let tz = config.timezone;
 
@@ -183,14 +183,12 @@ fn span(alert: &AlertRow, findings: &[StoredFinding]) -> (DateTime<Utc>, DateTim
 }
 
 fn plan_outlet<'p>(
-    plan: &'p Plan,
-    enterprise: &str,
+    e: &'p crate::rules::plan::EnterprisePlan,
     location: &Location,
 ) -> Option<&'p crate::rules::plan::OutletPlan> {
     let Location::Outlet(id) = location else {
         return None;
     };
-    let e = &plan.enterprises[*plan.enterprise_ix.get(enterprise)?];
     e.outlets.get(*e.outlet_ix.get(&**id)?)
 }
 

@@ -157,10 +157,6 @@ impl Notifier {
         })
     }
 
-    pub fn roster(&self) -> &Roster {
-        &self.roster
-    }
-
     /// The alert rendered with the default (Chinese) templates.
     pub fn message(&self, facts: &AlertFacts) -> Message {
         self.templates.message(facts, self.tz)

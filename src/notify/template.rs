@@ -174,15 +174,6 @@ pub fn window(start: DateTime<Utc>, end: DateTime<Utc>, tz: Tz) -> String {
     }
 }
 
-/// How a limit's basis reads in a message (`AlertFacts::basis`).
-pub fn basis_label(b: crate::config::Basis) -> &'static str {
-    match b {
-        crate::config::Basis::Instant => "实时值",
-        crate::config::Basis::Hour => "小时均值",
-        crate::config::Basis::Day => "日均值",
-    }
-}
-
 /// "SO2 小时均值(折算) 41.2 mg/m³，限值 35"
 pub fn measurement(f: &AlertFacts) -> String {
     // pH has no unit: "pH值 实时值 5.8，限值 6", not "5.8 ，".

@@ -203,6 +203,17 @@ impl Plan {
         }
     }
 
+    /// One enterprise's compiled plan (config only), for readers that need one
+    /// outlet's limits without compiling the whole city.
+    pub fn enterprise_of(config: &Config, id: &str) -> Option<EnterprisePlan> {
+        config
+            .enterprises
+            .iter()
+            .zip(&config.enterprise_files)
+            .find(|(e, _)| e.id == id)
+            .map(|(e, f)| enterprise(e, f, &[]))
+    }
+
     pub fn series_count(&self) -> usize {
         self.enterprises
             .iter()
@@ -350,11 +361,9 @@ fn enterprise(e: &Enterprise, file: &str, runtime: &[&StoredOrder]) -> Enterpris
         })
         .collect();
     // Runtime orders judge up to their cancellation; their key names the API row.
-    let runtime = runtime.iter().map(|r| {
-        let mut o = r.order.clone();
-        o.end = r.effective_end().with_timezone(o.end.offset());
-        (o, format!("api-orders/{}", r.id))
-    });
+    let runtime = runtime
+        .iter()
+        .map(|r| (r.effective_order(), format!("api-orders/{}", r.id)));
     let orders: Vec<OrderPlan> = e
         .orders
         .iter()

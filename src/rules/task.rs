@@ -117,7 +117,8 @@ struct Run {
 
 impl Run {
     async fn run(self, mut tap: mpsc::Receiver<Committed>, mut plans: watch::Receiver<Arc<Plan>>) {
-        let plan = plans.borrow_and_update().clone();
+        // The plan in force, kept so a gap's rebuild need not copy the evaluator's.
+        let mut plan = plans.borrow_and_update().clone();
         let Some(mut ev) = self.rebuild(&mut tap, &plan).await else {
             return;
         };
@@ -139,7 +140,6 @@ impl Run {
                             got = c.seq,
                             "rules engine missed committed readings; rebuilding from the store"
                         );
-                        let plan = Arc::new(ev.plan().clone());
                         match self.rebuild(&mut tap, &plan).await {
                             Some(fresh) => ev = fresh,
                             None => return,
@@ -155,7 +155,7 @@ impl Run {
                         plans_open = false;
                         continue;
                     }
-                    let plan = plans.borrow_and_update().clone();
+                    plan = plans.borrow_and_update().clone();
                     if let Err(e) = self.replan(&mut ev, &plan, &mut out).await {
                         tracing::error!(error = %e, "replaying changed enterprises failed; rebuilding everything");
                         match self.rebuild(&mut tap, &plan).await {

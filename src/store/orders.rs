@@ -5,7 +5,6 @@
 //! weeks later; the row that proves it was in force must still be there.
 
 use chrono::{DateTime, FixedOffset, Utc};
-use sqlx::Row as _;
 
 use super::{from_ms, to_ms, Store, StoreError};
 use crate::config::{HumanDuration, Order, OrderKind};
@@ -40,6 +39,13 @@ impl StoredOrder {
         }
     }
 
+    /// The order as the rules judge it: ending at its cancellation, if any.
+    pub fn effective_order(&self) -> Order {
+        let mut o = self.order.clone();
+        o.end = self.effective_end().with_timezone(o.end.offset());
+        o
+    }
+
     /// In force (or still to come) at `now`.
     pub fn active(&self, now: DateTime<Utc>) -> bool {
         self.effective_end() > now
@@ -71,7 +77,7 @@ impl Store {
         let grace_ms = order
             .grace
             .map(|g| i64::try_from(g.0.as_millis()).unwrap_or(i64::MAX));
-        let id: i64 = on_pool!(self, |pool, Db| {
+        on_pool!(self, |pool, Db| {
             let mut b = sqlx::QueryBuilder::<Db>::new(
                 "INSERT INTO orders (enterprise, name, kind, start_at, start_offset, end_at, allowed_share, meters, baseline_kw, grace_ms, reason, issued_by, issued_at) ",
             );
@@ -90,16 +96,14 @@ impl Store {
                     .push_bind(by)
                     .push_bind(to_ms(at));
             });
-            b.push(" RETURNING id");
-            b.build()
+            b.push(format!(" RETURNING {COLUMNS}"));
+            let row = b
+                .build()
                 .fetch_one(pool)
                 .await
-                .map_err(StoreError::db("insert order"))?
-                .get(0)
-        });
-        self.order(id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("order {id} vanished after insert")))
+                .map_err(StoreError::db("insert order"))?;
+            stored_order(&row)
+        })
     }
 
     pub async fn order(&self, id: i64) -> Result<Option<StoredOrder>, StoreError> {

@@ -384,21 +384,25 @@ impl Task {
     /// Offers the committed readings to the tap without ever waiting for it.
     fn offer(&mut self, parts: &[Received]) {
         let Some(tap) = &self.opts.tap else { return };
-        let readings: Arc<[Reading]> = parts
-            .iter()
-            .flat_map(|p| p.batch.readings.iter().cloned())
-            .collect();
-        if readings.is_empty() {
+        let n: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
+        if n == 0 {
             return;
         }
         self.tap_seq += 1;
-        let n = readings.len();
-        match tap.try_send(Committed {
-            seq: self.tap_seq,
-            readings,
-        }) {
-            Ok(()) => self.tap_tail_dropped = false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        // Room first: the readings are copied only when they will be offered.
+        match tap.try_reserve() {
+            Ok(permit) => {
+                let readings: Arc<[Reading]> = parts
+                    .iter()
+                    .flat_map(|p| p.batch.readings.iter().cloned())
+                    .collect();
+                permit.send(Committed {
+                    seq: self.tap_seq,
+                    readings,
+                });
+                self.tap_tail_dropped = false;
+            }
+            Err(mpsc::error::TrySendError::Full(())) => {
                 self.tap_tail_dropped = true;
                 let total = self.stats.tap_lagged.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
                 tracing::error!(
@@ -408,7 +412,7 @@ impl Task {
                 );
             }
             // The evaluator has stopped (shutdown); the store has the readings.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(())) => {}
         }
     }
 

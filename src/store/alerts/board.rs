@@ -153,6 +153,23 @@ impl Store {
         })
     }
 
+    /// Open and acknowledged alerts per (enterprise, location), counted by the
+    /// database (the status pages ask on every request).
+    pub async fn open_alert_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        on_pool!(self, |pool, _Db| {
+            let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT enterprise, location, count(*) FROM alerts WHERE state IN ('open', 'acknowledged') GROUP BY enterprise, location",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("count open alerts"))?;
+            Ok(rows
+                .into_iter()
+                .map(|(e, l, n)| (e, l, u64::try_from(n).unwrap_or(0)))
+                .collect())
+        })
+    }
+
     /// Distinct rules with alerts, for the board's filter.
     pub async fn alert_rules(&self) -> Result<Vec<String>, StoreError> {
         on_pool!(self, |pool, _Db| {
