@@ -310,4 +310,15 @@ async fn orders_are_issued_judged_cancelled_and_kept() {
     assert!(daemon.log()[from..]
         .iter()
         .any(|l| l.contains("rules plan swapped")));
+    let (_, metrics) = api.send(M::GET, "/metrics", Some(VIEWER), None).await;
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    for line in [
+        "pollwatch_rules_plan_swaps_total 1",
+        "pollwatch_rules_replayed_enterprises_total 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
+    }
 }

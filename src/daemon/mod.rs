@@ -178,31 +178,60 @@ pub async fn run(
     let rules_stats = rules.stats.clone();
     metrics.collect(move |out| {
         let s = &rules_stats;
-        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        out.counter(
-            "pollwatch_rules_readings_total",
-            "Readings judged by the rules engine.",
-            &[],
-            n(&s.readings),
-        );
-        out.counter(
-            "pollwatch_rules_findings_total",
-            "New findings stored by the rules engine.",
-            &[],
-            n(&s.findings_new),
-        );
-        out.counter(
-            "pollwatch_rules_rebuilds_total",
-            "Rebuilds of the evaluation state from the store.",
-            &[],
-            n(&s.rebuilds),
-        );
-        out.counter(
-            "pollwatch_rules_gaps_total",
-            "Times the rules engine fell behind the writer and recovered from the store.",
-            &[],
-            n(&s.gaps),
-        );
+        for (name, help, v) in [
+            (
+                "pollwatch_rules_readings_total",
+                "Readings judged by the rules engine.",
+                &s.readings,
+            ),
+            (
+                "pollwatch_rules_findings_total",
+                "New findings stored by the rules engine.",
+                &s.findings_new,
+            ),
+            (
+                "pollwatch_rules_findings_repeated_total",
+                "Findings raised again (a replay) and already stored.",
+                &s.findings_repeated,
+            ),
+            (
+                "pollwatch_rules_rebuilds_total",
+                "Rebuilds of the evaluation state from the store.",
+                &s.rebuilds,
+            ),
+            (
+                "pollwatch_rules_gaps_total",
+                "Times the rules engine fell behind the writer and recovered from the store.",
+                &s.gaps,
+            ),
+            (
+                "pollwatch_rules_plan_swaps_total",
+                "Rules plans swapped in (reloads, production orders).",
+                &s.replans,
+            ),
+            (
+                "pollwatch_rules_replayed_enterprises_total",
+                "Enterprises replayed from the store because a plan swap changed them.",
+                &s.replayed,
+            ),
+            (
+                "pollwatch_rules_ticks_deferred_total",
+                "Ticks put off while committed readings waited to be judged.",
+                &s.ticks_deferred,
+            ),
+            (
+                "pollwatch_rules_store_failures_total",
+                "Failed writes of findings or emission hours (retried).",
+                &s.store_failures,
+            ),
+        ] {
+            out.counter(
+                name,
+                help,
+                &[],
+                v.load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }
     });
     let alerts = crate::alerts::AlertsTask::spawn_from_config(
         store.clone(),
