@@ -410,6 +410,7 @@ async fn the_enterprise_page_shows_this_hour_power_linkage_and_orders() {
     let cfg = write_config(dir.path(), "");
     write_power_plant(&cfg, now);
     let mut daemon = Daemon::start(&cfg.dir, Some(&dir.path().join("daemon.log")));
+    cfg.bound(&daemon);
     let base = cfg.base();
     let c = client();
     let cookie = session(&c, &base, VIEWER).await;

@@ -142,7 +142,8 @@ async fn an_exceedance_appears_live_and_is_acknowledged_in_the_browser() {
     cfg.with_wecom(&wecom);
     let log = dir.path().join("daemon.log");
     let mut daemon = Daemon::start(&cfg.dir, Some(&log));
-    let port = cfg.hj212_port;
+    cfg.bound(&daemon);
+    let port = cfg.hj212_port();
     let lines = run_script(&cfg, dir.path(), "live", |step| async move {
         assert_eq!(step, "exceedance");
         upload_exceedance(port).await;

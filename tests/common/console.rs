@@ -13,16 +13,40 @@ use pollwatch::store::{NewAlert, Store};
 pub const VIEWER: &str = "viewer-token-0123456789";
 pub const OPERATOR: &str = "operator-token-0123456789";
 
+/// The daemon listens on ports the system picks (port 0): a port found free
+/// beforehand can be taken by a parallel test before the daemon binds it. The
+/// ports are learnt from the daemon's ready line ([`ConsoleConfig::bound`]).
 pub struct ConsoleConfig {
     pub dir: PathBuf,
-    pub hj212_port: u16,
-    pub http_port: u16,
+    hj212_port: std::cell::Cell<u16>,
+    http_port: std::cell::Cell<u16>,
     pub db: PathBuf,
 }
 
 impl ConsoleConfig {
+    /// Learns the listeners' ports from the started daemon.
+    pub fn bound(&self, daemon: &super::daemon::Daemon) {
+        let port = |key: &str| {
+            daemon
+                .field(key)
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .port()
+        };
+        self.hj212_port.set(port("hj212"));
+        self.http_port.set(port("http"));
+    }
+
+    pub fn hj212_port(&self) -> u16 {
+        let p = self.hj212_port.get();
+        assert_ne!(p, 0, "call bound() after starting the daemon");
+        p
+    }
+
     pub fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
+        let p = self.http_port.get();
+        assert_ne!(p, 0, "call bound() after starting the daemon");
+        format!("http://127.0.0.1:{p}")
     }
 
     pub fn toml(&self) -> PathBuf {
@@ -85,14 +109,13 @@ pub async fn seed_e1_exceedance(store: &Store, at: DateTime<Utc>) -> i64 {
 /// Two enterprises in two districts; E2's name tries to inject a script.
 /// `http_extra` goes into `[http]`.
 pub fn write_config(dir: &Path, http_extra: &str) -> ConsoleConfig {
-    let (hj212_port, http_port) = (super::free_port(), super::free_port());
     let cfg = dir.join("config");
     std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
     std::fs::write(
         cfg.join("pollwatch.toml"),
         format!(
-            "[daemon]\nstate_dir = {state:?}\n[hj212]\nlisten = \"127.0.0.1:{hj212_port}\"\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\n\
+            "[daemon]\nstate_dir = {state:?}\n[hj212]\nlisten = \"127.0.0.1:0\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n{http_extra}\n\
              [[http.tokens]]\nname = \"board\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n\
              [[http.tokens]]\nname = \"desk\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n",
             state = dir.join("state").display().to_string()
@@ -109,8 +132,8 @@ pub fn write_config(dir: &Path, http_extra: &str) -> ConsoleConfig {
     .unwrap();
     ConsoleConfig {
         dir: cfg,
-        hj212_port,
-        http_port,
+        hj212_port: Default::default(),
+        http_port: Default::default(),
         db: dir.join("state/pollwatch.db"),
     }
 }
@@ -120,9 +143,8 @@ impl ConsoleConfig {
     pub fn with_wecom(&self, url: &str) {
         let mut text = std::fs::read_to_string(self.toml()).unwrap();
         text.push_str(&format!(
-            "\n[alerts]\nconsole_url = \"{}\"\n\n\
-             [[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\nmention = true\n",
-            self.base()
+            "\n[alerts]\nconsole_url = \"http://console.example\"\n\n\
+             [[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\nmention = true\n"
         ));
         std::fs::write(self.toml(), text).unwrap();
         std::fs::write(self.dir.join("duty.toml"), DUTY_TOML).unwrap();
@@ -156,6 +178,7 @@ pub async fn login(c: &reqwest::Client, base: &str, token: &str) -> (u16, Option
 pub fn start(dir: &Path) -> (ConsoleConfig, super::daemon::Daemon) {
     let cfg = write_config(dir, "");
     let daemon = super::daemon::Daemon::start(&cfg.dir, Some(&dir.join("daemon.log")));
+    cfg.bound(&daemon);
     (cfg, daemon)
 }
 
