@@ -249,10 +249,11 @@ async fn a_notification_pending_at_sigkill_is_delivered_after_restart_once() {
     );
 }
 
-/// The shipped situation: the channel's secret file is not there yet, so alerts
-/// wait while findings are stored. The sysadmin adds the file and changes who is
-/// on duty, then reloads: the stored exceedance reaches the new officer — no
-/// restart, and nothing lost while alerting was off.
+/// The shipped situation: the channel's secret file is not there yet. Alerting
+/// runs all the same — the alert is opened and on the board — and its
+/// notification is held, since the route has no other channel. The sysadmin adds
+/// the file and changes who is on duty, then reloads: the held notification
+/// reaches the new officer — no restart, and nothing lost meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_start_and_follow_the_roster_on_reload() {
     let dir = tempfile::tempdir().unwrap();
@@ -271,13 +272,16 @@ async fn alerts_start_and_follow_the_roster_on_reload() {
     std::fs::write(&toml, text).unwrap();
     let daemon = Daemon::start(&cfg, None);
     daemon
-        .wait_for_log(0, "alerts are DISABLED", Duration::from_secs(10))
+        .wait_for_log(0, "channel UNAVAILABLE", Duration::from_secs(10))
         .expect("the missing secret file is reported");
 
     common::console::upload_exceedance(port).await;
     daemon
-        .wait_for_log(0, "exceedance", Duration::from_secs(15))
-        .expect("the finding is stored while alerting is off");
+        .wait_for_log(0, "alert opened", Duration::from_secs(15))
+        .expect("the alert opens although its channel is down");
+    daemon
+        .wait_for_log(0, "NOBODY NOTIFIED", Duration::from_secs(15))
+        .expect("the notification is held, loudly");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         seen.lock().unwrap().is_empty(),
