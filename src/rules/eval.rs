@@ -41,11 +41,28 @@ pub struct EmissionHour {
     pub source: &'static str,
 }
 
+/// A closed period that late values belong to: the task re-judges it from the
+/// store ([`super::rejudge`]). One per late value; the task merges them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reopened {
+    pub enterprise: Id,
+    pub outlet: Id,
+    pub factor: Id,
+    /// Start of the local day of the values.
+    pub day: DateTime<Utc>,
+    /// The closed hour they belong to; `None` when only the day is re-judged.
+    pub hour: Option<DateTime<Utc>>,
+    /// Whether the day is closed too (else it is judged when it closes).
+    pub day_closed: bool,
+}
+
 /// What one call produced.
 #[derive(Debug, Default)]
 pub struct Output {
     pub findings: Vec<Finding>,
     pub emissions: Vec<EmissionHour>,
+    /// Closed periods that late values belong to.
+    pub reopened: Vec<Reopened>,
 }
 
 impl Output {

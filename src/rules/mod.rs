@@ -93,6 +93,7 @@
 
 mod anomaly;
 mod close;
+pub mod day;
 mod eval;
 pub mod finding;
 mod limits;
@@ -101,11 +102,12 @@ mod outlet;
 pub mod plan;
 mod power;
 pub mod rebuild;
+pub mod rejudge;
 pub mod task;
 mod totals;
 pub mod window;
 
-pub use eval::{EmissionHour, Evaluator, Options, Output};
+pub use eval::{EmissionHour, Evaluator, Options, Output, Reopened};
 pub use finding::{Counts, Evidence, EvidenceValue, Finding, LimitRef, RuleName, Severity};
 pub use o2::{correct, NotJudgeable, NOT_JUDGEABLE_O2};
 pub use plan::Plan;

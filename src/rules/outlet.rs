@@ -5,13 +5,15 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 use super::anomaly::{self, FlowHour, Run};
+use super::day::{DayWin, HourFlow, HourFlows};
+use super::eval::Reopened;
 use super::eval::{kind_ix, Options, Output, Seen, SeriesIx};
 use super::finding::{Counts, Evidence, EvidenceValue, Finding, RuleName};
 use super::o2::{self, NotJudgeable};
 use super::plan::{self, EnterprisePlan, LimitPlan, OutletPlan, GAS_FLOW, WATER_FLOW};
 use super::power::{MeterState, PowerState};
 use super::totals::{self, CapState};
-use super::window::{day_start, hour_start, DayWin, HourWin, Sample};
+use super::window::{day_start, hour_start, HourWin, Sample};
 use crate::config::{Basis, OutletKind};
 use crate::model::{DataKind, FactorClass, Flag, Id, Location, Reading, Stat};
 
@@ -30,6 +32,9 @@ pub(crate) struct OutletState {
     flow: [Option<Pair>; 4],
     pub seen: Seen,
     pub fm: FlowHour,
+    /// The logger's hourly discharge (`-Cou`) and mean flow, by hour: the
+    /// weights of supplied hours in a flow-weighted day.
+    pub flows: HourFlows,
     /// Earliest end of an open hour or day among the series: ticks before it have
     /// nothing to close, which keeps a tick over a city cheap.
     next_due: Option<DateTime<Utc>>,
@@ -45,6 +50,8 @@ pub(crate) struct Ctx<'a> {
     /// The enterprise's power meters, to ask whether production runs (only asked
     /// when a rule needs it: it is not free).
     pub power: Option<(&'a PowerState, &'a [MeterState])>,
+    /// The outlet's supplied hourly flows.
+    pub flows: &'a HourFlows,
 }
 
 impl Ctx<'_> {
@@ -157,7 +164,7 @@ impl Series {
 
     /// Series with limits keep their windows rolling through silence, so an hour
     /// without data is still judged (as missing).
-    fn tracked(&self) -> bool {
+    pub(crate) fn tracked(&self) -> bool {
         !self.limits.is_empty() || !self.caps.is_empty()
     }
 
@@ -182,6 +189,9 @@ impl OutletState {
     /// Takes in an O2 or flow value for pairing (called for a batch's instant
     /// before its pollutants).
     pub fn pair_sample(&mut self, r: &Reading) {
+        if r.kind == DataKind::Hour && &*r.factor != plan::O2 {
+            self.hour_flow(r);
+        }
         if r.converted || !matches!(r.stat, Stat::Rtd | Stat::Avg) || !r.flag.valid_for_judging() {
             return;
         }
@@ -201,6 +211,42 @@ impl OutletState {
             if newer(&self.flow[k]) {
                 self.flow[k] = Some(Pair { ts: r.ts, value: v });
             }
+        }
+    }
+
+    /// A supplied hourly flow (`-Cou` or `-Avg`), kept as the hour's volume in m³.
+    fn hour_flow(&mut self, r: &Reading) {
+        if r.converted || !r.flag.valid_for_judging() || !r.value.is_finite() || r.value < 0.0 {
+            return;
+        }
+        let gas = &*r.factor == GAS_FLOW;
+        let m3 = match r.stat {
+            Stat::Cou => match &*r.unit {
+                "" | "m³" | "m3" => Some(r.value),
+                "L" | "l" => Some(r.value / 1000.0),
+                _ => None,
+            },
+            // Per second (gas m³/s, water L/s) × 3600 s.
+            Stat::Avg => {
+                flow_per_second(r.value, &r.unit, gas)
+                    .map(|v| if gas { v * 3600.0 } else { v * 3.6 })
+            }
+            _ => None,
+        };
+        let Some(m3) = m3 else { return };
+        let e = self.flows.entry(r.ts).or_insert_with(HourFlow::default);
+        if r.stat == Stat::Cou {
+            e.cou_m3 = Some(m3);
+        } else {
+            e.avg_m3 = Some(m3);
+        }
+        // A few days are enough: older hours are re-judged from the store.
+        while self
+            .flows
+            .first_key_value()
+            .is_some_and(|(t, _)| r.ts - *t > Duration::days(3))
+        {
+            self.flows.pop_first();
         }
     }
 
@@ -257,6 +303,7 @@ impl OutletState {
             tz,
             caps,
             power: Some(power),
+            flows: &self.flows,
         };
         match (r.kind, r.stat) {
             (DataKind::Rtd, Stat::Rtd) | (DataKind::Min, Stat::Avg) => {
@@ -284,9 +331,20 @@ impl OutletState {
                 late
             }
             (DataKind::Hour, Stat::Avg) | (DataKind::Day, Stat::Avg) => {
+                let due = self.series[si].due();
                 let o2 = Self::paired(&self.o2, r.kind, r.ts, opts.pair_max_age);
-                self.series[si].supplied(&mut ctx, r, o2, out);
-                false
+                let late = self.series[si].supplied(&mut ctx, r, o2, out);
+                if late && r.flag.valid_for_judging() && self.series[si].tracked() {
+                    self.series[si].reopen(&ctx, None, day_start(r.ts, tz), out);
+                }
+                let now_due = self.series[si].due();
+                if now_due != due {
+                    self.next_due = match (self.next_due, now_due) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                late
             }
             (DataKind::Hour, Stat::Cou) => {
                 let s = &self.series[si];
@@ -329,12 +387,13 @@ impl OutletState {
             tz,
             caps,
             power: None,
+            flows: &self.flows,
         };
         let t = now - opts.close_after;
         if self.next_due.is_some_and(|d| t >= d) {
             let mut next: Option<DateTime<Utc>> = None;
             for s in &mut self.series {
-                s.roll(&mut ctx, t, out);
+                s.roll(&mut ctx, t, false, out);
                 if let Some(d) = s.due() {
                     next = Some(next.map_or(d, |n| n.min(d)));
                 }
@@ -350,14 +409,33 @@ impl Series {
     fn due(&self) -> Option<DateTime<Utc>> {
         match (&self.hour, &self.day) {
             (Some(h), _) => Some(h.end()),
-            (None, Some(d)) => Some(d.end),
+            (None, Some(d)) => Some(Self::day_due(d)),
             (None, None) => None,
         }
     }
 
+    /// When time alone closes a day without real-time values: the logger's
+    /// hourly average of its last hour is sent after the day ends, so an hour
+    /// later when hours came from the logger.
+    fn day_due(d: &DayWin) -> DateTime<Utc> {
+        if d.has_supplied() {
+            d.end + Duration::hours(1)
+        } else {
+            d.end
+        }
+    }
+
     /// Closes every hour (and day) that ended before `t`, and makes sure a window
-    /// is open for `t` if the series is tracked or has data there.
-    fn roll(&mut self, ctx: &mut Ctx<'_>, t: DateTime<Utc>, out: &mut Output) {
+    /// is open for `t` if the series is tracked or has data there. `by_data`: `t`
+    /// is the time of a value just received (a later period's data closes the
+    /// earlier ones at once), else the clock's (see [`Self::day_due`]).
+    pub(crate) fn roll(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        t: DateTime<Utc>,
+        by_data: bool,
+        out: &mut Output,
+    ) {
         while let Some(h) = &self.hour {
             if t < h.end() {
                 break;
@@ -369,13 +447,50 @@ impl Series {
                 self.hour = Some(HourWin::new(next));
             }
         }
-        if let Some(d) = &self.day {
-            if t >= d.end && self.hour.as_ref().is_none_or(|h| h.start >= d.end) {
-                if let Some(d) = self.day.take() {
-                    self.close_day(ctx, d, out);
-                }
+        while let Some(d) = &self.day {
+            let due = if by_data || self.hour.is_some() {
+                d.end
+            } else {
+                Self::day_due(d)
+            };
+            if t < due || self.hour.as_ref().is_some_and(|h| h.start < d.end) {
+                break;
+            }
+            let Some(d) = self.day.take() else { break };
+            let end = d.end;
+            self.close_day(ctx, d, out);
+            // Without real-time values no hour opens the next day: a tracked
+            // series keeps its days rolling so that a silent day is judged.
+            if self.hour.is_none() && self.tracked() && self.has_basis(Basis::Day) {
+                self.day = Some(DayWin::new(
+                    end,
+                    day_start(end + Duration::hours(36), ctx.tz),
+                ));
             }
         }
+    }
+
+    /// Asks for a closed period to be judged again from the store.
+    pub(crate) fn reopen(
+        &self,
+        ctx: &Ctx<'_>,
+        hour: Option<DateTime<Utc>>,
+        day: DateTime<Utc>,
+        out: &mut Output,
+    ) {
+        let open_day = self
+            .day
+            .as_ref()
+            .map(|d| d.start)
+            .or_else(|| self.hour.as_ref().map(|h| day_start(h.start, ctx.tz)));
+        out.reopened.push(Reopened {
+            enterprise: ctx.plan.id.clone(),
+            outlet: ctx.op.id.clone(),
+            factor: self.factor.clone(),
+            day,
+            hour,
+            day_closed: open_day.is_none_or(|o| day < o),
+        });
     }
 
     /// A real-time or minute value. Returns true when late.
@@ -388,9 +503,16 @@ impl Series {
         out: &mut Output,
     ) -> bool {
         if self.hour.as_ref().is_some_and(|h| r.ts < h.start) {
+            if r.flag.valid_for_judging() && self.tracked() {
+                let day = day_start(r.ts, ctx.tz);
+                self.reopen(ctx, Some(hour_start(r.ts, ctx.tz)), day, out);
+                if let Some(d) = self.day.as_mut().filter(|d| d.start == day) {
+                    d.late = true;
+                }
+            }
             return true;
         }
-        self.roll(ctx, r.ts, out);
+        self.roll(ctx, r.ts, true, out);
         let start = match &self.hour {
             Some(h) => h.start,
             None => {

@@ -557,5 +557,7 @@ impl Store {
 
 mod board;
 mod outbox;
+mod revise;
 mod transition;
 pub use board::{BoardMark, BoardPage, BoardQuery};
+pub use revise::{FindingHistory, FindingRevision, Revised};

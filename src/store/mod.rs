@@ -39,7 +39,7 @@ pub mod writer;
 
 pub use alerts::{
     verify_chain, AlertEvent, AlertQuery, AlertRow, AlertState, Attempt, BoardMark, BoardPage,
-    BoardQuery, NewAlert, OutboxRow, Recorded,
+    BoardQuery, FindingHistory, FindingRevision, NewAlert, OutboxRow, Recorded, Revised,
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};
