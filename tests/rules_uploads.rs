@@ -11,13 +11,13 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use pollwatch::clock::ManualClock;
-use pollwatch::config::{Config, LoadOptions};
+use pollwatch::config::Config;
 use pollwatch::rules::task::{RulesTask, TaskOptions};
 use pollwatch::rules::{Finding, Plan, RuleName};
 use pollwatch::sim::LoggerSim;
 use pollwatch::sources::hj212::codec::time::LocalDateTime;
 use pollwatch::sources::hj212::{Hj212Server, Registry, ServerConfig};
-use pollwatch::store::{FindingQuery, Store, StoreOptions, StoredFinding, Writer, WriterOptions};
+use pollwatch::store::{FindingQuery, Store, StoreOptions, StoredFinding, Writer};
 use tokio::sync::watch;
 
 both_backends!(
@@ -66,14 +66,11 @@ basis = "hour"
 }
 
 fn config(dir: &std::path::Path, outlet_extra: &str) -> Config {
-    std::fs::create_dir_all(dir.join("enterprises")).unwrap();
-    std::fs::write(
-        dir.join("pollwatch.toml"),
-        "[daemon]\ntimezone = \"Asia/Shanghai\"\n\n[hj212]\nlisten = \"127.0.0.1:0\"\n",
+    common::rules_config(
+        dir,
+        "\n[hj212]\nlisten = \"127.0.0.1:0\"\n",
+        &[enterprise(outlet_extra)],
     )
-    .unwrap();
-    std::fs::write(dir.join("enterprises/e1.toml"), enterprise(outlet_extra)).unwrap();
-    Config::load(dir, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A local (Asia/Shanghai) time of late November 2026, for the logger and in UTC.
@@ -125,25 +122,15 @@ impl Rig {
         let cfg = config(dir.path(), outlet_extra);
         let store = Store::open(url, &StoreOptions::default()).await.unwrap();
         let clock = Arc::new(ManualClock::new(local(DAY - 1, 12, 0).1));
-        let (tap, tap_rx) = tokio::sync::mpsc::channel(256);
-        let (writer, wtask) = Writer::spawn(
-            store.clone(),
-            WriterOptions {
-                tap: Some(tap),
-                ..WriterOptions::default()
-            },
-            clock.clone(),
-        );
-        let rules = RulesTask::spawn(
-            store.clone(),
+        let (writer, wtask, rules) = common::rules_pipeline(
+            &store,
+            &clock,
             watch::channel(Arc::new(Plan::new(&cfg))).1,
             TaskOptions {
                 tick: StdDuration::from_millis(20),
                 rejudge_quiet: StdDuration::from_millis(300),
                 ..TaskOptions::default()
             },
-            clock.clone(),
-            tap_rx,
             None,
         );
         let (stop, stop_rx) = watch::channel(false);

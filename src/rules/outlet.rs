@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 use super::anomaly::{self, FlowHour, Run};
-use super::day::{DayWin, HourFlow, HourFlows};
+use super::day::{DayWin, HourFlows};
 use super::eval::Reopened;
 use super::eval::{kind_ix, Options, Output, Seen, SeriesIx};
 use super::finding::{Counts, Evidence, EvidenceValue, Finding, RuleName};
@@ -173,6 +173,20 @@ impl Series {
     }
 }
 
+/// Keeps the outlet's earliest due time when a series' due time moved.
+fn earlier_due(
+    next_due: &mut Option<DateTime<Utc>>,
+    before: Option<DateTime<Utc>>,
+    now: Option<DateTime<Utc>>,
+) {
+    if now != before {
+        *next_due = match (*next_due, now) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
 /// Flow in the catalogue's per-second unit (gas m³/s, water L/s), so that
 /// C × Q is mg/s for both; `None` for a unit we cannot convert.
 fn flow_per_second(value: f64, unit: &str, gas: bool) -> Option<f64> {
@@ -234,7 +248,7 @@ impl OutletState {
             _ => None,
         };
         let Some(m3) = m3 else { return };
-        let e = self.flows.entry(r.ts).or_insert_with(HourFlow::default);
+        let e = self.flows.entry(r.ts).or_default();
         if r.stat == Stat::Cou {
             e.cou_m3 = Some(m3);
         } else {
@@ -321,13 +335,7 @@ impl OutletState {
                         .observe(&ctx, r, s.is_flow, s.water_pollutant && changed, out);
                 }
                 let late = self.series[si].value(&mut ctx, r, o2, flow, out);
-                let now_due = self.series[si].due();
-                if now_due != due {
-                    self.next_due = match (self.next_due, now_due) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
+                earlier_due(&mut self.next_due, due, self.series[si].due());
                 late
             }
             (DataKind::Hour, Stat::Avg) | (DataKind::Day, Stat::Avg) => {
@@ -337,13 +345,7 @@ impl OutletState {
                 if late && r.flag.valid_for_judging() && self.series[si].tracked() {
                     self.series[si].reopen(&ctx, None, day_start(r.ts, tz), out);
                 }
-                let now_due = self.series[si].due();
-                if now_due != due {
-                    self.next_due = match (self.next_due, now_due) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
+                earlier_due(&mut self.next_due, due, self.series[si].due());
                 late
             }
             (DataKind::Hour, Stat::Cou) => {

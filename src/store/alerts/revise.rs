@@ -45,6 +45,9 @@ pub struct FindingRevision {
     pub from_message: String,
 }
 
+/// A revision as read back.
+type RevisionRow = (i64, String, Option<f64>, Option<f64>, String);
+
 /// A stored verdict on a period.
 type StoredRow = (
     i64,
@@ -239,7 +242,7 @@ impl Store {
             let Some((revision, at, reason)) = head else {
                 return Err(StoreError::Corrupt(format!("no finding {id}")));
             };
-            let rows: Vec<(i64, String, Option<f64>, Option<f64>, String)> = sqlx::query_as(
+            let rows: Vec<RevisionRow> = sqlx::query_as(
                 "SELECT at, reason, from_value, to_value, from_message FROM finding_revisions WHERE finding_id = $1 ORDER BY id",
             )
             .bind(id)
