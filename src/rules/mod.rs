@@ -120,6 +120,7 @@ pub mod plan;
 mod power;
 pub mod rebuild;
 pub mod rejudge;
+mod roll;
 pub mod task;
 mod totals;
 pub mod window;
