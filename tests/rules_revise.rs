@@ -303,3 +303,44 @@ fn late_values_reopen_their_period_and_the_rejudged_day_matches_on_time() {
     assert_eq!(got[0].evidence, want[0].evidence);
     assert_eq!(v.periods.len(), 2, "hour 5 and the day");
 }
+
+/// Emission of an hour whose values came late counts toward the year's total
+/// once the day is judged again, as it would have on time.
+#[test]
+fn late_hours_count_toward_the_emission_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let capped =
+        format!("{WASTEWATER}\n[[emission_caps]]\nfactor = \"w01018\"\ntonnes_per_year = 100.0\n");
+    let plan = Plan::new(&common::rules_config(dir.path(), "", &[capped]));
+    let all: Vec<Vec<Reading>> = (0..24).map(|h| hour(h, Some(120.0), 120.0)).collect();
+    let run = |skip: Option<usize>| {
+        let mut ev = Evaluator::new(plan.clone(), Options::default());
+        let mut out = Output::default();
+        for (h, b) in all.iter().enumerate() {
+            if Some(h) != skip {
+                ev.ingest(b, &mut out);
+            }
+        }
+        (ev, out)
+    };
+    let (mut on_time, mut out) = run(None);
+    on_time.tick(day() + Duration::hours(26), &mut out);
+    let want = on_time.emission_total("E1", "w01018").unwrap();
+
+    let (mut late, mut out) = run(Some(5));
+    late.ingest(&all[5], &mut out);
+    late.tick(day() + Duration::hours(26), &mut out);
+    let before = late.emission_total("E1", "w01018").unwrap();
+    let mut job = Job::new(&out.reopened[0]);
+    for r in &out.reopened {
+        job.add(r);
+    }
+    let mut readings: Vec<Reading> = all.concat();
+    readings.sort_by_key(|r| r.ts);
+    let v = rejudge::rejudge(&plan, &Options::default(), &job, &readings);
+    assert_eq!(v.emissions.len(), 1, "hour 5's emission: {:?}", v.emissions);
+    late.record_emissions(&v.emissions, &mut Output::default());
+    let after = late.emission_total("E1", "w01018").unwrap();
+    assert!(before < want, "{before} < {want}");
+    assert!((after - want).abs() < 1e-12, "{after} = {want}");
+}

@@ -297,6 +297,36 @@ impl Evaluator {
         }
     }
 
+    /// Counts emission hours computed elsewhere (a day judged again after late
+    /// data) toward the caps, replacing what was counted for the same hours.
+    pub fn record_emissions(&mut self, hours: &[EmissionHour], out: &mut Output) {
+        let tz = self.plan.tz;
+        for h in hours {
+            let Some(&e) = self.plan.enterprise_ix.get(&*h.enterprise) else {
+                continue;
+            };
+            let plan = &self.plan.enterprises[e];
+            let Some(&oi) = plan.outlet_ix.get(&*h.outlet) else {
+                continue;
+            };
+            for (c, cap) in plan.caps.iter().enumerate() {
+                if cap.factor == h.factor && cap.outlets.contains(&oi) {
+                    super::totals::record(
+                        plan,
+                        &mut self.ents[e].caps,
+                        c,
+                        &plan.outlets[oi],
+                        h.hour,
+                        h.tonnes,
+                        h.source,
+                        tz,
+                        out,
+                    );
+                }
+            }
+        }
+    }
+
     /// Year-to-date tonnes of an enterprise's cap on `factor`.
     pub fn emission_total(&self, enterprise: &str, factor: &str) -> Option<f64> {
         let &e = self.plan.enterprise_ix.get(enterprise)?;

@@ -225,7 +225,7 @@ impl Run {
                         .find(|(_, (_, t))| *t + self.opts.rejudge_quiet <= now)
                         .map(|(k, _)| k.clone());
                     if let Some((job, _)) = ready.and_then(|k| pending.remove(&k)) {
-                        self.rejudge(&plan, &job).await;
+                        self.rejudge(&mut ev, &plan, &job).await;
                     }
                 }
             }
@@ -240,7 +240,7 @@ impl Run {
         self.take_reopened(&mut out, &mut pending);
         self.persist(out).await;
         for (job, _) in std::mem::take(&mut pending).into_values() {
-            self.rejudge(&plan, &job).await;
+            self.rejudge(&mut ev, &plan, &job).await;
         }
         tracing::debug!(
             ingested = ev.ingested,
@@ -274,7 +274,7 @@ impl Run {
     }
 
     /// Judges one outlet-day again from the store and revises what is stored.
-    async fn rejudge(&self, plan: &Plan, job: &Job) {
+    async fn rejudge(&self, ev: &mut Evaluator, plan: &Plan, job: &Job) {
         let started = std::time::Instant::now();
         let (from, to) = job.span(plan, &self.opts.eval);
         let readings = match self
@@ -296,6 +296,11 @@ impl Run {
         let mut added = Vec::with_capacity(v.findings.len() + v.extra.len());
         added.extend(v.findings.iter().cloned());
         added.extend(v.extra);
+        // The reopened hours' emission replaces what the live run counted for
+        // them, in the year-to-date totals too (which may cross a tier).
+        let mut caps = Output::default();
+        ev.record_emissions(&v.emissions, &mut caps);
+        added.extend(caps.findings);
         // New verdicts are stored (and handed on) first; the stored ones that
         // now say something else are revised after.
         self.persist(Output {
