@@ -220,6 +220,26 @@ pub async fn run(
                 &s.ticks_deferred,
             ),
             (
+                "pollwatch_rules_late_values_total",
+                "Values that came for a period already closed (judged again from the store).",
+                &s.late,
+            ),
+            (
+                "pollwatch_rules_rejudged_total",
+                "Outlet-days judged again from the store after late data.",
+                &s.rejudged,
+            ),
+            (
+                "pollwatch_rules_findings_revised_total",
+                "Stored findings revised after late data.",
+                &s.revised,
+            ),
+            (
+                "pollwatch_rules_findings_superseded_total",
+                "Stored findings superseded after late data.",
+                &s.superseded,
+            ),
+            (
                 "pollwatch_rules_store_failures_total",
                 "Failed writes of findings or emission hours (retried).",
                 &s.store_failures,

@@ -401,6 +401,8 @@ impl Store {
 mod board;
 mod outbox;
 mod record;
+mod revise;
 mod transition;
 pub use board::{BoardMark, BoardPage, BoardQuery};
 pub use record::{AlertPolicy, FindingOnAlert};
+pub use revise::{FindingHistory, FindingRevision, Revised};

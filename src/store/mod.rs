@@ -39,7 +39,8 @@ pub mod writer;
 
 pub use alerts::{
     verify_chain, AlertEvent, AlertPolicy, AlertQuery, AlertRow, AlertState, Attempt, BoardMark,
-    BoardPage, BoardQuery, FindingOnAlert, NewAlert, OutboxRow, Recorded,
+    BoardPage, BoardQuery, FindingHistory, FindingOnAlert, FindingRevision, NewAlert, OutboxRow,
+    Recorded, Revised,
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};
