@@ -14,6 +14,39 @@ const OPERATOR: &str = "operator-token-0123456789";
 
 /// The alert through the HTTP API: listed for a viewer, acknowledged only by an
 /// operator, and its record shows the acknowledgement and the message sent.
+/// `pollwatch_channel_up{channel="wecom"}` from /metrics, and whether the
+/// console's board shows the unavailable-channel banner.
+async fn channel_health(port: u16) -> (Option<f64>, bool) {
+    let base = format!("http://127.0.0.1:{port}");
+    let c = common::console::client();
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let up = metrics
+        .lines()
+        .find(|l| l.starts_with("pollwatch_channel_up{channel=\"wecom\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok());
+    let (_, cookie) = common::console::login(&c, &base, VIEWER).await;
+    let cookie = cookie.unwrap();
+    let board = c
+        .get(format!("{base}/"))
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (up, board.contains("通知渠道不可用"))
+}
+
 async fn api_checks(port: u16) -> Result<(), String> {
     let c = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/api/v1/alerts");
@@ -260,7 +293,7 @@ async fn alerts_start_and_follow_the_roster_on_reload() {
     let (url, seen) = common::wecom::receiver(false).await;
     let key_file = dir.path().join("wecom.key");
     let url = url.replace("key=k", "key={token}");
-    let (cfg, port, _http) = write_config(dir.path(), &url);
+    let (cfg, port, http) = write_config(dir.path(), &url);
     let toml = cfg.join("pollwatch.toml");
     let text = std::fs::read_to_string(&toml).unwrap().replace(
         "mention = true\n",
@@ -288,6 +321,12 @@ async fn alerts_start_and_follow_the_roster_on_reload() {
         "nobody can be notified yet"
     );
 
+    assert_eq!(
+        channel_health(http).await,
+        (Some(0.0), true),
+        "metric 0 and a banner while the key file is missing"
+    );
+
     std::fs::write(&key_file, "robot-key\n").unwrap();
     let duty = std::fs::read_to_string(cfg.join("duty.toml"))
         .unwrap()
@@ -301,5 +340,10 @@ async fn alerts_start_and_follow_the_roster_on_reload() {
         got[0]["text"]["mentioned_mobile_list"],
         serde_json::json!(["13800000002"]),
         "the officer on duty after the reload"
+    );
+    assert_eq!(
+        channel_health(http).await,
+        (Some(1.0), false),
+        "the reload brought the channel back"
     );
 }

@@ -17,6 +17,7 @@ mod diag;
 pub mod diff;
 mod duty;
 mod enterprise;
+pub mod secrets;
 mod units;
 pub mod validate;
 mod validate_http;
