@@ -2,6 +2,7 @@
 //! a developer's machine and on a unit's server. Figures go to BENCHMARKS.md;
 //! nothing here is asserted in tests.
 
+pub mod alert_load;
 pub mod alerts;
 pub mod backfill;
 pub mod chart;
@@ -22,4 +23,16 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let i = ((sorted.len() as f64 * p) as usize).min(sorted.len() - 1);
     sorted[i]
+}
+
+/// User + system CPU time of this process from /proc (Linux), in clock ticks of
+/// 1/100 s (the kernel's USER_HZ on every Linux we ship to).
+pub(crate) fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 
+use super::cpu_time;
 use crate::config::{Config, LoadOptions};
 use crate::model::{DataKind, Flag, Id, Location, Protocol, Reading, SourceRef, Stat};
 use crate::rules::{Evaluator, Options, Output, Plan};
@@ -310,16 +311,4 @@ pub fn rules(enterprises: usize, hours: u32) -> Result<RulesReport, RulesBenchEr
         swap,
         replay,
     })
-}
-
-/// User + system CPU time of this process from /proc (Linux), in clock ticks of
-/// 1/100 s (the kernel's USER_HZ on every Linux we ship to).
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
 }

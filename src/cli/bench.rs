@@ -82,6 +82,17 @@ pub enum BenchWhat {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Alerting with every channel hanging: time for a burst of alerts to open,
+    /// and the escalation tick's cost over them.
+    AlertLoad {
+        #[arg(long, default_value_t = 10_000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 10)]
+        ticks: u32,
+        /// Store URL; default a fresh SQLite file in a temporary directory.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Alert latency: finding → alert → notification accepted by a local receiver.
     Alerts {
         #[arg(long, default_value_t = 1000)]
@@ -161,6 +172,10 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
         BenchWhat::Chart { points, runs, out } => {
             let report = pollwatch::bench::chart::chart(points, runs, out.as_deref())?;
             println!("{report}");
+        }
+        BenchWhat::AlertLoad { alerts, ticks, url } => {
+            let r = pollwatch::bench::alert_load::alert_load(alerts, ticks, url.as_deref()).await?;
+            println!("{r}");
         }
         BenchWhat::Alerts { alerts } => {
             println!("{}", pollwatch::bench::alerts::alerts(alerts).await?);
