@@ -9,7 +9,8 @@
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{from_ms, to_ms, Store, StoreError, WriteBegin};
+use super::tx::WriteTx;
+use super::{from_ms, to_ms, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -320,10 +321,7 @@ impl Store {
         rank_of: fn(&str) -> u8,
     ) -> Result<Recorded, StoreError> {
         on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let live: Option<(i64, String)> = sqlx::query_as(
                 "SELECT id, severity FROM alerts WHERE akey = $1 AND state <> 'resolved' ORDER BY id DESC LIMIT 1",
             )
@@ -417,7 +415,7 @@ impl Store {
                     .await
                     .map_err(StoreError::db("link finding"))?;
             }
-            tx.commit().await.map_err(StoreError::db("commit alert"))?;
+            tx.commit("commit alert").await?;
             Ok(recorded)
         })
     }
@@ -431,10 +429,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let state: Option<String> =
                 sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
                     .bind(alert_id)
@@ -442,6 +437,7 @@ impl Store {
                     .await
                     .map_err(StoreError::db("read alert"))?;
             if state.as_deref() != Some("open") {
+                tx.rollback().await?;
                 return Ok(Vec::new());
             }
             let queued = queue_steps!(tx, alert_id, steps, now);
@@ -455,9 +451,7 @@ impl Store {
                     &queued.join(",")
                 );
             }
-            tx.commit()
-                .await
-                .map_err(StoreError::db("commit escalation"))?;
+            tx.commit("commit escalation").await?;
             Ok(queued)
         })
     }

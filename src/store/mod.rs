@@ -34,6 +34,7 @@ mod orders;
 mod postgres;
 mod series;
 mod sqlite;
+mod tx;
 mod url;
 pub mod writer;
 
@@ -101,6 +102,13 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     pub max_connections: u32,
     pub tiers: TierOptions,
+    /// Drill and test hook (SQLite only): when set and nonzero, every connection
+    /// caps the database at this many pages (`PRAGMA max_page_count`, re-applied
+    /// each time a connection is taken from the pool), which fails writes with
+    /// `SQLITE_FULL` exactly as a full disk does. Raise it (or set 0) to "free"
+    /// space. Not a config key.
+    #[doc(hidden)]
+    pub sqlite_page_limit: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for StoreOptions {
@@ -110,6 +118,7 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             max_connections: 4,
             tiers: TierOptions::default(),
+            sqlite_page_limit: None,
         }
     }
 }

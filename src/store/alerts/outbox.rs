@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
 use super::{chain_hash, Attempt, OutboxRow};
-use crate::store::{from_ms, to_ms, Store, StoreError, WriteBegin};
+use crate::store::tx::WriteTx;
+use crate::store::{from_ms, to_ms, Store, StoreError};
 
 /// An attempt as read back: outbox, time, channel, recipients, alerts, result,
 /// code, reason, provider id.
@@ -68,11 +69,13 @@ impl Store {
     /// At start-up: messages that were waiting in an in-memory digest queue when
     /// the process stopped are pending again.
     pub async fn requeue_outbox(&self) -> Result<u64, StoreError> {
-        on_pool!(self, |pool, _Db| {
+        on_pool!(self, |pool, Db| {
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let r = sqlx::query("UPDATE outbox SET state = 'pending' WHERE state = 'queued'")
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("requeue outbox"))?;
+            tx.commit("commit requeue").await?;
             Ok(r.rows_affected())
         })
     }
@@ -88,10 +91,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let alert: Option<(i64, String)> =
                 sqlx::query_as("SELECT alert_id, step FROM outbox WHERE id = $1")
                     .bind(outbox_id)
@@ -147,7 +147,7 @@ impl Store {
                 };
                 append_event!(tx, alert_id, now, kind, "pollwatch", &detail);
             }
-            tx.commit().await.map_err(StoreError::db("commit outbox"))?;
+            tx.commit("commit outbox").await?;
             Ok(())
         })
     }
