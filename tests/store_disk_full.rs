@@ -17,8 +17,8 @@ use pollwatch::model::{DataKind, Flag, Id, Location, LocationKind, Protocol, Rea
 use pollwatch::model::{SourceRef, Stat};
 use pollwatch::rules::{Finding, RuleName, Severity};
 use pollwatch::store::{
-    Batch, NewAlert, ReadingQuery, Received, Store, StoreOptions, TierOptions, Writer,
-    WriterOptions,
+    Batch, DeadLetter, NewAlert, ReadingQuery, Received, StatusEvent, Store, StoreOptions,
+    TierOptions, Writer, WriterOptions,
 };
 
 fn opts(limit: &Arc<AtomicU64>, connections: u32) -> StoreOptions {
@@ -321,5 +321,85 @@ async fn sqlite_full_then_space_every_write_path_commits() {
         .await
         .unwrap();
     assert!(alerts.iter().any(|a| a.id == id), "{alerts:?}");
+    store.close().await;
+}
+
+/// PostgreSQL: a COMMIT that fails (here a deferred constraint trigger, checked
+/// only at COMMIT) answers nothing, stores nothing, and the connection that saw
+/// it is closed, not handed to the next write. Each status event records the
+/// backend process that wrote it, so the test sees which connection was used.
+#[tokio::test]
+async fn postgres_failed_commit_discards_the_connection() {
+    use sqlx::Connection;
+    let Some(base) = common::pg_url("store_disk_full::postgres_failed_commit") else {
+        return;
+    };
+    let url = common::fresh_pg_database(&base).await;
+    let store = Store::open(
+        &url,
+        &StoreOptions {
+            max_connections: 1,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    for sql in [
+        "CREATE FUNCTION stamp_pid() RETURNS trigger AS $$ BEGIN NEW.detail := pg_backend_pid()::text; RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER stamp_pid BEFORE INSERT ON device_status FOR EACH ROW EXECUTE FUNCTION stamp_pid()",
+        "CREATE FUNCTION refuse_boom() RETURNS trigger AS $$ BEGIN IF NEW.reason = 'boom' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$ LANGUAGE plpgsql",
+        "CREATE CONSTRAINT TRIGGER refuse_boom AFTER INSERT ON dead_letters DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.unwrap();
+    }
+    let status = |n: &str| StatusEvent {
+        at: t0(),
+        enterprise: "E1".into(),
+        device: n.into(),
+        status: "online".into(),
+        detail: String::new(),
+    };
+    let part = |batch: Batch| Received { at: t0(), batch };
+    store
+        .commit(&[part(Batch::status_event(status("before")))])
+        .await
+        .unwrap();
+    // One transaction: readings, a status event and the dead letter the trigger
+    // refuses at COMMIT.
+    let mut doomed = Batch::readings(frame("DA001", 1, 30));
+    doomed.status_events.push(status("doomed"));
+    doomed.dead_letters.push(DeadLetter {
+        at: t0(),
+        protocol: Protocol::Hj212,
+        peer: "test".into(),
+        reason: "boom".into(),
+        detail: String::new(),
+        raw: Vec::new(),
+    });
+    let err = store.commit(&[part(doomed)]).await.unwrap_err();
+    assert!(err.to_string().contains("commit"), "{err}");
+    store
+        .commit(&[part(Batch::status_event(status("after")))])
+        .await
+        .unwrap();
+
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT device, detail FROM device_status ORDER BY id")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    let devices: Vec<&str> = rows.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(devices, ["before", "after"], "nothing of the failed commit");
+    let readings: i64 = sqlx::query_scalar("SELECT count(*) FROM readings")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(readings, 0);
+    assert_ne!(
+        rows[0].1, rows[1].1,
+        "the write after a failed COMMIT ran on the same connection (backend pid)"
+    );
+    admin.close().await.unwrap();
     store.close().await;
 }
