@@ -94,6 +94,7 @@ impl Default for RunOptions {
 pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         sqlite_synchronous: config.daemon.storage.sqlite_synchronous,
+        min_free: config.daemon.storage.min_free,
         ..StoreOptions::default()
     }
 }
@@ -271,6 +272,7 @@ pub async fn run(
             queue: Box::new(writer.queue_probe()),
             config: config_rx.clone(),
             reload: reload_status.clone(),
+            space: store.space().cloned(),
         },
     );
 

@@ -33,6 +33,7 @@ mod findings;
 mod orders;
 mod postgres;
 mod series;
+pub mod space;
 mod sqlite;
 mod tx;
 mod url;
@@ -44,6 +45,7 @@ pub use alerts::{
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};
+pub use space::{Space, SpaceWatch};
 pub use url::{StoreUrl, UrlError};
 pub use writer::{Committed, Durable, WriteError, Writer, WriterOptions, WriterStats, WriterTask};
 
@@ -80,6 +82,8 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("{0}")]
+    DiskLow(String),
     #[error("commit did not finish within {0:?}")]
     Timeout(Duration),
     #[error("stored row is corrupt: {0}")]
@@ -102,6 +106,10 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     pub max_connections: u32,
     pub tiers: TierOptions,
+    /// Free space to keep on the SQLite store's file system (see [`space`]).
+    pub min_free: crate::config::MinFree,
+    /// How often that space is sampled.
+    pub space_every: Duration,
     /// Drill and test hook (SQLite only): when set and nonzero, every connection
     /// caps the database at this many pages (`PRAGMA max_page_count`, re-applied
     /// each time a connection is taken from the pool), which fails writes with
@@ -118,6 +126,8 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             max_connections: 4,
             tiers: TierOptions::default(),
+            min_free: crate::config::MinFree::default(),
+            space_every: Duration::from_secs(1),
             sqlite_page_limit: None,
         }
     }
@@ -292,6 +302,15 @@ impl Store {
             StoreUrl::Postgres(url) => {
                 Ok(Store::Postgres(postgres::PgStore::open(&url, opts).await?))
             }
+        }
+    }
+
+    /// The free space of the store's file system (SQLite; `None` on PostgreSQL,
+    /// whose disk is the database server's).
+    pub fn space(&self) -> Option<&SpaceWatch> {
+        match self {
+            Store::Sqlite(s) => Some(&s.space),
+            Store::Postgres(_) => None,
         }
     }
 

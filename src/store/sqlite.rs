@@ -15,6 +15,7 @@
 //! after each commit, so the move never stalls ingestion for long. Queries read both tiers; a reading already in
 //! `readings` hides a later copy in `readings_recent`, so the first value received
 //! stands even when a logger re-sends history that was already compacted.
+//! The move waits while free disk space is short (see `space.rs`).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -88,6 +89,7 @@ pub struct SqliteStore {
     recent: Arc<AtomicU64>,
     round: Arc<std::sync::Mutex<Option<Round>>>,
     tiers: super::TierOptions,
+    pub(super) space: super::SpaceWatch,
 }
 
 impl SqliteStore {
@@ -154,6 +156,14 @@ impl SqliteStore {
             recent: Arc::new(AtomicU64::new(recent.max(0) as u64)),
             round: Arc::default(),
             tiers: opts.tiers,
+            space: super::SpaceWatch::spawn(
+                path.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+                opts.min_free,
+                opts.space_every,
+            ),
         })
     }
 
@@ -256,6 +266,11 @@ impl SqliteStore {
     /// under way. A round is cut into slices of about `slice_rows` rows by series
     /// range, one slice after each commit, so no commit waits for a whole round.
     async fn compact_step(&self) -> Result<(), StoreError> {
+        // The move copies a slice before deleting it: it needs room the writer
+        // may need more. It stops below twice min_free, before the writer does.
+        if self.space.archive_paused() {
+            return Ok(());
+        }
         let slice = {
             let mut round = self.round.lock().unwrap_or_else(|e| e.into_inner());
             if round.is_none() && self.recent.load(Ordering::Relaxed) < self.tiers.compact_rows {

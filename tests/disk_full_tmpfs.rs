@@ -1,0 +1,253 @@
+//! A real full file system (issue 16): a 24 MiB tmpfs holds the SQLite store, an
+//! HJ 212 logger sends 30-value real-time frames through the real listener as fast
+//! as it is answered (resending what is not answered, like a real logger) until
+//! the disk is full, then space is freed. Every frame answered with 9014 must be
+//! in the database afterwards, frames sent while the disk is full go unanswered,
+//! and answers resume by themselves once space is back. The run's numbers are
+//! printed (BENCHMARKS.md quotes them).
+//!
+//! Mounting needs root; without it the test is skipped with a message (a missing
+//! privilege is not a missing service, so `PW_REQUIRE_SERVICES=1` does not turn
+//! the skip into a failure).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use pollwatch::clock::SystemClock;
+use pollwatch::model::LocationKind;
+use pollwatch::sim::hj212_logger::cp_values;
+use pollwatch::sim::LoggerSim;
+use pollwatch::sources::hj212::codec::time::LocalDateTime;
+use pollwatch::sources::hj212::{Hj212Server, Registry, ServerConfig};
+use pollwatch::store::{ReadingQuery, Store, Writer, WriterOptions};
+use tokio::sync::watch;
+
+/// A tmpfs mounted for the test and unmounted when dropped (also on a panic).
+struct Tmpfs {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { path, _dir: dir }),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED disk_full_tmpfs: cannot mount a tmpfs (run the tests as root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED disk_full_tmpfs: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Fills `dir` with a ballast file until `leave` bytes are free.
+fn ballast(dir: &Path, leave: u64) -> PathBuf {
+    let path = dir.join("ballast");
+    let free = fs_free(dir);
+    let size = free.saturating_sub(leave);
+    let chunk = vec![0x5a_u8; 1 << 20];
+    let mut f = std::fs::File::create(&path).unwrap();
+    let mut written = 0u64;
+    while written < size {
+        let n = ((size - written) as usize).min(chunk.len());
+        std::io::Write::write_all(&mut f, &chunk[..n]).unwrap();
+        written += n as u64;
+    }
+    f.sync_all().unwrap();
+    path
+}
+
+fn fs_free(dir: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap()
+}
+
+/// Frame `i`'s data time: one second apart, from 00:00 local time.
+fn data_time(i: u32) -> LocalDateTime {
+    LocalDateTime {
+        year: 2026,
+        month: 11,
+        day: 27,
+        hour: (i / 3600) as u8,
+        minute: (i / 60 % 60) as u8,
+        second: (i % 60) as u8,
+    }
+}
+
+/// The same instant in UTC, as stored (Asia/Shanghai is UTC+8).
+fn stored_ts(i: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 26, 16, 0, 0).unwrap() + chrono::Duration::seconds(i64::from(i))
+}
+
+fn cp(i: u32) -> String {
+    let codes: Vec<String> = (0..30).map(|k| format!("w9{k:04}")).collect();
+    let values: Vec<(&str, f64, char)> = codes
+        .iter()
+        .zip(0..)
+        .map(|(c, k)| (c.as_str(), f64::from(i) + f64::from(k) / 10.0, 'N'))
+        .collect();
+    cp_values("Rtd", &values)
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    answered: Vec<u32>,
+    /// Sends of a frame that got no answer (each resend counts).
+    unanswered_sends: u64,
+    /// Answers received after the disk was seen full and before space was freed (a
+    /// commit that found room after all, e.g. in the WAL: stored, so correct).
+    answered_while_full: u64,
+    resumed_after: Option<Duration>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_tmpfs_costs_no_answered_frame() {
+    let Some(fs) = Tmpfs::mount("24m") else {
+        return;
+    };
+    let cfg = common::hj212_config(&fs.path, "");
+    let store = Store::open(&cfg.storage_url, &Default::default())
+        .await
+        .unwrap();
+    let (writer, task) = Writer::spawn(
+        store.clone(),
+        WriterOptions {
+            retry_max: Duration::from_millis(500),
+            ..WriterOptions::default()
+        },
+        Arc::new(SystemClock),
+    );
+    let (stop, stop_rx) = watch::channel(false);
+    let (_reg_tx, registry) = watch::channel(Arc::new(Registry::from_config(&cfg)));
+    let server = Hj212Server::start(
+        ServerConfig::from_config(&cfg),
+        registry,
+        writer.clone(),
+        Arc::new(SystemClock),
+        stop_rx,
+    )
+    .await
+    .unwrap();
+    // Leave little room, so that the logger fills it within seconds.
+    let ballast = ballast(&fs.path, 3 << 20);
+
+    let mut sim = LoggerSim::new(server.local_addr(), "23040281003022", "123456");
+    sim.answer_timeout = Duration::from_millis(700);
+    sim.tries = 1;
+    let mut run = Run::default();
+    let started = Instant::now();
+    let mut full_since: Option<Instant> = None;
+    let mut freed_at: Option<Instant> = None;
+    let mut i = 0u32;
+    loop {
+        let answered = sim.upload("2011", data_time(i), &cp(i)).await.is_ok();
+        let now = Instant::now();
+        if answered {
+            run.answered.push(i);
+            i += 1;
+            if full_since.is_some() && freed_at.is_none() {
+                run.answered_while_full += 1;
+            }
+            if let (Some(freed), None) = (freed_at, run.resumed_after) {
+                run.resumed_after = Some(now - freed);
+            }
+            if run
+                .resumed_after
+                .is_some_and(|_| run.answered.len() % 50 == 0)
+            {
+                break;
+            }
+        } else {
+            run.unanswered_sends += 1;
+            // Two unanswered sends in a row: the disk is full. Keep resending
+            // for a while so that "full" is really tested, then free space.
+            if full_since.is_none() && run.unanswered_sends >= 2 {
+                full_since = Some(now);
+            }
+        }
+        if let (Some(full), None) = (full_since, freed_at) {
+            if now - full > Duration::from_secs(4) {
+                std::fs::remove_file(&ballast).unwrap();
+                freed_at = Some(Instant::now());
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the run did not finish: {run:?}, full since {full_since:?}, freed {freed_at:?}"
+        );
+    }
+    let _ = stop.send(true);
+    server.join().await;
+    drop(writer);
+    task.finish(Duration::from_secs(10)).await;
+    store.close().await;
+
+    let store = Store::open(&cfg.storage_url, &Default::default())
+        .await
+        .unwrap();
+    let rows = store
+        .readings(&ReadingQuery::new("E1", LocationKind::Outlet, "DW001"))
+        .await
+        .unwrap();
+    let mut per_ts: HashMap<i64, usize> = HashMap::new();
+    for r in &rows {
+        *per_ts.entry(r.ts.timestamp()).or_default() += 1;
+    }
+    let missing: Vec<u32> = run
+        .answered
+        .iter()
+        .copied()
+        .filter(|i| per_ts.get(&stored_ts(*i).timestamp()).copied() != Some(30))
+        .collect();
+    eprintln!(
+        "disk_full_tmpfs: {} frames answered, {} stored in full, {} unanswered sends, {} answered while full, resumed {:?} after space was freed",
+        run.answered.len(),
+        run.answered.len() - missing.len(),
+        run.unanswered_sends,
+        run.answered_while_full,
+        run.resumed_after
+    );
+    assert!(
+        missing.is_empty(),
+        "{} answered frames are not stored: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert!(run.unanswered_sends >= 2, "the disk never filled: {run:?}");
+    assert!(run.resumed_after.is_some(), "{run:?}");
+    store.close().await;
+}
