@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use pollwatch::clock::SystemClock;
+use pollwatch::config::MinFree;
 use pollwatch::model::LocationKind;
 use pollwatch::sim::hj212_logger::cp_values;
 use pollwatch::sim::LoggerSim;
 use pollwatch::sources::hj212::codec::time::LocalDateTime;
 use pollwatch::sources::hj212::{Hj212Server, Registry, ServerConfig};
-use pollwatch::store::{ReadingQuery, Store, Writer, WriterOptions};
+use pollwatch::store::{ReadingQuery, Store, StoreOptions, Writer, WriterOptions};
 use tokio::sync::watch;
 
 /// A tmpfs mounted for the test and unmounted when dropped (also on a panic).
@@ -140,9 +141,16 @@ async fn a_full_tmpfs_costs_no_answered_frame() {
         return;
     };
     let cfg = common::hj212_config(&fs.path, "");
-    let store = Store::open(&cfg.storage_url, &Default::default())
-        .await
-        .unwrap();
+    // min_free off: this test fills the disk for real (the next one stops short).
+    let store = Store::open(
+        &cfg.storage_url,
+        &StoreOptions {
+            min_free: MinFree::parse("0").unwrap(),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     let (writer, task) = Writer::spawn(
         store.clone(),
         WriterOptions {
@@ -249,5 +257,130 @@ async fn a_full_tmpfs_costs_no_answered_frame() {
     );
     assert!(run.unanswered_sends >= 2, "the disk never filled: {run:?}");
     assert!(run.resumed_after.is_some(), "{run:?}");
+    store.close().await;
+}
+
+/// `[storage] min_free` with the real daemon: below it a logger's frame goes
+/// unanswered, `/readyz` is 503 and says why, `/metrics` shows the free bytes, and
+/// a `disk_low` alert is recorded; once space is freed everything resumes by
+/// itself and the resent frame is answered and stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_min_free_the_daemon_holds_says_why_and_resumes() {
+    use common::console::VIEWER;
+    let Some(fs) = Tmpfs::mount("24m") else {
+        return;
+    };
+    let cfg = common::hj212_config_with_tokens(&fs.path);
+    let toml = cfg.join("pollwatch.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str("\n[storage]\nmin_free = \"8MiB\"\n");
+    std::fs::write(&toml, text).unwrap();
+    let mut daemon = common::daemon::Daemon::start(&cfg, None);
+    let base = format!("http://{}", daemon.field("http"));
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut rq = http.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            rq = rq.bearer_auth(t);
+        }
+        rq.send()
+    };
+    let mut sim = LoggerSim::new(
+        daemon.field("hj212").parse().unwrap(),
+        "23040281003022",
+        "123456",
+    );
+    sim.answer_timeout = Duration::from_millis(1500);
+    sim.tries = 1;
+    sim.upload("2011", data_time(0), &cp(0)).await.unwrap();
+
+    let ballast = ballast(&fs.path, 4 << 20);
+    let wait_ready = |want: reqwest::StatusCode| {
+        let get = &get;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let r = get("/readyz", None).await.unwrap();
+                if r.status() == want || Instant::now() > deadline {
+                    let status = r.status();
+                    return (status, r.json::<serde_json::Value>().await.unwrap());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (status, body) = wait_ready(reqwest::StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("min_free"), "{body}");
+    assert!(
+        body["storage_free_bytes"].as_u64().unwrap() < 8 << 20,
+        "{body}"
+    );
+    let metrics = get("/metrics", Some(VIEWER))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let free: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pollwatch_storage_free_bytes "))
+        .unwrap_or_else(|| panic!("no free bytes in /metrics:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(free < f64::from(8 << 20) && free > 0.0, "{free}");
+
+    // Held, not answered: the logger keeps the frame.
+    let (qn, seg) = sim.segment("2011", data_time(1), &cp(1));
+    let frame = pollwatch::sources::hj212::codec::reply::encode_frame(&seg).unwrap();
+    assert!(
+        sim.send_until_answered(&qn, &frame).await.is_err(),
+        "answered below min_free"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let alerts: serde_json::Value = loop {
+        let a: serde_json::Value = get("/api/v1/alerts", Some(VIEWER))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if a.to_string().contains("disk_low") {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no disk_low alert: {a}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(alerts.to_string().contains("critical"), "{alerts}");
+
+    std::fs::remove_file(&ballast).unwrap();
+    let freed = Instant::now();
+    let (status, body) = wait_ready(reqwest::StatusCode::OK).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let ready_after = freed.elapsed();
+    sim.tries = 5;
+    sim.send_until_answered(&qn, &frame).await.unwrap();
+    let answered_after = freed.elapsed();
+    eprintln!(
+        "min_free: ready again {ready_after:?} and the resent frame answered {answered_after:?} after space was freed"
+    );
+    assert!(daemon
+        .log()
+        .iter()
+        .any(|l| l.contains("below [storage] min_free")));
+    assert!(daemon.terminate().success());
+
+    let store = Store::open(
+        &format!("sqlite://{}/state/pollwatch.db", fs.path.display()),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let rows = store
+        .readings(&ReadingQuery::new("E1", LocationKind::Outlet, "DW001"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 60, "both frames, 30 values each");
     store.close().await;
 }

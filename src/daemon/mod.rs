@@ -10,6 +10,7 @@
 //! Between start-up and shutdown the main loop serves reloads ([`reload`], applied
 //! in [`live`]); systemd hears about all of it ([`systemd`]).
 
+mod disk;
 mod instrument;
 mod live;
 pub mod plans;
@@ -167,6 +168,7 @@ pub async fn run(
     let (plans, plan_rx) =
         plans::PlanFeed::start(Arc::new(config.clone()), &store, clock.now()).await?;
     let (findings_tx, findings_rx) = tokio::sync::mpsc::channel(1024);
+    let disk_findings = findings_tx.clone();
     let rules = RulesTask::spawn(
         store.clone(),
         plan_rx,
@@ -255,6 +257,17 @@ pub async fn run(
         watchdog,
         aux_stop.clone(),
     ));
+
+    // Free disk space below [storage] min_free: a disk_low alert (SQLite only).
+    let disk = store.space().cloned().map(|space| {
+        tokio::spawn(disk::watch(
+            store.clone(),
+            space,
+            disk_findings,
+            clock.clone(),
+            aux_stop.clone(),
+        ))
+    });
 
     let reload_status = Arc::new(instrument::ReloadStatus::default());
     reload_status.last_success_unix.store(
@@ -361,6 +374,9 @@ pub async fn run(
         let _ = d.task.await;
     }
     let _ = heartbeat.await;
+    if let Some(d) = disk {
+        let _ = d.await;
+    }
     http.join().await;
     tracing::info!("flushing the store writer");
     drop(writer);

@@ -104,6 +104,19 @@ impl SpaceWatch {
         self.current().is_some_and(|s| s.archive_paused())
     }
 
+    /// Returns once free space is below `min_free`.
+    pub async fn wait_until_low(&mut self) {
+        // Never errs while we hold `rx`; if it did, there is nothing to wait for.
+        if self
+            .rx
+            .wait_for(|s| s.is_some_and(|s| s.low()))
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Returns once free space is at or above `min_free` again.
     pub async fn wait_until_ok(&mut self) {
         // Errors only when the sampler is gone, i.e. never while we hold `rx`.
