@@ -61,7 +61,9 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
+        // Lazy: a panicking test may still hold files open on it.
         let _ = std::process::Command::new("umount")
+            .arg("-l")
             .arg(&self.path)
             .status();
     }
@@ -383,4 +385,114 @@ async fn below_min_free_the_daemon_holds_says_why_and_resumes() {
         .unwrap();
     assert_eq!(rows.len(), 60, "both frames, 30 values each");
     store.close().await;
+}
+
+/// PostgreSQL with its tables in a tablespace on a small tmpfs (the server runs on
+/// this machine): when the tablespace fills, commits fail with "could not extend
+/// file … No space left on device", the writer holds and retries, and nothing is
+/// answered; once space is freed the held batches commit. Every acknowledged
+/// write is stored. Skipped without root, without `PW_TEST_DATABASE_URL`, or when
+/// the server cannot use a local directory (a remote server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tablespace_full_costs_no_acknowledged_write() {
+    use sqlx::Connection;
+    let Some(base) = common::pg_url("disk_full_tmpfs::postgres_tablespace_full") else {
+        return;
+    };
+    let Some(fs) = Tmpfs::mount("32m") else {
+        return;
+    };
+    let ts_dir = fs.path.join("ts");
+    std::fs::create_dir(&ts_dir).unwrap();
+    let chown = std::process::Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(&ts_dir)
+        .status();
+    let suffix = std::process::id();
+    let (ts, db) = (format!("pw_ts_{suffix}"), format!("pw_full_{suffix}"));
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    let created = sqlx::query(&format!(
+        "CREATE TABLESPACE {ts} LOCATION '{}'",
+        ts_dir.display()
+    ))
+    .execute(&mut admin)
+    .await;
+    if chown.map(|s| !s.success()).unwrap_or(true) || created.is_err() {
+        eprintln!(
+            "SKIPPED disk_full_tmpfs::postgres_tablespace_full: the server cannot use a local tablespace ({:?})",
+            created.err()
+        );
+        return;
+    }
+    sqlx::query(&format!("CREATE DATABASE {db} TABLESPACE {ts}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = common::replace_db_name(&base, &db);
+    let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+    let (writer, task) = Writer::spawn(
+        store.clone(),
+        WriterOptions {
+            retry_max: Duration::from_millis(300),
+            ..WriterOptions::default()
+        },
+        Arc::new(SystemClock),
+    );
+    let ballast = ballast(&fs.path, 2 << 20);
+    let reading = |i: u32, k: u32| {
+        let mut r = common::reading("DA001", &format!("a{:05}", 20000 + k), i64::from(i), 1.0);
+        r.value = f64::from(i);
+        r
+    };
+    let mut acked = 0u32;
+    let mut held = false;
+    let mut freed_at = None;
+    let mut resumed_after = None;
+    let started = Instant::now();
+    let mut i = 0u32;
+    while resumed_after.is_none() || acked % 20 != 0 {
+        let batch = pollwatch::store::Batch::readings((0..200).map(|k| reading(i, k)).collect());
+        let write = writer.write(batch);
+        tokio::pin!(write);
+        let done = tokio::select! {
+            r = &mut write => Some(r),
+            _ = tokio::time::sleep(Duration::from_secs(2)) => None,
+        };
+        let result = match done {
+            Some(r) => r,
+            None => {
+                // Held: the tablespace is full. Free it and wait for the answer.
+                held = true;
+                std::fs::remove_file(&ballast).unwrap();
+                freed_at = Some(Instant::now());
+                write.await
+            }
+        };
+        result.unwrap();
+        if let (Some(f), None) = (freed_at, resumed_after) {
+            resumed_after = Some(f.elapsed());
+        }
+        acked += 1;
+        i += 1;
+        assert!(started.elapsed() < Duration::from_secs(180), "never filled");
+    }
+    drop(writer);
+    task.finish(Duration::from_secs(10)).await;
+    let stored = store.count_readings().await.unwrap();
+    store.close().await;
+    eprintln!(
+        "postgres tablespace full: {acked} batches acknowledged ({} readings), {stored} stored, resumed {resumed_after:?} after space was freed",
+        acked * 200
+    );
+    assert!(held, "the tablespace never filled");
+    assert_eq!(stored, u64::from(acked) * 200);
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP TABLESPACE {ts}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
 }
