@@ -9,6 +9,11 @@
 //! Sources never write directly. They hand batches to the [`writer`], which groups
 //! them into transactions and tells each sender when its readings are durable — the
 //! moment a source may acknowledge (invariant 1).
+//!
+//! Every write transaction, on both backends, goes through [`tx::WriteTx`], which
+//! closes a connection after any failure inside a transaction instead of handing
+//! it back to the pool (why: `tx.rs`). Free disk space under SQLite is watched by
+//! [`space`]: below `[storage] min_free` the writer holds new data.
 
 /// Runs `$body` with `$pool` bound to the backend's pool and `$db` to its type.
 macro_rules! on_pool {
