@@ -503,3 +503,102 @@ async fn postgres_tablespace_full_costs_no_acknowledged_write() {
         .unwrap();
     admin.close().await.unwrap();
 }
+
+/// MQTT with the real daemon and a private broker that queues without limit (the
+/// shared one drops what exceeds mosquitto's default queue of 1,000 for a stalled
+/// subscriber — a broker setting, see the README): QoS 1 messages arrive while
+/// the disk fills for real (`min_free` off), then space is freed. pollwatch
+/// acknowledges a message to the broker only after its commit, and the broker
+/// redelivers what was not acknowledged, so every message must end up stored
+/// exactly once — one acknowledged but never committed would be missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_messages_survive_a_full_disk() {
+    use pollwatch::sim::mosquitto::{Broker, BrokerOptions};
+    use pollwatch::sim::mqtt_pub::{json_message, MqttPublisher, PublisherOptions};
+    const MESSAGES: u64 = 40_000;
+    if !common::mosquitto_binary("mqtt_messages_survive_a_full_disk") {
+        return;
+    }
+    let Some(fs) = Tmpfs::mount("24m") else {
+        return;
+    };
+    let broker_dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(broker_dir.path(), &BrokerOptions::default()).unwrap();
+    let url = broker.url();
+    let prefix = format!("full{}", std::process::id());
+    let cfg = fs.path.join("config");
+    std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
+    std::fs::write(
+        cfg.join("pollwatch.toml"),
+        format!(
+            "[daemon]\nstate_dir = {:?}\n[http]\nlisten = \"127.0.0.1:0\"\n[hj212]\nlisten = \"127.0.0.1:0\"\n\
+             [storage]\nmin_free = \"0\"\n\
+             [mqtt]\nurl = \"{url}\"\nclient_id = \"pw-{prefix}\"\n\n\
+             [[mqtt.subscriptions]]\ntopic = \"{prefix}/{{enterprise}}/{{meter}}\"\nformat = \"json\"\n",
+            fs.path.join("state").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let mut e = String::from(
+        "id = \"E1\"\nname = \"测试企业\"\ndistrict = \"吴中区\"\nindustry = \"印染\"\n",
+    );
+    for m in 0..10 {
+        e.push_str(&format!(
+            "\n[[meters]]\nid = \"M{m}\"\nname = \"{m}号表\"\nrole = \"production\"\n"
+        ));
+    }
+    std::fs::write(cfg.join("enterprises/e1.toml"), e).unwrap();
+    let mut daemon = common::daemon::Daemon::start(&cfg, None);
+    let db = fs.path.join("state/pollwatch.db");
+    let ballast = ballast(&fs.path, 2 << 20);
+
+    let publisher = std::sync::Arc::new(
+        MqttPublisher::connect(&url, &PublisherOptions::persistent(format!("pub-{prefix}")))
+            .unwrap(),
+    );
+    let p = publisher.clone();
+    let p_prefix = prefix.clone();
+    let feeding = tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            let ts = 1_796_169_600_000 + (i / 10) as i64 * 1000;
+            p.publish(
+                format!("{p_prefix}/E1/M{}", i % 10),
+                json_message(ts, &[("e_p", i as f64)]),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let full = daemon.wait_for_log(0, "disk is full", Duration::from_secs(120));
+    assert!(full.is_some(), "the disk never filled: {:#?}", daemon.log());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    std::fs::remove_file(&ballast).unwrap();
+    feeding.await.unwrap();
+    let count = || async {
+        let store = Store::open(&format!("sqlite://{}", db.display()), &Default::default())
+            .await
+            .ok()?;
+        let n = store.count_readings().await.ok();
+        store.close().await;
+        n
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut n = 0;
+    while Instant::now() < deadline {
+        n = count().await.unwrap_or(0);
+        if n >= MESSAGES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = daemon.terminate();
+    let n_after = count().await.unwrap_or(0);
+    if n_after != MESSAGES {
+        for l in daemon.log().iter().filter(|l| !l.contains("INFO")) {
+            eprintln!("{l}");
+        }
+    }
+    eprintln!("mqtt on a full disk: {MESSAGES} published, {n_after} stored");
+    assert!(status.success(), "{:#?}", daemon.log());
+    assert_eq!(n_after, MESSAGES, "lost or doubled: {n}");
+}
