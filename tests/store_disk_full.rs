@@ -13,8 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use common::t0;
 use pollwatch::clock::SystemClock;
-use pollwatch::model::{DataKind, Flag, Id, Location, LocationKind, Protocol, Reading};
-use pollwatch::model::{SourceRef, Stat};
+use pollwatch::model::{Location, LocationKind, Protocol, Reading};
 use pollwatch::rules::{Finding, RuleName, Severity};
 use pollwatch::store::{
     Batch, DeadLetter, NewAlert, ReadingQuery, Received, StatusEvent, Store, StoreOptions,
@@ -53,21 +52,11 @@ async fn page_count(url: &str) -> u64 {
 /// that batches need pages.
 fn frame(outlet: &str, secs: i64, n: usize) -> Vec<Reading> {
     (0..n)
-        .map(|i| Reading {
-            enterprise: Id::from("E1"),
-            location: Location::Outlet(outlet.into()),
-            factor: format!("a{:05}", 21000 + i).into(),
-            unit: "mg/m³".into(),
-            ts: t0() + ChronoDuration::seconds(secs),
-            value: secs as f64 + i as f64 / 100.0,
-            kind: DataKind::Rtd,
-            stat: Stat::Rtd,
-            converted: false,
-            flag: Flag::N,
-            source: SourceRef {
-                protocol: Protocol::Hj212,
-                device: Arc::from(format!("MN-{outlet}")),
-            },
+        .map(|i| {
+            let value = secs as f64 + i as f64 / 100.0;
+            let mut r = common::reading(outlet, &format!("a{:05}", 21000 + i), secs, value);
+            r.source.device = Arc::from(format!("MN-{outlet}"));
+            r
         })
         .collect()
 }

@@ -54,8 +54,18 @@ where
 
     /// Commits. On failure the connection is rolled back and closed, and the error
     /// says what `op` was committing.
-    pub(crate) async fn commit(mut self, op: &'static str) -> Result<(), StoreError> {
-        match (&mut *self.conn).execute("COMMIT").await {
+    pub(crate) async fn commit(self, op: &'static str) -> Result<(), StoreError> {
+        self.finish("COMMIT", op).await
+    }
+
+    /// Rolls back (a transaction that found nothing to do). On failure the
+    /// connection is closed.
+    pub(crate) async fn rollback(self) -> Result<(), StoreError> {
+        self.finish("ROLLBACK", "rollback").await
+    }
+
+    async fn finish(mut self, sql: &'static str, op: &'static str) -> Result<(), StoreError> {
+        match (&mut *self.conn).execute(sql).await {
             Ok(_) => {
                 self.clean = true;
                 Ok(())
@@ -63,24 +73,6 @@ where
             Err(source) => {
                 self.discard().await;
                 Err(StoreError::Db { op, source })
-            }
-        }
-    }
-
-    /// Rolls back (a transaction that found nothing to do). On failure the
-    /// connection is closed.
-    pub(crate) async fn rollback(mut self) -> Result<(), StoreError> {
-        match (&mut *self.conn).execute("ROLLBACK").await {
-            Ok(_) => {
-                self.clean = true;
-                Ok(())
-            }
-            Err(source) => {
-                self.discard().await;
-                Err(StoreError::Db {
-                    op: "rollback",
-                    source,
-                })
             }
         }
     }
