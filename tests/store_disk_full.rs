@@ -392,3 +392,55 @@ async fn postgres_failed_commit_discards_the_connection() {
     admin.close().await.unwrap();
     store.close().await;
 }
+
+/// The archive move needs room for a copy of what it moves: below twice
+/// `min_free` it waits, while the writer (still above `min_free`) carries on.
+#[tokio::test]
+async fn the_archive_move_stops_before_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let free = {
+        let s = rustix::fs::statvfs(dir.path()).unwrap();
+        s.f_bavail * s.f_frsize
+    };
+    let store_with = |min_free: u64| {
+        let url = url.clone();
+        async move {
+            Store::open(
+                &url,
+                &StoreOptions {
+                    tiers: TierOptions {
+                        compact_rows: 10,
+                        slice_rows: 1000,
+                    },
+                    min_free: pollwatch::config::MinFree {
+                        bytes: Some(min_free),
+                        percent: None,
+                    },
+                    ..StoreOptions::default()
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let part = |secs| Received {
+        at: t0(),
+        batch: Batch::readings(frame("DA001", secs, 30)),
+    };
+    // Free space between min_free and twice min_free: the archive waits.
+    let store = store_with(free * 2 / 3).await;
+    let space = store.space().unwrap().current().unwrap();
+    assert!(space.archive_paused() && !space.low(), "{space:?}");
+    store.commit(&[part(1)]).await.unwrap();
+    store.commit(&[part(2)]).await.unwrap();
+    assert_eq!(store.compact().await.unwrap(), 60, "nothing was moved");
+    store.close().await;
+    // Plenty of room: the commits move what is due themselves.
+    let store = store_with(0).await;
+    store.commit(&[part(3)]).await.unwrap();
+    store.commit(&[part(4)]).await.unwrap();
+    assert_eq!(store.compact().await.unwrap(), 0, "moved after the commits");
+    assert_eq!(store.count_readings().await.unwrap(), 120);
+    store.close().await;
+}
