@@ -384,22 +384,6 @@ impl Store {
     }
 }
 
-/// How a write transaction begins. On SQLite it takes the write lock at once
-/// (`IMMEDIATE`), so a busy database is waited for (busy_timeout) instead of
-/// failing with SQLITE_BUSY when a read inside the transaction later upgrades to
-/// a write while the writer is committing.
-pub(crate) trait WriteBegin {
-    const BEGIN: &'static str;
-}
-
-impl WriteBegin for sqlx::Sqlite {
-    const BEGIN: &'static str = "BEGIN IMMEDIATE";
-}
-
-impl WriteBegin for sqlx::Postgres {
-    const BEGIN: &'static str = "BEGIN";
-}
-
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

@@ -26,7 +26,23 @@ use std::ops::{Deref, DerefMut};
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Executor, Pool};
 
-use super::{StoreError, WriteBegin};
+use super::StoreError;
+
+/// How a write transaction begins. On SQLite it takes the write lock at once
+/// (`IMMEDIATE`), so a busy database is waited for (busy_timeout) instead of
+/// failing with SQLITE_BUSY when a read inside the transaction later upgrades to
+/// a write while the writer is committing.
+pub(crate) trait WriteBegin {
+    const BEGIN: &'static str;
+}
+
+impl WriteBegin for sqlx::Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+}
+
+impl WriteBegin for sqlx::Postgres {
+    const BEGIN: &'static str = "BEGIN";
+}
 
 /// A write transaction on a pooled connection; see the module docs.
 pub(crate) struct WriteTx<DB: Database> {
