@@ -1,6 +1,7 @@
 //! `/healthz`: the process answers. `/readyz`: it can do its job — the store
 //! writer completed a round trip recently (see [`crate::daemon::systemd`]) and the
-//! listeners are bound.
+//! listeners are bound, and free disk space is above `[storage] min_free`. When
+//! it is not ready, `reason` says why in words a sysadmin can act on.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,7 +22,18 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<ApiState>) -> Response {
-    let store = s.live.liveness.alive_within(s.live.heartbeat_window);
+    let alive = s.live.liveness.alive_within(s.live.heartbeat_window);
+    let space = s.store.space().and_then(|w| w.current());
+    let low = space.filter(|sp| sp.low());
+    let store = alive && low.is_none();
+    let reason = match low {
+        Some(sp) => Some(sp.reason()),
+        None if !alive => Some(format!(
+            "the store writer has not completed a round trip within {:?}",
+            s.live.heartbeat_window
+        )),
+        None => None,
+    };
     let listeners: Vec<serde_json::Value> = s
         .live
         .listeners
@@ -38,6 +50,9 @@ async fn readyz(State(s): State<ApiState>) -> Response {
         "store_writable": store,
         "listeners": listeners,
         "config_hash": s.config.borrow().hash,
+        "reason": reason,
+        "storage_free_bytes": space.map(|sp| sp.free),
+        "storage_min_free_bytes": space.map(|sp| sp.min_free),
     });
     (status, Json(body)).into_response()
 }

@@ -10,7 +10,7 @@
 //!
 //! [alerts.severity]           # per rule; defaults: exceedance, treatment_* and
 //! order_violation = "critical" # order_violation major, emission_total major,
-//!                             # everything else warning
+//!                             # disk_low critical, everything else warning
 //! ```
 
 use std::collections::BTreeMap;
@@ -47,6 +47,8 @@ impl AlertsSection {
     /// The severity an alert of `rule` starts with.
     pub fn severity_of(&self, rule: &str, positive_list: bool) -> Severity {
         let base = self.severity.get(rule).copied().unwrap_or(match rule {
+            // Every source stops being answered: the whole city goes dark.
+            "disk_low" => Severity::Critical,
             "exceedance"
             | "treatment_not_running"
             | "treatment_underpowered"

@@ -12,6 +12,8 @@
 //! linger = "0ms"        # wait this long for more input before committing
 //! queue = 4096          # write requests waiting for the writer before sources block
 //! sqlite_synchronous = "full"   # "full": a committed batch survives power loss
+//! min_free = "1GiB or 5%"       # below this much free disk (the smaller of the two)
+//!                               # sources stop being answered; "0" switches it off
 //!
 //! [http]
 //! listen = "127.0.0.1:9180"
@@ -30,7 +32,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::units::{HumanDuration, ListenAddr};
+use super::units::{HumanDuration, ListenAddr, MinFree};
 use crate::model::FactorClass;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -74,6 +76,10 @@ pub struct StorageSection {
     pub linger: HumanDuration,
     pub queue: usize,
     pub sqlite_synchronous: SqliteSync,
+    /// Free space to keep on the SQLite store's file system: below it the writer
+    /// holds new data (sources go unanswered and keep it), `/readyz` says why, and
+    /// the archive move stops first. See `store::space`.
+    pub min_free: MinFree,
 }
 
 impl Default for StorageSection {
@@ -84,6 +90,7 @@ impl Default for StorageSection {
             linger: HumanDuration(std::time::Duration::ZERO),
             queue: 4096,
             sqlite_synchronous: SqliteSync::Full,
+            min_free: MinFree::default(),
         }
     }
 }

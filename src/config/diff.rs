@@ -73,7 +73,8 @@ impl ConfigDiff {
             o.storage.max_batch != n.storage.max_batch
                 || o.storage.linger != n.storage.linger
                 || o.storage.queue != n.storage.queue
-                || o.storage.sqlite_synchronous != n.storage.sqlite_synchronous,
+                || o.storage.sqlite_synchronous != n.storage.sqlite_synchronous
+                || o.storage.min_free != n.storage.min_free,
             "storage",
         );
         needs(o.http.listen != n.http.listen, "http.listen");

@@ -40,7 +40,7 @@ pub use enterprise::{
     Aggregates, Analyzer, Basis, Contact, EmissionCap, Enterprise, Hj212Crc, Hj212Identity, Limit,
     Linkage, Meter, MeterRole, Order, OrderKind, Outlet, OutletKind,
 };
-pub use units::{HumanDuration, ListenAddr};
+pub use units::{HumanDuration, ListenAddr, MinFree};
 pub use validate::parse_di;
 
 use std::collections::HashMap;

@@ -103,3 +103,124 @@ mod tests {
         assert!(HumanDuration::parse("99999999999999999d").is_err());
     }
 }
+
+/// `[storage] min_free`: the free disk space below which pollwatch stops
+/// accepting data. Written as a size (`"2GiB"`, `"500MB"`, `"0"` to switch the
+/// check off), a share of the file system (`"5%"`), or both (`"1GiB or 5%"`: the
+/// smaller of the two, the default — 1 GiB is too much to keep free on a 10 GiB
+/// volume, 5 % too much on a 4 TiB one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MinFree {
+    pub bytes: Option<u64>,
+    pub percent: Option<f64>,
+}
+
+impl Default for MinFree {
+    fn default() -> Self {
+        MinFree {
+            bytes: Some(1 << 30),
+            percent: Some(5.0),
+        }
+    }
+}
+
+impl MinFree {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid min_free {s:?}: expected a size (\"1GiB\", \"500MB\", \"0\"), a share (\"5%\") or both (\"1GiB or 5%\")"
+            )
+        };
+        let mut out = MinFree {
+            bytes: None,
+            percent: None,
+        };
+        for part in s.split(" or ").map(str::trim) {
+            if let Some(p) = part.strip_suffix('%') {
+                let p: f64 = p.trim().parse().map_err(|_| bad())?;
+                if !(0.0..=100.0).contains(&p) || out.percent.is_some() {
+                    return Err(bad());
+                }
+                out.percent = Some(p);
+            } else {
+                if out.bytes.is_some() {
+                    return Err(bad());
+                }
+                out.bytes = Some(parse_size(part).ok_or_else(bad)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes to keep free on a file system of `total` bytes.
+    pub fn threshold(&self, total: u64) -> u64 {
+        let share = self
+            .percent
+            .map(|p| (total as f64 * p / 100.0).round() as u64);
+        match (self.bytes, share) {
+            (Some(b), Some(s)) => b.min(s),
+            (Some(b), None) => b,
+            (None, Some(s)) => s,
+            (None, None) => 0,
+        }
+    }
+}
+
+/// `"1GiB"`, `"500MB"`, `"64k"`, `"1048576"`: binary units for `KiB`/`MiB`/`GiB`/
+/// `TiB` (and `k`/`M`/`G`/`T`), decimal for `kB`/`MB`/`GB`/`TB`.
+fn parse_size(s: &str) -> Option<u64> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let per: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "T" | "TiB" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(per)
+}
+
+impl fmt::Display for MinFree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.bytes, self.percent) {
+            (Some(b), Some(p)) => write!(f, "{b} bytes or {p}%"),
+            (Some(b), None) => write!(f, "{b} bytes"),
+            (None, Some(p)) => write!(f, "{p}%"),
+            (None, None) => write!(f, "0"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MinFree {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        MinFree::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod min_free_tests {
+    use super::MinFree;
+
+    #[test]
+    fn sizes_shares_and_the_smaller_of_both() {
+        let gib = 1u64 << 30;
+        assert_eq!(MinFree::default().threshold(10 * gib), gib / 2);
+        assert_eq!(MinFree::default().threshold(4096 * gib), gib);
+        assert_eq!(MinFree::parse("2GiB").unwrap().threshold(gib), 2 * gib);
+        assert_eq!(MinFree::parse("500MB").unwrap().threshold(gib), 500_000_000);
+        assert_eq!(MinFree::parse("10%").unwrap().threshold(1000), 100);
+        assert_eq!(MinFree::parse("0").unwrap().threshold(gib), 0);
+        assert_eq!(MinFree::parse("1GiB or 5%").unwrap(), MinFree::default());
+        for bad in ["", "5 %%", "110%", "1GiB or 2GiB", "lots"] {
+            assert!(MinFree::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::sources::field::{FieldStats, HealthMap};
 use crate::sources::hj212::Hj212Stats;
 use crate::sources::mqtt::MqttStats;
-use crate::store::WriterStats;
+use crate::store::{SpaceWatch, WriterStats};
 
 /// Every MQTT client the daemon ran (one per `[mqtt]` change); summed so that
 /// counters stay monotonic across a reload that reconnects.
@@ -33,6 +33,8 @@ pub struct Sources {
     pub queue: Box<dyn Fn() -> usize + Send + Sync>,
     pub config: watch::Receiver<Arc<Config>>,
     pub reload: Arc<ReloadStatus>,
+    /// The SQLite store's file system (`None` on PostgreSQL).
+    pub space: Option<SpaceWatch>,
 }
 
 fn get(a: &std::sync::atomic::AtomicU64) -> u64 {
@@ -172,6 +174,36 @@ pub fn register(metrics: &Metrics, s: Sources) {
             "Duration of the last commit.",
             &[],
             get(&w.last_commit_micros) as f64 / 1e6,
+        );
+        if let Some(space) = s.space.as_ref().and_then(|w| w.current()) {
+            o.gauge(
+                "pollwatch_storage_free_bytes",
+                "Free bytes on the store's file system (available to pollwatch).",
+                &[],
+                space.free as f64,
+            );
+            o.gauge(
+                "pollwatch_storage_min_free_bytes",
+                "[storage] min_free resolved for this file system: below it new data is held.",
+                &[],
+                space.min_free as f64,
+            );
+        }
+        o.gauge(
+            "pollwatch_storage_holding",
+            "1 while the writer holds new data because free disk space is below min_free.",
+            &[],
+            if w.holding_for_space.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
+        );
+        o.counter(
+            "pollwatch_storage_space_holds_total",
+            "Times the writer held a batch because free disk space was below min_free.",
+            &[],
+            get(&w.space_holds),
         );
         o.gauge(
             "pollwatch_pipeline_queue_depth",

@@ -10,6 +10,7 @@
 //! Between start-up and shutdown the main loop serves reloads ([`reload`], applied
 //! in [`live`]); systemd hears about all of it ([`systemd`]).
 
+mod disk;
 mod instrument;
 mod live;
 pub mod plans;
@@ -94,6 +95,7 @@ impl Default for RunOptions {
 pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         sqlite_synchronous: config.daemon.storage.sqlite_synchronous,
+        min_free: config.daemon.storage.min_free,
         ..StoreOptions::default()
     }
 }
@@ -166,6 +168,7 @@ pub async fn run(
     let (plans, plan_rx) =
         plans::PlanFeed::start(Arc::new(config.clone()), &store, clock.now()).await?;
     let (findings_tx, findings_rx) = tokio::sync::mpsc::channel(1024);
+    let disk_findings = findings_tx.clone();
     let rules = RulesTask::spawn(
         store.clone(),
         plan_rx,
@@ -290,6 +293,17 @@ pub async fn run(
         aux_stop.clone(),
     ));
 
+    // Free disk space below [storage] min_free: a disk_low alert (SQLite only).
+    let disk = store.space().cloned().map(|space| {
+        tokio::spawn(disk::watch(
+            store.clone(),
+            space,
+            disk_findings,
+            clock.clone(),
+            aux_stop.clone(),
+        ))
+    });
+
     let reload_status = Arc::new(instrument::ReloadStatus::default());
     reload_status.last_success_unix.store(
         clock.now().timestamp(),
@@ -306,6 +320,7 @@ pub async fn run(
             queue: Box::new(writer.queue_probe()),
             config: config_rx.clone(),
             reload: reload_status.clone(),
+            space: store.space().cloned(),
         },
     );
 
@@ -394,6 +409,9 @@ pub async fn run(
         let _ = d.task.await;
     }
     let _ = heartbeat.await;
+    if let Some(d) = disk {
+        let _ = d.await;
+    }
     http.join().await;
     tracing::info!("flushing the store writer");
     drop(writer);

@@ -7,10 +7,13 @@
 //! answer comes only after the writer has worked through everything queued before
 //! it and the store has opened and committed a transaction, so a writer stuck
 //! behind an unreachable database, or a wedged runtime, stops the pings and lets
-//! systemd restart us. The same round trip backs `/readyz`.
+//! systemd restart us. The same round trip backs `/readyz`. The exception is a
+//! writer holding data because free disk space is below `min_free`: a restart
+//! would free no disk, so the watchdog stays fed while `/readyz` reports it.
 //!
 //! Without `$NOTIFY_SOCKET` (a terminal, a test) every call is a no-op.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -121,6 +124,14 @@ pub async fn heartbeat(
             Ok(Err(e)) => {
                 if !failing {
                     tracing::warn!(error = %e, "heartbeat through the store writer failed");
+                }
+                failing = true;
+            }
+            // Holding for disk space is deliberate, and a restart frees no disk:
+            // the watchdog stays fed; /readyz says what is wrong.
+            Err(_) if writer.stats().holding_for_space.load(Ordering::Relaxed) => {
+                if watchdog {
+                    notify(&[NotifyState::Watchdog]);
                 }
                 failing = true;
             }

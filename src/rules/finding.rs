@@ -54,6 +54,9 @@ rule_names!(
     TreatmentUnderpowered = "treatment_underpowered",
     OrderViolation = "order_violation",
     EmissionTotal = "emission_total",
+    // Not a rule on readings: the daemon raises it when free disk space falls
+    // below [storage] min_free (see daemon/disk.rs); duty.toml routes it by rule.
+    DiskLow = "disk_low",
 );
 
 impl fmt::Display for RuleName {

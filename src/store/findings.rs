@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
+use super::tx::WriteTx;
 use super::{from_ms, to_ms, Store, StoreError};
 use crate::model::{Location, Reading, SourceRef};
 use crate::rules::{EmissionHour, Finding};
@@ -60,7 +61,7 @@ impl Store {
             prepared.push((f.natural_key(), f.location_text(), evidence));
         }
         on_pool!(self, |pool, Db| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let mut ids = Vec::with_capacity(findings.len());
             for (f, (key, loc, evidence)) in findings.iter().zip(&prepared) {
                 let mut b = sqlx::QueryBuilder::<Db>::new(
@@ -91,9 +92,7 @@ impl Store {
                     .map_err(StoreError::db("insert finding"))?;
                 ids.push(row.map(|r| r.get::<i64, _>(0)));
             }
-            tx.commit()
-                .await
-                .map_err(StoreError::db("commit findings"))?;
+            tx.commit("commit findings").await?;
             Ok(ids)
         })
     }
@@ -151,7 +150,7 @@ impl Store {
             return Ok(());
         }
         on_pool!(self, |pool, Db| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             for h in hours {
                 let mut b = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO emission_hours (enterprise, outlet, factor, hour, tonnes, source) ",
@@ -173,9 +172,7 @@ impl Store {
                     .await
                     .map_err(StoreError::db("upsert emission hour"))?;
             }
-            tx.commit()
-                .await
-                .map_err(StoreError::db("commit emission hours"))?;
+            tx.commit("commit emission hours").await?;
             Ok(())
         })
     }

@@ -9,6 +9,11 @@
 //! Sources never write directly. They hand batches to the [`writer`], which groups
 //! them into transactions and tells each sender when its readings are durable — the
 //! moment a source may acknowledge (invariant 1).
+//!
+//! Every write transaction, on both backends, goes through [`tx::WriteTx`], which
+//! closes a connection after any failure inside a transaction instead of handing
+//! it back to the pool (why: `tx.rs`). Free disk space under SQLite is watched by
+//! [`space`]: below `[storage] min_free` the writer holds new data.
 
 /// Runs `$body` with `$pool` bound to the backend's pool and `$db` to its type.
 macro_rules! on_pool {
@@ -33,7 +38,9 @@ mod findings;
 mod orders;
 mod postgres;
 mod series;
+pub mod space;
 mod sqlite;
+mod tx;
 mod url;
 pub mod writer;
 
@@ -44,6 +51,7 @@ pub use alerts::{
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};
+pub use space::{Space, SpaceWatch};
 pub use url::{StoreUrl, UrlError};
 pub use writer::{Committed, Durable, WriteError, Writer, WriterOptions, WriterStats, WriterTask};
 
@@ -80,6 +88,8 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("{0}")]
+    DiskLow(String),
     #[error("commit did not finish within {0:?}")]
     Timeout(Duration),
     #[error("stored row is corrupt: {0}")]
@@ -129,6 +139,17 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     pub max_connections: u32,
     pub tiers: TierOptions,
+    /// Free space to keep on the SQLite store's file system (see [`space`]).
+    pub min_free: crate::config::MinFree,
+    /// How often that space is sampled.
+    pub space_every: Duration,
+    /// Drill and test hook (SQLite only): when set and nonzero, every connection
+    /// caps the database at this many pages (`PRAGMA max_page_count`, re-applied
+    /// each time a connection is taken from the pool), which fails writes with
+    /// `SQLITE_FULL` exactly as a full disk does. Raise it (or set 0) to "free"
+    /// space. Not a config key.
+    #[doc(hidden)]
+    pub sqlite_page_limit: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for StoreOptions {
@@ -138,6 +159,9 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             max_connections: 4,
             tiers: TierOptions::default(),
+            min_free: crate::config::MinFree::default(),
+            space_every: Duration::from_secs(1),
+            sqlite_page_limit: None,
         }
     }
 }
@@ -314,6 +338,15 @@ impl Store {
         }
     }
 
+    /// The free space of the store's file system (SQLite; `None` on PostgreSQL,
+    /// whose disk is the database server's).
+    pub fn space(&self) -> Option<&SpaceWatch> {
+        match self {
+            Store::Sqlite(s) => Some(&s.space),
+            Store::Postgres(_) => None,
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
@@ -377,22 +410,6 @@ impl Store {
             Store::Postgres(s) => s.close().await,
         }
     }
-}
-
-/// How a write transaction begins. On SQLite it takes the write lock at once
-/// (`IMMEDIATE`), so a busy database is waited for (busy_timeout) instead of
-/// failing with SQLITE_BUSY when a read inside the transaction later upgrades to
-/// a write while the writer is committing.
-pub(crate) trait WriteBegin {
-    const BEGIN: &'static str;
-}
-
-impl WriteBegin for sqlx::Sqlite {
-    const BEGIN: &'static str = "BEGIN IMMEDIATE";
-}
-
-impl WriteBegin for sqlx::Postgres {
-    const BEGIN: &'static str = "BEGIN";
 }
 
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {

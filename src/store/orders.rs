@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, FixedOffset, Utc};
 
+use super::tx::WriteTx;
 use super::{from_ms, to_ms, Store, StoreError};
 use crate::config::{HumanDuration, Order, OrderKind};
 
@@ -97,12 +98,15 @@ impl Store {
                     .push_bind(to_ms(at));
             });
             b.push(format!(" RETURNING {COLUMNS}"));
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let row = b
                 .build()
-                .fetch_one(pool)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::db("insert order"))?;
-            stored_order(&row)
+            let stored = stored_order(&row)?;
+            tx.commit("commit order").await?;
+            Ok(stored)
         })
     }
 
@@ -160,11 +164,15 @@ impl Store {
                 .push_bind(to_ms(at))
                 .push(" WHERE cancelled_at IS NULL AND id = ")
                 .push_bind(id);
-            b.build()
-                .execute(pool)
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
+            let n = b
+                .build()
+                .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("cancel order"))?
-                .rows_affected()
+                .rows_affected();
+            tx.commit("commit cancellation").await?;
+            n
         });
         Ok(match (changed, self.order(id).await?) {
             (_, None) => CancelOutcome::NotFound,

@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row as _};
 
 use super::series::IdCache;
+use super::tx::WriteTx;
 use super::{
     dead_letter, status_event, stored_reading, to_ms, CommitStats, DeadLetter, ReadingQuery,
     Received, StatusEvent, StoreError, StoreOptions, StoredReading,
@@ -52,7 +53,7 @@ impl PgStore {
 
     pub async fn commit(&self, parts: &[Received]) -> Result<CommitStats, StoreError> {
         let mut res = self.ids.resolve(parts);
-        let mut tx = self.pool.begin().await.map_err(StoreError::db("begin"))?;
+        let mut tx = WriteTx::<Postgres>::begin(&self.pool).await?;
         for (key, (unit, id)) in res.missing.series.iter_mut() {
             super::insert_series::<Postgres>(key, unit)
                 .build()
@@ -130,7 +131,7 @@ impl PgStore {
                 stats.status_events += 1;
             }
         }
-        tx.commit().await.map_err(StoreError::db("commit"))?;
+        tx.commit("commit").await?;
         self.ids.learn(res.missing);
         Ok(stats)
     }

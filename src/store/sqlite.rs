@@ -15,6 +15,7 @@
 //! after each commit, so the move never stalls ingestion for long. Queries read both tiers; a reading already in
 //! `readings` hides a later copy in `readings_recent`, so the first value received
 //! stands even when a logger re-sends history that was already compacted.
+//! The move waits while free disk space is short (see `space.rs`).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
 use sqlx::{Row as _, Sqlite};
 
 use super::series::{IdCache, Row};
+use super::tx::WriteTx;
 use super::{
     dead_letter, status_event, stored_reading, to_ms, CommitStats, DeadLetter, ReadingQuery,
     Received, StatusEvent, StoreError, StoreOptions, StoredReading,
@@ -67,6 +69,18 @@ static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
     out
 });
 
+/// The drill hook of [`StoreOptions::sqlite_page_limit`]; 0 lifts the cap.
+async fn apply_page_limit(
+    conn: &mut sqlx::SqliteConnection,
+    pages: u64,
+) -> Result<(), sqlx::Error> {
+    use sqlx::Executor as _;
+    let pages = if pages == 0 { 4_294_967_294 } else { pages };
+    conn.execute(format!("PRAGMA max_page_count = {pages}").as_str())
+        .await
+        .map(|_| ())
+}
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
@@ -75,6 +89,7 @@ pub struct SqliteStore {
     recent: Arc<AtomicU64>,
     round: Arc<std::sync::Mutex<Option<Round>>>,
     tiers: super::TierOptions,
+    pub(super) space: super::SpaceWatch,
 }
 
 impl SqliteStore {
@@ -105,9 +120,22 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory")
             .statement_cache_capacity(64);
-        let pool = SqlitePoolOptions::new()
+        let mut pool_opts = SqlitePoolOptions::new()
             .max_connections(opts.max_connections.max(1))
-            .acquire_timeout(opts.connect_timeout)
+            .acquire_timeout(opts.connect_timeout);
+        if let Some(limit) = opts.sqlite_page_limit.clone() {
+            let on_acquire = limit.clone();
+            pool_opts = pool_opts
+                .after_connect(move |conn, _| {
+                    let pages = limit.load(Ordering::Relaxed);
+                    Box::pin(async move { apply_page_limit(conn, pages).await })
+                })
+                .before_acquire(move |conn, _| {
+                    let pages = on_acquire.load(Ordering::Relaxed);
+                    Box::pin(async move { apply_page_limit(conn, pages).await.map(|()| true) })
+                });
+        }
+        let pool = pool_opts
             .connect_with(connect)
             .await
             .map_err(|source| StoreError::Open { url, source })?;
@@ -128,12 +156,20 @@ impl SqliteStore {
             recent: Arc::new(AtomicU64::new(recent.max(0) as u64)),
             round: Arc::default(),
             tiers: opts.tiers,
+            space: super::SpaceWatch::spawn(
+                path.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+                opts.min_free,
+                opts.space_every,
+            ),
         })
     }
 
     pub async fn commit(&self, parts: &[Received]) -> Result<CommitStats, StoreError> {
         let mut res = self.ids.resolve(parts);
-        let mut tx = self.pool.begin().await.map_err(StoreError::db("begin"))?;
+        let mut tx = WriteTx::<Sqlite>::begin(&self.pool).await?;
         for (key, (unit, id)) in res.missing.series.iter_mut() {
             super::insert_series::<Sqlite>(key, unit)
                 .build()
@@ -216,7 +252,7 @@ impl SqliteStore {
                 stats.status_events += 1;
             }
         }
-        tx.commit().await.map_err(StoreError::db("commit"))?;
+        tx.commit("commit").await?;
         self.ids.learn(res.missing);
         self.recent.fetch_add(stats.readings, Ordering::Relaxed);
         // The batch is durable already; a failed move is retried after the next one.
@@ -230,6 +266,11 @@ impl SqliteStore {
     /// under way. A round is cut into slices of about `slice_rows` rows by series
     /// range, one slice after each commit, so no commit waits for a whole round.
     async fn compact_step(&self) -> Result<(), StoreError> {
+        // The move copies a slice before deleting it: it needs room the writer
+        // may need more. It stops below twice min_free, before the writer does.
+        if self.space.archive_paused() {
+            return Ok(());
+        }
         let slice = {
             let mut round = self.round.lock().unwrap_or_else(|e| e.into_inner());
             if round.is_none() && self.recent.load(Ordering::Relaxed) < self.tiers.compact_rows {
@@ -284,7 +325,7 @@ impl SqliteStore {
     /// archive page is written once. A row whose (series, time) is already
     /// archived is a late resend and is dropped: the first value stands.
     async fn move_series(&self, lo: i64, hi: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::db("begin"))?;
+        let mut tx = WriteTx::<Sqlite>::begin(&self.pool).await?;
         let moved = sqlx::query(
             "INSERT OR IGNORE INTO readings (series_id, ts, value, flag, source_id, received)
              SELECT series_id, ts, value, flag, source_id, received FROM readings_recent
@@ -302,9 +343,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("clear recent readings"))?;
-        tx.commit()
-            .await
-            .map_err(StoreError::db("commit archive"))?;
+        tx.commit("commit archive").await?;
         Ok(moved)
     }
 

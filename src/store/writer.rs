@@ -17,6 +17,13 @@
 //! reading is never dropped for an outage. Only at shutdown, after the grace period,
 //! does the writer give up — and then it says how many readings it could not write.
 //!
+//! Free disk space below `[storage] min_free` (see [`super::space`]) is treated
+//! the same way, one step earlier: the writer holds the batch without trying to
+//! commit it until space returns, so the disk never fills to the point where
+//! SQLite cannot roll back or checkpoint. While it holds, `holding_for_space` is
+//! set: the systemd heartbeat keeps the watchdog fed (a restart frees no disk)
+//! and `/readyz` reports the reason.
+//!
 //! The rules engine sees readings only after they are durable, through the optional
 //! [`Tap`]: after each commit the writer offers the committed readings, numbered,
 //! to a bounded channel. It never waits on it — ingestion must not stall because
@@ -107,6 +114,10 @@ pub struct WriterStats {
     pub tap_lagged: AtomicU64,
     /// Sum of commit durations, for the mean commit latency.
     pub commit_micros_total: AtomicU64,
+    /// Times the writer held a batch because free disk space was below min_free.
+    pub space_holds: AtomicU64,
+    /// The writer is holding a batch for disk space right now.
+    pub holding_for_space: std::sync::atomic::AtomicBool,
     dead_letter_reasons: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -327,6 +338,9 @@ impl Task {
             batch.into_iter().map(|r| (r.received, r.done)).unzip();
         let mut delay = self.opts.retry_min;
         let result = loop {
+            if let Err(e) = self.hold_while_space_is_low(&parts).await {
+                break Err(e);
+            }
             let started = Instant::now();
             let attempt = tokio::time::timeout(self.opts.commit_timeout, self.store.commit(&parts));
             match attempt
@@ -378,6 +392,30 @@ impl Task {
                     let _ = w.send(Err(WriteError::Abandoned(msg.clone())));
                 }
             }
+        }
+    }
+
+    /// Waits, without committing, while free disk space is below min_free. Errs
+    /// only when shutdown gives up on the batch meanwhile.
+    async fn hold_while_space_is_low(&mut self, parts: &[Received]) -> Result<(), StoreError> {
+        let Some(mut space) = self.store.space().cloned() else {
+            return Ok(());
+        };
+        let Some(now) = space.current().filter(|s| s.low()) else {
+            return Ok(());
+        };
+        let readings: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
+        tracing::warn!(readings, "{}; holding the batch", now.reason());
+        self.stats.space_holds.fetch_add(1, Ordering::Relaxed);
+        self.stats.holding_for_space.store(true, Ordering::Relaxed);
+        tokio::select! {
+            _ = space.wait_until_ok() => {}
+            _ = self.give_up.wait_for(|g| *g) => {}
+        }
+        self.stats.holding_for_space.store(false, Ordering::Relaxed);
+        match space.current().filter(|s| s.low()) {
+            Some(s) if *self.give_up.borrow() => Err(StoreError::DiskLow(s.reason())),
+            _ => Ok(()),
         }
     }
 

@@ -34,6 +34,7 @@ pub mod console;
 pub mod daemon;
 pub mod field;
 pub mod proxy;
+pub mod tmpfs;
 pub mod wecom;
 
 use std::sync::Arc;

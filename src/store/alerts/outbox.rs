@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{chain_hash, Attempt, OutboxRow};
-use crate::store::{from_ms, to_ms, Store, StoreError, WriteBegin};
+use crate::store::tx::WriteTx;
+use crate::store::{from_ms, to_ms, Store, StoreError};
 
 /// An attempt as read back: outbox, time, channel, recipients, alerts, result,
 /// code, reason, provider id.
@@ -115,13 +116,15 @@ impl Store {
     /// in-memory digest queue when the process stopped, and those held because
     /// every channel of their route was unavailable, are pending again.
     pub async fn requeue_outbox(&self) -> Result<u64, StoreError> {
-        on_pool!(self, |pool, _Db| {
+        on_pool!(self, |pool, Db| {
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let r = sqlx::query(
                 "UPDATE outbox SET state = 'pending' WHERE state IN ('queued', 'held')",
             )
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(StoreError::db("requeue outbox"))?;
+            tx.commit("commit requeue").await?;
             Ok(r.rows_affected())
         })
     }
@@ -137,10 +140,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let alert: Option<(i64, String)> =
                 sqlx::query_as("SELECT alert_id, step FROM outbox WHERE id = $1")
                     .bind(outbox_id)
@@ -196,7 +196,7 @@ impl Store {
                 };
                 append_event!(tx, alert_id, now, kind, "pollwatch", &detail);
             }
-            tx.commit().await.map_err(StoreError::db("commit outbox"))?;
+            tx.commit("commit outbox").await?;
             Ok(())
         })
     }

@@ -17,7 +17,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::{chain_hash, NewAlert, Recorded};
-use crate::store::{to_ms, Store, StoreError, WriteBegin};
+use crate::store::tx::WriteTx;
+use crate::store::{to_ms, Store, StoreError};
 
 /// One finding to record.
 #[derive(Debug, Clone)]
@@ -62,10 +63,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Recorded>, StoreError> {
         on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let mut out = Vec::with_capacity(items.len());
             for it in items {
                 let a = &it.alert;
@@ -200,7 +198,7 @@ impl Store {
                 }
                 out.push(recorded);
             }
-            tx.commit().await.map_err(StoreError::db("commit alerts"))?;
+            tx.commit("commit alerts").await?;
             Ok(out)
         })
     }
@@ -274,10 +272,7 @@ impl Store {
             return Ok(Vec::new());
         }
         on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let mut out = Vec::new();
             for (alert_id, steps) in &fresh {
                 let state: Option<String> =
@@ -302,9 +297,7 @@ impl Store {
                     out.push((*alert_id, queued));
                 }
             }
-            tx.commit()
-                .await
-                .map_err(StoreError::db("commit escalation"))?;
+            tx.commit("commit escalation").await?;
             Ok(out)
         })
     }

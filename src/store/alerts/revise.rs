@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use super::chain_hash;
 use crate::rules::rejudge::{Period, REVISABLE};
 use crate::rules::Finding;
-use crate::store::{from_ms, to_ms, Store, StoreError, WriteBegin};
+use crate::store::tx::WriteTx;
+use crate::store::{from_ms, to_ms, Store, StoreError};
 
 /// What a revision changed.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -96,10 +97,7 @@ impl Store {
         let keys: Vec<(String, &Finding)> = verdicts.iter().map(|f| (f.natural_key(), f)).collect();
         let rules: Vec<&str> = REVISABLE.iter().map(|r| r.as_str()).collect();
         on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             for p in periods {
                 let mut b = sqlx::QueryBuilder::<Db>::new(
                     "SELECT id, natural_key, value, threshold, message, evidence, superseded_at FROM findings WHERE enterprise = ",
@@ -221,9 +219,7 @@ impl Store {
                     }
                 }
             }
-            tx.commit()
-                .await
-                .map_err(StoreError::db("commit revisions"))?;
+            tx.commit("commit revisions").await?;
             Ok(out)
         })
     }

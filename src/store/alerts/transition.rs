@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{alert_row, chain_hash, AlertRow, AlertState, ALERT_COLUMNS};
-use crate::store::{from_ms, to_ms, Store, StoreError, WriteBegin};
+use crate::store::tx::WriteTx;
+use crate::store::{from_ms, to_ms, Store, StoreError};
 
 impl Store {
     /// An acknowledgement that timed out (the policy's `ack_timeout`, reached at
@@ -19,10 +20,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<AlertRow>, StoreError> {
         on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let before: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
                 "SELECT acked_by, acked_at FROM alerts WHERE id = $1 AND state = 'acknowledged'",
             )
@@ -31,6 +29,7 @@ impl Store {
             .await
             .map_err(StoreError::db("read alert"))?;
             let Some((acked_by, acked_at)) = before else {
+                tx.rollback().await?;
                 return Ok(None);
             };
             sqlx::query("UPDATE alerts SET state = 'open', acked_by = NULL, acked_at = NULL, cycle_started_at = $1, reopens = reopens + 1, updated_at = $2 WHERE id = $3")
@@ -54,7 +53,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::db("read alert"))?;
-            tx.commit().await.map_err(StoreError::db("commit reopen"))?;
+            tx.commit("commit reopen").await?;
             Ok(Some(alert_row(&row)?))
         })
     }
@@ -81,10 +80,7 @@ impl Store {
         };
         let sql = format!("UPDATE alerts SET state = $1, {col_by} = $2, {col_at} = $3, updated_at = $3 WHERE id = $4 AND {from}");
         on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
+            let mut tx = WriteTx::<Db>::begin(pool).await?;
             let r = sqlx::query(&sql)
                 .bind(to.as_str())
                 .bind(by)
@@ -94,6 +90,7 @@ impl Store {
                 .await
                 .map_err(StoreError::db("transition alert"))?;
             if r.rows_affected() == 0 {
+                tx.rollback().await?;
                 return Ok(None);
             }
             sqlx::query("UPDATE outbox SET state = 'cancelled' WHERE alert_id = $1 AND state IN ('pending', 'queued', 'held')")
@@ -108,9 +105,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::db("read alert"))?;
-            tx.commit()
-                .await
-                .map_err(StoreError::db("commit transition"))?;
+            tx.commit("commit transition").await?;
             Ok(Some(alert_row(&row)?))
         })
     }
