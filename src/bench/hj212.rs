@@ -149,6 +149,8 @@ pub async fn end_to_end(
             crc: CrcMode::Hj212,
             set_time_on_connect: false,
             rtd_interval: None,
+            sm4_key: None,
+            require_encryption: false,
         });
     }
     let (_reg_tx, reg_rx) = watch::channel(Arc::new(registry));
