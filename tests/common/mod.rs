@@ -33,6 +33,7 @@ pub mod alerting;
 pub mod console;
 pub mod daemon;
 pub mod field;
+pub mod hj212;
 pub mod proxy;
 pub mod wecom;
 

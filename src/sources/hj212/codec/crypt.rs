@@ -201,7 +201,7 @@ mod tests {
             "QN=1;ST=31;CN=2051;PW=1;MN=M;Flag=9;CP=&&DataTime=20240520210600;a01011-Avg=1.35&&";
         let enc = encrypt_segment(seg, &key);
         assert!(is_encrypted(enc.as_bytes()));
-        assert!(enc.ends_with("}Avg=1.35&&"), "{enc}");
+        assert!(enc.ends_with("}vg=1.35&&"), "{enc}");
         assert_eq!(decrypt_segment(&enc, &key).unwrap(), seg);
         let wrong = Sm4Key::new([0x31; 16]);
         assert_eq!(decrypt_segment(&enc, &wrong), Err(DecryptError::NotText));
