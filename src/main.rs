@@ -470,7 +470,7 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
     } else {
         for r in &rows {
             println!(
-                "{}  {:<8} {:<4} {}{:<3} {:>14} {:<6} {}  {}:{}",
+                "{}  {:<8} {:<4} {}{:<3} {:>14} {:<6} {}  {}:{}{}",
                 rfc3339_local(r.ts, tz),
                 r.factor,
                 r.kind.as_str(),
@@ -480,7 +480,9 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
                 r.unit,
                 r.flag.as_str(),
                 r.protocol.as_str(),
-                r.device
+                r.device,
+                // HJ 212-2025 RF=1: sent from the logger's backlog.
+                if r.resend { "  resend" } else { "" }
             );
         }
         eprintln!("{} readings", rows.len());

@@ -137,6 +137,19 @@ async fn encrypted_uploads_are_stored_then_answered_and_a_wrong_key_is_a_dead_le
         2,
         "hourly flow Avg and Cou"
     );
+    // The RF=1 frame (line 4, 2051 at 10:03) is stored with its resend mark, and
+    // only its values are.
+    let marked: Vec<(String, f64)> = h
+        .readings("DA001", "a21026")
+        .await
+        .iter()
+        .filter(|r| r.resend)
+        .map(|r| (r.ts.to_rfc3339(), r.value))
+        .collect();
+    assert_eq!(
+        marked,
+        vec![("2026-11-30T02:03:00+00:00".to_string(), 18.5)]
+    );
 
     // Encrypted under another key: a dead letter, never answered.
     let (expected, wrong) = &frames[4];

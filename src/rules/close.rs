@@ -186,6 +186,7 @@ impl Series {
             flag: r.flag,
             corrected: None,
             o2,
+            resend: r.source.resend,
         };
         let judged = match self.o2_reference {
             Some(reference) => match o2::correct(r.value, reference, o2) {

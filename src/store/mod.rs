@@ -265,6 +265,8 @@ pub struct StoredReading {
     pub protocol: Protocol,
     pub device: String,
     pub received: DateTime<Utc>,
+    /// Sent from the logger's backlog (HJ 212-2025 `RF=1`).
+    pub resend: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -391,6 +393,7 @@ pub(crate) fn stored_reading(
     protocol: &str,
     device: String,
     received: i64,
+    resend: bool,
 ) -> Result<StoredReading, StoreError> {
     let corrupt = |e: crate::model::UnknownVariant| StoreError::Corrupt(e.to_string());
     Ok(StoredReading {
@@ -405,6 +408,7 @@ pub(crate) fn stored_reading(
         protocol: protocol.parse().map_err(corrupt)?,
         device,
         received: from_ms(received)?,
+        resend,
     })
 }
 
@@ -464,7 +468,7 @@ where
         }
         b.push(format!(
             "SELECT s.factor, s.unit, s.kind, s.stat, s.converted, r.ts, r.value, r.flag,
-                    src.protocol, src.device, r.received
+                    src.protocol, src.device, r.received, src.resend
              FROM {table} r
              JOIN series s ON s.id = r.series_id
              JOIN sources src ON src.id = r.source_id"
@@ -550,10 +554,13 @@ pub(crate) fn insert_source<'a, DB>(src: &'a SourceRef) -> sqlx::QueryBuilder<'a
 where
     DB: sqlx::Database,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    let mut b = sqlx::QueryBuilder::<DB>::new("INSERT INTO sources (protocol, device) ");
+    let mut b = sqlx::QueryBuilder::<DB>::new("INSERT INTO sources (protocol, device, resend) ");
     b.push_values([src], |mut row, s| {
-        row.push_bind(s.protocol.as_str()).push_bind(&*s.device);
+        row.push_bind(s.protocol.as_str())
+            .push_bind(&*s.device)
+            .push_bind(s.resend);
     });
     b.push(" ON CONFLICT DO NOTHING");
     b
@@ -563,9 +570,11 @@ pub(crate) fn select_source<'a, DB>(src: &'a SourceRef) -> sqlx::QueryBuilder<'a
 where
     DB: sqlx::Database,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     let mut b = sqlx::QueryBuilder::<DB>::new("SELECT id FROM sources WHERE protocol = ");
     b.push_bind(src.protocol.as_str());
     b.push(" AND device = ").push_bind(&*src.device);
+    b.push(" AND resend = ").push_bind(src.resend);
     b
 }

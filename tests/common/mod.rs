@@ -180,6 +180,7 @@ pub fn reading(outlet: &str, factor: &str, secs: i64, value: f64) -> Reading {
         source: SourceRef {
             protocol: Protocol::Hj212,
             device: Arc::from("MN0001"),
+            resend: false,
         },
     }
 }

@@ -141,6 +141,7 @@ pub fn map_values(
     let source = SourceRef {
         protocol: Protocol::Hj212,
         device: origin.mn.clone(),
+        resend: seg.is_resend(),
     };
     let mut out = Mapped::default();
     let factors: Vec<Factor<'_>> = seg.factors().collect();
@@ -242,6 +243,7 @@ pub fn map_devices(seg: &DataSegment<'_>, origin: &Origin, tz: Tz) -> Result<Map
                 source: SourceRef {
                     protocol: Protocol::Hj212,
                     device: origin.mn.clone(),
+                    resend: seg.is_resend(),
                 },
             }),
             _ => out.problems.push(Problem {
