@@ -304,3 +304,60 @@ async fn a_relayed_connection_connects_each_logger_once() {
     assert_eq!(count("connected"), 3, "{events:?}");
     assert_eq!(count("disconnected"), 3, "{events:?}");
 }
+
+#[tokio::test]
+async fn new_2025_commands_are_kept_as_events_and_furnace_means_as_readings() {
+    let mut h = start().await;
+    let mut logger = sim(&h, "010000A8900016F000PW0002", "pw2");
+    logger.st = "31".into();
+    let t = LocalDateTime {
+        year: 2026,
+        month: 12,
+        day: 1,
+        hour: 11,
+        minute: 5,
+        second: 0,
+    };
+    // 2111: furnace temperature 5-minute means, stored as minute data. The
+    // factor code is not in our references: stored as received.
+    logger
+        .upload("2111", t, "f01001-Avg=862.5,f01001-Flag=N")
+        .await
+        .unwrap();
+    let furnace = h.readings("DA002", "f01001").await;
+    assert_eq!(furnace.len(), 1);
+    assert_eq!((furnace[0].kind, furnace[0].value), (DataKind::Min, 862.5));
+    // 1001 hardware ids, 1014 a key request, 2062 a standard-sample check and
+    // 2013 raw data: device events, answered once stored.
+    let uploads = [
+        (
+            "1001",
+            "i23005-Info=LOGGER-01;i23006-Info=CPU-9F;i23007-Info=00:1A:2B:3C:4D:5E",
+        ),
+        ("1014", "SKCreateTime=20261201110000"),
+        (
+            "2062",
+            "a21026-StdValue=50.0,a21026-Check=49.2,a21026-Flag=N",
+        ),
+        ("2013", "a24088-RetTime=3.21,a24088-PeakArea=15022.7"),
+    ];
+    for (cn, cp) in uploads {
+        logger.upload(cn, t, cp).await.unwrap();
+    }
+    h.stop().await;
+    let events = h.store.status_events(20).await.unwrap();
+    for (status, needle) in [
+        ("hardware_ids", "i23006-Info=CPU-9F"),
+        ("key_request", "SKCreateTime=20261201110000"),
+        ("qc_check", "a21026-Check=49.2"),
+        ("raw_data", "a24088-PeakArea=15022.7"),
+    ] {
+        let e = events
+            .iter()
+            .find(|e| e.status == status)
+            .unwrap_or_else(|| panic!("no {status} event in {events:?}"));
+        assert!(e.detail.contains(needle), "{e:?}");
+        assert_eq!(e.device, "010000A8900016F000PW0002");
+    }
+    assert!(h.store.dead_letters(10).await.unwrap().is_empty());
+}
