@@ -361,3 +361,58 @@ async fn new_2025_commands_are_kept_as_events_and_furnace_means_as_readings() {
     }
     assert!(h.store.dead_letters(10).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn pollwatch_simulate_hj212_speaks_2025_with_a_key_and_resends() {
+    let mut h = start().await;
+    let key_file = h._dir.path().join("sim.key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pollwatch"))
+        .args([
+            "simulate",
+            "hj212",
+            "--version",
+            "2025",
+            "--resend",
+            "--st",
+            "31",
+        ])
+        .arg("--addr")
+        .arg(h.addr().to_string())
+        .args(["--mn", MN, "--password", "123456", "--cn", "2051"])
+        .arg("--sm4-key-file")
+        .arg(&key_file)
+        .args(["--value", "a21026=33.5"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("9014 after 1 attempt(s)"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = h.readings("DA001", "a21026").await;
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].resend && rows[0].value == 33.5, "{rows:?}");
+    // require_encryption is on for DA001, so this went encrypted; without a key
+    // it is refused.
+    assert_eq!(h.stats.rejected_for("not_encrypted"), 0);
+    h.stop().await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pollwatch"))
+        .args([
+            "simulate",
+            "hj212",
+            "--resend",
+            "--mn",
+            MN,
+            "--password",
+            "x",
+        ])
+        .args(["--value", "a21026=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("add --version 2025"));
+}
