@@ -25,6 +25,7 @@ both_backends!(
     resend_after_compaction_keeps_the_first_value,
     rounds_of_moves_between_commits_keep_every_reading_once,
     resend_marks_stay_with_their_readings,
+    device_events_of_one_enterprise,
 );
 
 fn clock() -> Arc<dyn Clock> {
@@ -320,6 +321,38 @@ async fn rounds_of_moves_between_commits_keep_every_reading_once(url: &str) {
     }
     store.compact().await.unwrap();
     assert_eq!(store.readings(&query("DA002")).await.unwrap().len(), 180);
+}
+
+/// The events an enterprise page lists: one enterprise, chosen kinds, newest first.
+async fn device_events_of_one_enterprise(url: &str) {
+    let store = open(url).await;
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    for (i, (enterprise, status)) in [
+        ("E1", "key_request"),
+        ("E2", "key_request"),
+        ("E1", "connected"),
+        ("E1", "qc_check"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ev = StatusEvent {
+            at: t0() + chrono::Duration::seconds(i as i64),
+            enterprise: enterprise.into(),
+            device: "MN1".into(),
+            status: status.into(),
+            detail: String::new(),
+        };
+        w.write(Batch::status_event(ev)).await.unwrap();
+    }
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+    let got = store
+        .device_events("E1", &["key_request", "qc_check"], 10)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = got.iter().map(|e| e.status.as_str()).collect();
+    assert_eq!(kinds, vec!["qc_check", "key_request"]);
 }
 
 /// HJ 212-2025 RF=1: a value from the logger's backlog keeps its mark through the

@@ -29,6 +29,7 @@ macro_rules! on_pool {
 }
 
 mod alerts;
+mod events;
 mod findings;
 mod orders;
 mod postgres;
