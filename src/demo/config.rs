@@ -324,6 +324,7 @@ mod tests {
             modbus: "127.0.0.1:15020".parse().unwrap(),
             dlt645: "127.0.0.1:15021".parse().unwrap(),
             poll: Duration::from_millis(500),
+            cement_sm4_key: "00112233445566778899AABBCCDDEEFF".into(),
         };
         write(&dir.path().join("config"), &setup).unwrap();
         let load = LoadOptions {
