@@ -98,9 +98,13 @@ pub enum DecryptError {
     NotText,
 }
 
-/// True when the segment's data area is written as `{0x…}` ciphertext.
+/// True when the segment's data area is written as `{0x…}` ciphertext. Looks only
+/// at the `{` bytes (a plaintext segment has none outside `//…//` text).
 pub fn is_encrypted(segment: &[u8]) -> bool {
-    segment.windows(OPEN.len()).any(|w| w == OPEN)
+    segment
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'{' && i >= 5 && segment.get(i - 5..i) == Some(&OPEN[..5]))
 }
 
 /// The plaintext segment: the header as sent, `CP=&&`, the decrypted blocks, the
@@ -114,20 +118,7 @@ pub fn decrypt_segment(segment: &str, key: &Sm4Key) -> Result<String, DecryptErr
         .ok_or(DecryptError::BadText("no closing brace"))?;
     let (hex, rest) = area.split_at(close);
     let rest = rest.get(1..).unwrap_or("");
-    let mut bytes = Vec::with_capacity(hex.len() / 5 + 1);
-    for item in hex.split(',') {
-        let digits = item
-            .trim()
-            .strip_prefix("0x")
-            .or_else(|| item.trim().strip_prefix("0X"))
-            .ok_or(DecryptError::BadText("an item lacks 0x"))?;
-        if digits.is_empty() || digits.len() > 2 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(DecryptError::BadText("an item is not one byte"));
-        }
-        let b = u8::from_str_radix(digits, 16)
-            .map_err(|_| DecryptError::BadText("an item is not hex"))?;
-        bytes.push(b);
-    }
+    let mut bytes = parse_hex_list(hex.as_bytes())?;
     if bytes.is_empty() || bytes.len() % BLOCK != 0 {
         return Err(DecryptError::NotWholeBlocks(bytes.len()));
     }
@@ -144,6 +135,28 @@ pub fn decrypt_segment(segment: &str, key: &Sm4Key) -> Result<String, DecryptErr
     out.push_str(head);
     out.push_str(&plain);
     out.push_str(rest);
+    Ok(out)
+}
+
+/// `0xE4,0x3E,…` (either case, spaces around items allowed) as bytes. One pass
+/// over the text: this runs for every encrypted frame.
+fn parse_hex_list(text: &[u8]) -> Result<Vec<u8>, DecryptError> {
+    let mut out = Vec::with_capacity(text.len() / 5 + 1);
+    for item in text.split(|&b| b == b',') {
+        let item = item.trim_ascii();
+        let digits = match item {
+            [b'0', b'x' | b'X', d @ ..] => d,
+            _ => return Err(DecryptError::BadText("an item lacks 0x")),
+        };
+        let nibble = |c: u8| char::from(c).to_digit(16);
+        let value = match digits {
+            [a] => nibble(*a),
+            [a, b] => nibble(*a).zip(nibble(*b)).map(|(a, b)| a << 4 | b),
+            _ => return Err(DecryptError::BadText("an item is not one byte")),
+        };
+        let value = value.ok_or(DecryptError::BadText("an item is not hex"))?;
+        out.push(u8::try_from(value).map_err(|_| DecryptError::BadText("an item is not hex"))?);
+    }
     Ok(out)
 }
 
