@@ -230,8 +230,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::CheckConfig(c) => match Config::load(&c.config, &load_options()) {
             Ok(cfg) => {
-                print!("{}", cfg.summary());
-                Ok(ExitCode::SUCCESS)
+                let missing = pollwatch::config::secrets::environment_problems(&cfg);
+                if missing.is_empty() {
+                    print!("{}", cfg.summary());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                // `run` starts with these (the channel is unavailable, its routes
+                // fall back), but the sysadmin must hear of every one.
+                eprint!("{}", pollwatch::config::ConfigErrors(missing));
+                Ok(ExitCode::FAILURE)
             }
             Err(errors) => {
                 eprint!("{errors}");

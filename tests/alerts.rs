@@ -159,7 +159,7 @@ struct Rig {
 impl Rig {
     fn parts(&self) -> (AlertEngine, Dispatcher) {
         let clock: Arc<dyn Clock> = self.clock.clone();
-        let notifier = Arc::new(Notifier::from_config(&self.cfg, clock.clone()).unwrap());
+        let notifier = Arc::new(Notifier::from_config(&self.cfg, clock.clone()));
         (
             AlertEngine::new(
                 self.store.clone(),
@@ -186,7 +186,7 @@ async fn scenario(storage: &str) {
         clock: clock.clone(),
         cfg,
     };
-    let (engine, dispatcher) = rig.parts();
+    let (engine, mut dispatcher) = rig.parts();
 
     // An exceedance reaches the officer on duty with the numbers that matter.
     let so2 = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;
@@ -255,7 +255,7 @@ async fn scenario(storage: &str) {
     let warn = store_finding(&store, f, clock.now()).await;
     let rec_warn = engine.on_finding(&warn).await.unwrap();
     drop((engine, dispatcher));
-    let (engine, dispatcher) = rig.parts();
+    let (engine, mut dispatcher) = rig.parts();
     // A finding stored just before the stop, never recorded on its alert.
     let missed = store_finding(&store, finding("a21002", 80.0, 50.0, 4), clock.now()).await;
     let _ = missed;
@@ -352,7 +352,7 @@ async fn ack_timeout(storage: &str) {
     )
     .await;
     let (store, clock) = (rig.store.clone(), rig.clock.clone());
-    let (engine, dispatcher) = rig.parts();
+    let (engine, mut dispatcher) = rig.parts();
     let mentioned = |i: usize| seen.lock().unwrap()[i]["text"]["mentioned_mobile_list"].clone();
 
     let so2 = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;
@@ -440,7 +440,7 @@ async fn unrouted(storage: &str) {
     )
     .await;
     let (store, clock) = (rig.store.clone(), rig.clock.clone());
-    let (engine, dispatcher) = rig.parts();
+    let (engine, mut dispatcher) = rig.parts();
     let warning = |hour| {
         let mut f = finding("a21002", 45.0, 50.0, hour);
         f.rule = RuleName::EarlyWarning;
@@ -515,7 +515,7 @@ async fn alerts_verify_detects_an_edited_timeline_row() {
         clock: clock.clone(),
         cfg: cfg.clone(),
     };
-    let (engine, dispatcher) = rig.parts();
+    let (engine, mut dispatcher) = rig.parts();
     let f = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;
     let id = engine.on_finding(&f).await.unwrap().alert_id;
     dispatcher.run_once().await.unwrap();
@@ -623,7 +623,7 @@ async fn an_unreadable_alert_does_not_hold_up_the_others() {
     let storage = "sqlite://{dir}/state/pollwatch.db";
     let (_dir, rig, seen) = rig_with(storage, "id = \"standard\"\n", "id = \"standard\"\n").await;
     let (store, clock) = (rig.store.clone(), rig.clock.clone());
-    let (engine, dispatcher) = rig.parts();
+    let (engine, mut dispatcher) = rig.parts();
     let nox = store_finding(&store, finding("a21002", 61.0, 50.0, 0), clock.now()).await;
     let bad = engine.on_finding(&nox).await.unwrap().alert_id;
     let so2 = store_finding(&store, finding("a21026", 41.2, 35.0, 0), clock.now()).await;

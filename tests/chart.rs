@@ -88,7 +88,7 @@ async fn alert_from_rules(
         .find(|(f, _)| f.rule == RuleName::Exceedance)
         .unwrap_or_else(|| panic!("no exceedance in {:#?}", out.findings));
     assert_eq!(finding.value, Some(40.0), "{finding:#?}");
-    let notifier = Arc::new(Notifier::from_config(cfg, clock.clone()).unwrap());
+    let notifier = Arc::new(Notifier::from_config(cfg, clock.clone()));
     let engine = AlertEngine::new(store.clone(), notifier.clone(), cfg.clone(), clock.clone());
     let rec = engine
         .on_finding(&StoredFinding {
@@ -126,7 +126,7 @@ async fn serve(
         open_alerts: api::no_alerts(),
         plans: None,
         clock,
-        console: pollwatch::console::ConsoleState::new(stop_rx.clone()),
+        console: pollwatch::console::ConsoleState::new(stop_rx.clone(), Default::default()),
     };
     let server = Server::start("127.0.0.1:0".parse().unwrap(), state, stop_rx)
         .await
@@ -458,7 +458,7 @@ async fn chart_is_attached_to_email(url: &str) {
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(end() + Duration::minutes(30)));
     let (store, alert, notifier) = alert_from_rules(&cfg, url, clock.clone()).await;
     assert!(notifier.evidence_config(&delivery(alert)).is_some());
-    let dispatcher = Dispatcher::new(store.clone(), notifier, clock);
+    let mut dispatcher = Dispatcher::new(store.clone(), notifier, clock);
     assert_eq!(dispatcher.run_once().await.unwrap(), 1);
 
     let mails = mails.lock().unwrap().clone();

@@ -49,11 +49,46 @@ fn temp_config() -> tempfile::TempDir {
     dir
 }
 
+/// The shipped config names secret files under /etc/pollwatch/secrets and two
+/// environment variables: check-config names each one missing (exit 1), and
+/// passes once they are there.
 #[test]
-fn check_config_passes_on_the_shipped_config() {
+fn check_config_names_missing_secret_files_and_variables() {
     let out = bin()
         .args(["check-config", "--config"])
         .arg(shipped())
+        .env_remove("PW_DINGTALK_XIANGCHENG_TOKEN")
+        .env_remove("PW_DINGTALK_XIANGCHENG_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for want in [
+        "channels[0] (wecom-wuzhong).token_file: cannot read /etc/pollwatch/secrets/wecom-wuzhong.key",
+        "token_env: environment variable PW_DINGTALK_XIANGCHENG_TOKEN is not set",
+        "secret_env: environment variable PW_DINGTALK_XIANGCHENG_SECRET is not set",
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in\n{stderr}");
+    }
+
+    let dir = temp_config();
+    let cfg = dir.path().join("config");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let mut toml = std::fs::read_to_string(cfg.join("pollwatch.toml")).unwrap();
+    for name in ["wecom-wuzhong.key", "sms.token", "smtp.password"] {
+        std::fs::write(secrets.join(name), "s3cret\n").unwrap();
+        toml = toml.replace(
+            &format!("/etc/pollwatch/secrets/{name}"),
+            &secrets.join(name).display().to_string(),
+        );
+    }
+    std::fs::write(cfg.join("pollwatch.toml"), &toml).unwrap();
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .env("PW_DINGTALK_XIANGCHENG_TOKEN", "t")
+        .env("PW_DINGTALK_XIANGCHENG_SECRET", "SECs")
         .output()
         .unwrap();
     assert!(
@@ -67,6 +102,19 @@ fn check_config_passes_on_the_shipped_config() {
         "{stdout}"
     );
     assert!(stdout.contains("a21026 ≤35 hour"), "{stdout}");
+
+    // An empty key file is as good as none.
+    std::fs::write(secrets.join("sms.token"), "\n").unwrap();
+    let out = bin()
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .env("PW_DINGTALK_XIANGCHENG_TOKEN", "t")
+        .env("PW_DINGTALK_XIANGCHENG_SECRET", "SECs")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("sms.token is empty"), "{stderr}");
 }
 
 #[test]

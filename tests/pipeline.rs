@@ -14,6 +14,39 @@ const OPERATOR: &str = "operator-token-0123456789";
 
 /// The alert through the HTTP API: listed for a viewer, acknowledged only by an
 /// operator, and its record shows the acknowledgement and the message sent.
+/// `pollwatch_channel_up{channel="wecom"}` from /metrics, and whether the
+/// console's board shows the unavailable-channel banner.
+async fn channel_health(port: u16) -> (Option<f64>, bool) {
+    let base = format!("http://127.0.0.1:{port}");
+    let c = common::console::client();
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let up = metrics
+        .lines()
+        .find(|l| l.starts_with("pollwatch_channel_up{channel=\"wecom\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok());
+    let (_, cookie) = common::console::login(&c, &base, VIEWER).await;
+    let cookie = cookie.unwrap();
+    let board = c
+        .get(format!("{base}/"))
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (up, board.contains("通知渠道不可用"))
+}
+
 async fn api_checks(port: u16) -> Result<(), String> {
     let c = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/api/v1/alerts");
@@ -249,17 +282,18 @@ async fn a_notification_pending_at_sigkill_is_delivered_after_restart_once() {
     );
 }
 
-/// The shipped situation: the channel's secret file is not there yet, so alerts
-/// wait while findings are stored. The sysadmin adds the file and changes who is
-/// on duty, then reloads: the stored exceedance reaches the new officer — no
-/// restart, and nothing lost while alerting was off.
+/// The shipped situation: the channel's secret file is not there yet. Alerting
+/// runs all the same — the alert is opened and on the board — and its
+/// notification is held, since the route has no other channel. The sysadmin adds
+/// the file and changes who is on duty, then reloads: the held notification
+/// reaches the new officer — no restart, and nothing lost meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_start_and_follow_the_roster_on_reload() {
     let dir = tempfile::tempdir().unwrap();
     let (url, seen) = common::wecom::receiver(false).await;
     let key_file = dir.path().join("wecom.key");
     let url = url.replace("key=k", "key={token}");
-    let (cfg, port, _http) = write_config(dir.path(), &url);
+    let (cfg, port, http) = write_config(dir.path(), &url);
     let toml = cfg.join("pollwatch.toml");
     let text = std::fs::read_to_string(&toml).unwrap().replace(
         "mention = true\n",
@@ -271,17 +305,26 @@ async fn alerts_start_and_follow_the_roster_on_reload() {
     std::fs::write(&toml, text).unwrap();
     let daemon = Daemon::start(&cfg, None);
     daemon
-        .wait_for_log(0, "alerts are DISABLED", Duration::from_secs(10))
+        .wait_for_log(0, "channel UNAVAILABLE", Duration::from_secs(10))
         .expect("the missing secret file is reported");
 
     common::console::upload_exceedance(port).await;
     daemon
-        .wait_for_log(0, "exceedance", Duration::from_secs(15))
-        .expect("the finding is stored while alerting is off");
+        .wait_for_log(0, "alert opened", Duration::from_secs(15))
+        .expect("the alert opens although its channel is down");
+    daemon
+        .wait_for_log(0, "NOBODY NOTIFIED", Duration::from_secs(15))
+        .expect("the notification is held, loudly");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         seen.lock().unwrap().is_empty(),
         "nobody can be notified yet"
+    );
+
+    assert_eq!(
+        channel_health(http).await,
+        (Some(0.0), true),
+        "metric 0 and a banner while the key file is missing"
     );
 
     std::fs::write(&key_file, "robot-key\n").unwrap();
@@ -297,5 +340,10 @@ async fn alerts_start_and_follow_the_roster_on_reload() {
         got[0]["text"]["mentioned_mobile_list"],
         serde_json::json!(["13800000002"]),
         "the officer on duty after the reload"
+    );
+    assert_eq!(
+        channel_health(http).await,
+        (Some(1.0), false),
+        "the reload brought the channel back"
     );
 }

@@ -10,7 +10,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use pollwatch::clock::ManualClock;
-use pollwatch::config::{Config, LoadOptions};
+use pollwatch::config::Config;
 use pollwatch::model::{DataKind, Flag, Id, Location, Protocol, Reading, SourceRef, Stat};
 use pollwatch::rules::task::{RulesTask, TaskOptions};
 use pollwatch::rules::{EmissionHour, Evaluator, Finding, Options, Output, Plan, RuleName};
@@ -32,16 +32,7 @@ fn config() -> Config {
 
 fn config_of(enterprises: &[String]) -> Config {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("enterprises")).unwrap();
-    std::fs::write(
-        dir.path().join("pollwatch.toml"),
-        "[daemon]\ntimezone = \"Asia/Shanghai\"\n",
-    )
-    .unwrap();
-    for (i, e) in enterprises.iter().enumerate() {
-        std::fs::write(dir.path().join(format!("enterprises/e{i}.toml")), e).unwrap();
-    }
-    Config::load(dir.path(), &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+    common::rules_config(dir.path(), "", enterprises)
 }
 
 fn plan_rx(config: &Config) -> tokio::sync::watch::Receiver<Arc<Plan>> {
@@ -183,27 +174,16 @@ fn pipeline(
     clock: &Arc<ManualClock>,
     plans: tokio::sync::watch::Receiver<Arc<Plan>>,
 ) -> (Writer, pollwatch::store::WriterTask, RulesTask) {
-    let (tap, rx) = tokio::sync::mpsc::channel(64);
-    let (writer, wtask) = Writer::spawn(
-        store.clone(),
-        WriterOptions {
-            tap: Some(tap),
-            ..WriterOptions::default()
-        },
-        clock.clone(),
-    );
-    let rules = RulesTask::spawn(
-        store.clone(),
+    common::rules_pipeline(
+        store,
+        clock,
         plans,
         TaskOptions {
             tick: StdDuration::from_millis(20),
             ..TaskOptions::default()
         },
-        clock.clone(),
-        rx,
         None,
-    );
-    (writer, wtask, rules)
+    )
 }
 
 async fn run_daemon_part(

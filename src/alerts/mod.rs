@@ -17,9 +17,9 @@ mod dispatch;
 mod facts;
 mod task;
 
-pub use dispatch::Dispatcher;
+pub use dispatch::{DispatchTask, Dispatcher, DEFAULT_CONCURRENCY};
 pub use facts::facts_for;
-pub use task::AlertsTask;
+pub use task::{AlertsSetup, AlertsTask};
 
 use std::sync::Arc;
 
@@ -29,7 +29,11 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::notify::escalation::Escalation;
 use crate::notify::{AlertFacts, AlertSummary, Notifier, NotifyError};
-use crate::store::{AlertRow, AlertState, NewAlert, Recorded, Store, StoreError, StoredFinding};
+use crate::rules::RuleName;
+use crate::store::{
+    AlertPolicy, AlertRow, AlertState, FindingOnAlert, NewAlert, Recorded, Store, StoreError,
+    StoredFinding,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
@@ -97,9 +101,77 @@ impl AlertEngine {
         self
     }
 
+    /// The store alerts live in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Records one stored finding on its alert.
     pub async fn on_finding(&self, f: &StoredFinding) -> Result<Recorded, AlertError> {
+        let mut r = self.on_findings(std::slice::from_ref(f)).await?;
+        r.pop()
+            .ok_or_else(|| AlertError::Facts(0, "no alert recorded for the finding".into()))
+    }
+
+    /// Records stored findings on their alerts in one transaction.
+    pub async fn on_findings(&self, batch: &[StoredFinding]) -> Result<Vec<Recorded>, AlertError> {
         let now = self.clock.now();
+        let items = batch
+            .iter()
+            .map(|f| self.prepare(f, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let a = &self.config.daemon.alerts;
+        let w = |d: crate::config::HumanDuration| Duration::from_std(d.0).unwrap_or(Duration::MAX);
+        let policy = AlertPolicy {
+            flap_window: w(a.flap_window),
+            flap_limit: a.flap_limit,
+            rank_of: rank,
+        };
+        let recorded = self.store.record_findings(&items, &policy, now).await?;
+        for (it, rec) in items.iter().zip(&recorded) {
+            self.count(&it.alert, rec);
+        }
+        Ok(recorded)
+    }
+
+    /// Records a batch as the daemon does: in chunks, each one transaction; a
+    /// chunk that fails is retried finding by finding, a busy database with
+    /// back-off. What still fails is logged and caught up from the findings
+    /// table at the next start ([`catch_up`](Self::catch_up)); one bad finding
+    /// never holds up the others.
+    pub async fn on_findings_retrying(&self, batch: &[StoredFinding]) {
+        for chunk in batch.chunks(200) {
+            match self.on_findings(chunk).await {
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(findings = chunk.len(), error = %e, "recording a batch of findings failed; one by one")
+                }
+            }
+            for f in chunk {
+                let mut delay = std::time::Duration::from_millis(50);
+                for attempt in 1..=6 {
+                    match self.on_finding(f).await {
+                        Ok(_) => break,
+                        Err(e) if attempt < 6 => {
+                            tracing::warn!(finding = f.id, attempt, error = %e, "recording a finding failed; retrying");
+                            tokio::time::sleep(delay).await;
+                            delay *= 2;
+                        }
+                        Err(e) => {
+                            tracing::error!(finding = f.id, error = %e, "finding not recorded as an alert; it is caught up at the next start")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a finding contributes to its alert, and who is told first.
+    fn prepare(
+        &self,
+        f: &StoredFinding,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<FindingOnAlert, AlertError> {
         let a = &self.config.daemon.alerts;
         let positive = self
             .config
@@ -130,7 +202,7 @@ impl AlertEngine {
         // The first steps are those due at opening (normally the on-duty officer).
         // An alert no route matches is still recorded — it is on the board and in
         // the evidence — and the gap in duty.toml is reported loudly.
-        let steps: Vec<String> = match self.notifier.plan(&summary(0, &facts, now), now) {
+        let first_steps: Vec<String> = match self.notifier.plan(&summary(0, &facts, now), now) {
             Ok(plan) => plan.deliveries.iter().map(|d| d.step.key()).collect(),
             Err(e) => {
                 tracing::error!(enterprise = %f.finding.enterprise, district = %facts.district, rule = f.finding.rule.as_str(), error = %e, "alert recorded but NOBODY IS NOTIFIED; add a route for it to duty.toml (a route without a match catches all)");
@@ -147,6 +219,8 @@ impl AlertEngine {
         };
         let evidence = serde_json::json!({
             "finding_id": f.id,
+            "rule": f.finding.rule.as_str(),
+            "factor": f.finding.factor,
             "window_start": f.finding.window_start,
             "window_end": f.finding.window_end,
             "value": f.finding.value,
@@ -155,20 +229,19 @@ impl AlertEngine {
             "evidence": f.finding.evidence,
         })
         .to_string();
-        let w = |d: crate::config::HumanDuration| Duration::from_std(d.0).unwrap_or(Duration::MAX);
-        let rec = self
-            .store
-            .record_finding(
-                &new,
-                Some(f.id),
-                &evidence,
-                now,
-                w(a.flap_window),
-                a.flap_limit,
-                &steps,
-                rank,
-            )
-            .await?;
+        Ok(FindingOnAlert {
+            alert: new,
+            finding_id: Some(f.id),
+            evidence,
+            window_start: f.finding.window_start,
+            first_steps,
+            // Hours missing inside an outage belong to the offline alert.
+            inhibited_by: (f.finding.rule == RuleName::MissingData)
+                .then_some(RuleName::Offline.as_str()),
+        })
+    }
+
+    fn count(&self, new: &NewAlert, rec: &Recorded) {
         if let Some(m) = &self.metrics {
             m.counter(
                 "pollwatch_findings_total",
@@ -176,6 +249,14 @@ impl AlertEngine {
                 &[("rule", &new.rule)],
             )
             .inc();
+            if rec.inhibited {
+                m.counter(
+                    "pollwatch_findings_inhibited_total",
+                    "Findings absorbed by an inhibiting alert (missing data while offline), by rule.",
+                    &[("rule", &new.rule)],
+                )
+                .inc();
+            }
             if rec.opened {
                 m.counter(
                     "pollwatch_alerts_opened_total",
@@ -188,7 +269,6 @@ impl AlertEngine {
         if rec.opened {
             tracing::info!(alert = rec.alert_id, enterprise = %new.enterprise, location = %new.location, factor = %new.factor, rule = %new.rule, flapping = rec.flapping, "alert opened");
         }
-        Ok(rec)
     }
 
     /// Findings stored but on no alert (the process stopped between the two, or
@@ -274,6 +354,7 @@ impl AlertEngine {
                 ..Default::default()
             })
             .await?;
+        let mut due = Vec::new();
         for alert in open.iter().filter(|a| !a.flapping) {
             let Some(facts) = readable(alert) else {
                 continue;
@@ -291,14 +372,11 @@ impl AlertEngine {
                 .iter()
                 .map(|d| alert.step_key(&d.step.key()))
                 .collect();
-            if steps.is_empty() {
-                continue;
-            }
-            let queued = self.store.queue_escalation(alert.id, &steps, now).await?;
-            if !queued.is_empty() {
-                report.escalated.push((alert.id, queued));
+            if !steps.is_empty() {
+                due.push((alert.id, steps));
             }
         }
+        report.escalated = self.store.queue_escalations(&due, now).await?;
         Ok(report)
     }
 

@@ -1,127 +1,85 @@
-//! [`AlertsTask`] runs the engine and the dispatcher: findings from the rules
-//! task open and update alerts, and each is followed at once by a dispatch round,
-//! so an officer hears of a new alert within the time its channel takes. It
-//! follows reloads: the duty roster changes every shift, and a sysadmin must not
-//! restart the daemon (and its loggers' connections) to change who is called.
+//! [`AlertsTask`] runs the engine, and beside it the dispatcher as a task of its
+//! own ([`DispatchTask`]): findings from the rules task open and update alerts,
+//! and each committed batch wakes the dispatcher, which sends from the outbox
+//! while the engine goes on with the next findings. Recording an alert never
+//! waits for a provider (invariant 6).
+//!
+//! It follows reloads: the duty roster changes every shift, and a sysadmin must
+//! not restart the daemon (and its loggers' connections) to change who is
+//! called. Channels that cannot be built (a secret file missing) are
+//! unavailable, not fatal: alerting always runs, and [`HealthBoard`] tells the
+//! console and `/metrics` which channel is down and why.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::{AlertEngine, Dispatcher};
+use super::{AlertEngine, DispatchTask, Dispatcher};
 use crate::api::metrics::Metrics;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::notify::Notifier;
+use crate::notify::{HealthBoard, Notifier};
 use crate::store::{Store, StoredFinding};
 
-/// The alerts engine and dispatcher as one task of the daemon.
+/// The alerts engine and dispatcher as tasks of the daemon.
 pub struct AlertsTask {
     handle: JoinHandle<()>,
 }
 
-impl AlertsTask {
-    /// Runs until `shutdown`. With `configs`, each reloaded config brings a new
-    /// duty roster, routes and channels (see [`AlertsTask::reconfigure`]).
-    pub fn spawn(
-        engine: AlertEngine,
-        dispatcher: Dispatcher,
-        findings: mpsc::Receiver<Vec<StoredFinding>>,
-        tick: Duration,
-        shutdown: watch::Receiver<bool>,
-        configs: Option<watch::Receiver<Arc<Config>>>,
-    ) -> AlertsTask {
-        AlertsTask {
-            handle: tokio::spawn(run(engine, dispatcher, findings, tick, shutdown, configs)),
-        }
-    }
+/// What the alerts task is built from besides the store.
+pub struct AlertsSetup {
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub health: HealthBoard,
+    /// How often alerts resolve, re-open and escalate by time.
+    pub tick: Duration,
+}
 
+impl AlertsTask {
     /// The daemon's alerts: built from the config in force, and rebuilt on each
-    /// reload. While the channels cannot be built (a secret file missing, say)
-    /// alerting waits for a reload that fixes them; findings are stored meanwhile
-    /// and recorded on alerts as soon as it starts ([`AlertEngine::catch_up`]).
+    /// reload. Findings stored while the task was down are recorded on alerts
+    /// as it starts ([`AlertEngine::catch_up`]).
     pub fn spawn_from_config(
         store: Store,
-        clock: Arc<dyn Clock>,
-        metrics: Metrics,
-        mut findings: mpsc::Receiver<Vec<StoredFinding>>,
-        tick: Duration,
-        mut shutdown: watch::Receiver<bool>,
+        setup: AlertsSetup,
+        findings: mpsc::Receiver<Vec<StoredFinding>>,
+        shutdown: watch::Receiver<bool>,
         mut configs: watch::Receiver<Arc<Config>>,
     ) -> AlertsTask {
-        let handle = tokio::spawn(async move {
-            let (config, notifier) = loop {
-                let config = configs.borrow_and_update().clone();
-                match Notifier::from_config(&config, clock.clone()) {
-                    Ok(n) => break (config, Arc::new(n)),
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        "alerts are DISABLED until a reload fixes this: findings are stored but nobody is notified"
-                    ),
-                }
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    changed = configs.changed() => if changed.is_err() { return },
-                    // Findings are in the store; catch_up records them later.
-                    batch = findings.recv() => if batch.is_none() { return },
-                }
-            };
-            let engine = AlertEngine::new(store.clone(), notifier.clone(), config, clock.clone())
-                .with_metrics(metrics.clone());
-            let dispatcher = Dispatcher::new(store, notifier, clock).with_metrics(metrics);
-            run(engine, dispatcher, findings, tick, shutdown, Some(configs)).await;
-        });
+        let config = configs.borrow_and_update().clone();
+        let notifier = Arc::new(build(&config, &setup));
+        let engine = AlertEngine::new(store.clone(), notifier.clone(), config, setup.clock.clone())
+            .with_metrics(setup.metrics.clone());
+        let dispatcher = Dispatcher::new(store, notifier.clone(), setup.clock.clone())
+            .with_metrics(setup.metrics.clone());
+        let handle = tokio::spawn(run(
+            engine, dispatcher, notifier, setup, findings, shutdown, configs,
+        ));
         AlertsTask { handle }
     }
 
     pub async fn join(self) {
         let _ = self.handle.await;
     }
+}
 
-    /// A reload: names, severities, the roster, routes and channels come from the
-    /// new config. Messages that waited in the old channels' digest queues (in
-    /// memory) are pending again, so the new channels send them; nothing accepted
-    /// is sent twice. A notifier that cannot be built (a secret file missing)
-    /// leaves the old one in force, loudly. The channels' rate-limit windows
-    /// start afresh.
-    async fn reconfigure(
-        engine: &mut AlertEngine,
-        dispatcher: &mut Dispatcher,
-        config: Arc<Config>,
-    ) {
-        match Notifier::from_config(&config, dispatcher.clock.clone()) {
-            Ok(n) => {
-                let n = Arc::new(n);
-                engine.reconfigure(config, n.clone());
-                dispatcher.notifier = n;
-                match dispatcher.recover().await {
-                    Ok(requeued) => tracing::info!(
-                        requeued,
-                        "alerts follow the reloaded config (roster, routes, channels)"
-                    ),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot requeue digest-held notifications after a reload; they are requeued at the next start")
-                    }
-                }
-            }
-            Err(e) => tracing::error!(
-                error = %e,
-                "reloaded config has unusable notification channels; alerts keep the previous roster and channels"
-            ),
-        }
-    }
+/// A notifier from the config, with its channels' health published.
+fn build(config: &Config, setup: &AlertsSetup) -> Notifier {
+    let n = Notifier::from_config(config, setup.clock.clone());
+    setup.health.set(n.health());
+    n
 }
 
 async fn run(
     mut engine: AlertEngine,
-    mut dispatcher: Dispatcher,
+    dispatcher: Dispatcher,
+    notifier: Arc<Notifier>,
+    setup: AlertsSetup,
     mut findings: mpsc::Receiver<Vec<StoredFinding>>,
-    tick: Duration,
     mut shutdown: watch::Receiver<bool>,
-    mut configs: Option<watch::Receiver<Arc<Config>>>,
+    mut configs: watch::Receiver<Arc<Config>>,
 ) {
     match dispatcher.recover().await {
         Ok(n) if n > 0 => tracing::info!(
@@ -131,55 +89,60 @@ async fn run(
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "cannot requeue notifications"),
     }
+    let wake = Arc::new(Notify::new());
+    let (notifiers_tx, notifiers) = watch::channel(notifier);
+    // The dispatcher stops when this task does, whichever way it ends (the
+    // daemon's shutdown, or the rules task closing the findings channel).
+    let (stop_dispatch, dispatch_stop) = watch::channel(false);
+    let dispatch = DispatchTask::spawn(dispatcher, wake.clone(), notifiers, dispatch_stop);
     match engine.catch_up().await {
-        Ok(n) if n > 0 => tracing::info!(
-            findings = n,
-            "findings from before the restart recorded on alerts"
-        ),
+        Ok(n) if n > 0 => {
+            tracing::info!(
+                findings = n,
+                "findings from before the restart recorded on alerts"
+            );
+            wake.notify_one();
+        }
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "cannot catch up with stored findings"),
     }
-    let mut timer = tokio::time::interval(tick);
+    let mut timer = tokio::time::interval(setup.tick);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             batch = findings.recv() => {
-                let Some(batch) = batch else { break };
-                for f in &batch {
-                    // A busy database is retried; what still fails is
-                    // caught up from the findings table at the next start.
-                    let mut delay = Duration::from_millis(50);
-                    for attempt in 1..=6 {
-                        match engine.on_finding(f).await {
-                            Ok(_) => break,
-                            Err(e) if attempt < 6 => {
-                                tracing::warn!(finding = f.id, attempt, error = %e, "recording a finding failed; retrying");
-                                tokio::time::sleep(delay).await;
-                                delay *= 2;
-                            }
-                            Err(e) => tracing::error!(finding = f.id, error = %e, "finding not recorded as an alert; it is caught up at the next start"),
-                        }
+                let Some(mut batch) = batch else { break };
+                // Take whatever else is waiting: a burst is recorded in a few
+                // transactions, not one per finding.
+                while batch.len() < 1000 {
+                    match findings.try_recv() {
+                        Ok(more) => batch.extend(more),
+                        Err(_) => break,
                     }
                 }
+                engine.on_findings_retrying(&batch).await;
+                wake.notify_one();
             }
             _ = timer.tick() => {
-                if let Err(e) = engine.tick().await {
-                    tracing::error!(error = %e, "alert tick failed");
+                match engine.tick().await {
+                    Ok(r) if !r.escalated.is_empty() || !r.reopened.is_empty() => wake.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "alert tick failed"),
                 }
             }
-            changed = async { configs.as_mut()?.changed().await.ok() }, if configs.is_some() => {
-                match changed.and(configs.as_mut()) {
-                    Some(rx) => {
-                        let config = rx.borrow_and_update().clone();
-                        AlertsTask::reconfigure(&mut engine, &mut dispatcher, config).await;
-                    }
-                    None => configs = None,
+            changed = configs.changed() => {
+                if changed.is_err() {
+                    break;
                 }
+                let config = configs.borrow_and_update().clone();
+                let n = Arc::new(build(&config, &setup));
+                engine.reconfigure(config, n.clone());
+                let _ = notifiers_tx.send(n);
+                wake.notify_one();
             }
-        }
-        if let Err(e) = dispatcher.run_once().await {
-            tracing::error!(error = %e, at = %Utc::now(), "dispatch round failed; retried next round");
         }
     }
+    let _ = stop_dispatch.send(true);
+    dispatch.join().await;
 }

@@ -126,9 +126,9 @@ pub async fn alerts(n: usize) -> Result<AlertsReport, BenchError> {
     let cfg = Arc::new(config(dir.path(), &url, n)?);
     let store = Store::open(&cfg.storage_url, &StoreOptions::default()).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let notifier = Arc::new(Notifier::from_config(&cfg, clock.clone()).map_err(|e| setup(&e))?);
+    let notifier = Arc::new(Notifier::from_config(&cfg, clock.clone()));
     let engine = AlertEngine::new(store.clone(), notifier.clone(), cfg.clone(), clock.clone());
-    let dispatcher = Dispatcher::new(store.clone(), notifier, clock.clone());
+    let mut dispatcher = Dispatcher::new(store.clone(), notifier, clock.clone());
     let t = Utc
         .with_ymd_and_hms(2026, 11, 27, 1, 0, 0)
         .single()

@@ -3,6 +3,7 @@
 //! nothing here is asserted in tests.
 
 pub mod alerts;
+pub mod backfill;
 pub mod chart;
 pub mod field;
 pub mod hj212;

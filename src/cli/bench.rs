@@ -71,6 +71,12 @@ pub enum BenchWhat {
         /// Hours of data (one upload per outlet and meter every 30 s).
         #[arg(long, default_value_t = 2)]
         hours: u32,
+        /// Then a week (`--backfill-days`) of late hourly data for this many
+        /// wastewater loggers, judged again from a SQLite store (0: skip).
+        #[arg(long, default_value_t = 500)]
+        backfill_loggers: usize,
+        #[arg(long, default_value_t = 7)]
+        backfill_days: u32,
     },
     /// Evidence chart: hourly means, SVG and PNG for N real-time values.
     Chart {
@@ -144,8 +150,19 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
             };
             println!("{}", pollwatch::bench::mqtt::mqtt(&opts).await?);
         }
-        BenchWhat::Rules { enterprises, hours } => {
+        BenchWhat::Rules {
+            enterprises,
+            hours,
+            backfill_loggers,
+            backfill_days,
+        } => {
             println!("{}", pollwatch::bench::rules::rules(enterprises, hours)?);
+            if backfill_loggers > 0 {
+                println!(
+                    "{}",
+                    pollwatch::bench::backfill::backfill(backfill_loggers, backfill_days).await?
+                );
+            }
         }
         BenchWhat::Chart { points, runs, out } => {
             let report = pollwatch::bench::chart::chart(points, runs, out.as_deref())?;

@@ -18,6 +18,7 @@ pub mod diff;
 mod duty;
 mod enterprise;
 mod keys;
+pub mod secrets;
 mod units;
 pub mod validate;
 mod validate_http;

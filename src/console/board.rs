@@ -134,7 +134,12 @@ async fn page(
         mark = Esc(&events::mark_text(&mark)),
         table = table(&page, &names, cfg.timezone, who.role, &p),
     );
-    html::page("告警看板", Some(&who), &body)
+    html::page_with_banner(
+        "告警看板",
+        Some(&who),
+        &html::channel_banner(&s.console.channels.down()),
+        &body,
+    )
 }
 
 async fn fragment(

@@ -153,7 +153,12 @@ async fn show(Officer(who): Officer, State(s): State<ApiState>, Path(id): Path<i
     );
     body.push_str(&timeline(&r.timeline, tz));
     body.push_str(&notifications(&r.outbox, &r.attempts, tz));
-    html::page(&format!("告警 #{id}"), Some(&who), &body)
+    html::page_with_banner(
+        &format!("告警 #{id}"),
+        Some(&who),
+        &html::channel_banner(&s.console.channels.down()),
+        &body,
+    )
 }
 
 fn facts(a: &AlertRow, names: &Names<'_>, tz: Tz) -> String {

@@ -87,7 +87,12 @@ async fn list(Officer(who): Officer, State(s): State<ApiState>) -> Response {
         );
     }
     body.push_str("</tbody></table>");
-    html::page("企业", Some(&who), &body)
+    html::page_with_banner(
+        "企业",
+        Some(&who),
+        &html::channel_banner(&s.console.channels.down()),
+        &body,
+    )
 }
 
 /// The production orders to show for `e`: those of its file and those issued at
@@ -192,7 +197,12 @@ async fn show(
     body.push_str(&linkages(e, &data.power));
     body.push_str(&orders_html(e, &data.orders, now, tz));
     body.push_str(&events_html(&data.events, tz));
-    html::page(&e.name, Some(&who), &body)
+    html::page_with_banner(
+        &e.name,
+        Some(&who),
+        &html::channel_banner(&s.console.channels.down()),
+        &body,
+    )
 }
 
 fn events_html(events: &[StatusEvent], tz: Tz) -> String {

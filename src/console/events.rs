@@ -1,14 +1,14 @@
 //! `GET /console/events`: server-sent events telling the board it changed.
 //!
-//! Each stream looks at the store's [`BoardMark`] every [`POLL`] and sends a
-//! `board` event with the mark when it differs from the last one sent (the
-//! first is sent at once). The page knows the mark it was rendered with, so it
+//! One poller ([`MarkFeed`]) looks at the store's [`BoardMark`] every [`POLL`]
+//! while any stream is open; each stream sends a `board` event with the mark
+//! when it differs from the last one it sent (the first is sent at once). The page knows the mark it was rendered with, so it
 //! refetches only on a real change and a reconnect cannot miss one.
 //!
 //! Why poll the store rather than subscribe to the alert engine: alerts change
 //! from three writers (the engine, the API, and `pollwatch alerts` on the command
-//! line) and only the store sees them all; one aggregate query per second per
-//! open console is nothing next to the readings the daemon writes. A stream ends
+//! line) and only the store sees them all; one aggregate query per second for
+//! all open consoles together is nothing next to the readings the daemon writes. A stream ends
 //! after [`MAX_STREAM`] (the browser reconnects and is authenticated afresh, so
 //! a logged-out or removed token stops receiving) and at shutdown.
 
@@ -39,48 +39,87 @@ pub fn mark_text(m: &BoardMark) -> String {
     format!("{}-{}-{}", m.alerts, m.last_id, m.last_update_ms)
 }
 
-struct Feed {
+/// One poller for every open stream: the board's mark is read once a second
+/// however many consoles are open, and only while at least one is. Started by
+/// the first stream.
+#[derive(Clone, Default)]
+pub struct MarkFeed(std::sync::Arc<std::sync::OnceLock<watch::Receiver<Option<BoardMark>>>>);
+
+impl MarkFeed {
+    fn subscribe(
+        &self,
+        store: &Store,
+        shutdown: &watch::Receiver<bool>,
+    ) -> watch::Receiver<Option<BoardMark>> {
+        let rx = self.0.get_or_init(|| {
+            let (tx, rx) = watch::channel(None);
+            tokio::spawn(poll(store.clone(), tx, shutdown.clone()));
+            rx
+        });
+        rx.clone()
+    }
+}
+
+async fn poll(
     store: Store,
+    tx: watch::Sender<Option<BoardMark>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        // The feed itself keeps one receiver; more means a stream is open.
+        if tx.receiver_count() > 1 {
+            match store.board_mark().await {
+                Ok(m) => {
+                    tx.send_if_modified(|cur| {
+                        let changed = *cur != Some(m);
+                        *cur = Some(m);
+                        changed
+                    });
+                }
+                // The streams stay; the next poll may succeed.
+                Err(e) => tracing::warn!(error = %e, "board events: store failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+struct Feed {
+    marks: watch::Receiver<Option<BoardMark>>,
     last: Option<BoardMark>,
     shutdown: watch::Receiver<bool>,
     until: tokio::time::Instant,
-    first: bool,
 }
 
 /// The next event, or `None` when the stream should end.
 async fn next(mut f: Feed) -> Option<(Result<Event, Infallible>, Feed)> {
     loop {
-        if !f.first {
-            let tick = tokio::time::sleep(POLL);
-            tokio::select! {
-                _ = tick => {}
-                _ = f.shutdown.wait_for(|s| *s) => return None,
-            }
-        }
-        f.first = false;
         if *f.shutdown.borrow() || tokio::time::Instant::now() >= f.until {
             return None;
         }
-        match f.store.board_mark().await {
-            Ok(m) if f.last != Some(m) => {
-                f.last = Some(m);
-                let ev = Event::default().event("board").data(mark_text(&m));
-                return Some((Ok(ev), f));
-            }
-            Ok(_) => {}
-            // The stream stays; the next poll may succeed. The page keeps what it shows.
-            Err(e) => tracing::warn!(error = %e, "board events: store failed"),
+        let current = *f.marks.borrow_and_update();
+        if let Some(m) = current.filter(|m| f.last != Some(*m)) {
+            f.last = Some(m);
+            let ev = Event::default().event("board").data(mark_text(&m));
+            return Some((Ok(ev), f));
+        }
+        tokio::select! {
+            changed = f.marks.changed() => if changed.is_err() { return None },
+            _ = f.shutdown.wait_for(|s| *s) => return None,
+            _ = tokio::time::sleep_until(f.until) => return None,
         }
     }
 }
 
 fn feed(s: &ApiState) -> impl Stream<Item = Result<Event, Infallible>> {
     let f = Feed {
-        store: s.store.clone(),
+        marks: s.console.marks.subscribe(&s.store, &s.console.shutdown),
         last: None,
         shutdown: s.console.shutdown.clone(),
         until: tokio::time::Instant::now() + MAX_STREAM,
-        first: true,
     };
     stream::unfold(f, next)
 }

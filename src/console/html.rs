@@ -64,6 +64,26 @@ pub fn num(v: Option<f64>) -> String {
 
 /// The page shell: navigation, the officer and a logout form, our CSS and JS.
 pub fn page(title: &str, who: Option<&Session>, body: &str) -> Response {
+    page_with_banner(title, who, "", body)
+}
+
+/// A red banner naming each notification channel that cannot send and why
+/// (通知渠道不可用); empty when all are up.
+pub fn channel_banner(down: &[crate::notify::ChannelHealth]) -> String {
+    let mut out = String::new();
+    for c in down {
+        let _ = write!(
+            out,
+            r#"<div class="banner down" role="alert">通知渠道不可用：<b>{id}</b> — {why}。告警照常记录，路由改用下一个渠道；修复后执行 reload。</div>"#,
+            id = Esc(&c.channel),
+            why = Esc(c.down.as_deref().unwrap_or("")),
+        );
+    }
+    out
+}
+
+/// [`page`] with `banner` (trusted HTML, see [`channel_banner`]) above the body.
+pub fn page_with_banner(title: &str, who: Option<&Session>, banner: &str, body: &str) -> Response {
     let mut head = String::new();
     if let Some(s) = who {
         let role = match s.role {
@@ -84,7 +104,7 @@ pub fn page(title: &str, who: Option<&Session>, body: &str) -> Response {
         return shell(
             title,
             &head,
-            &format!("{nav}<main>{body}</main>"),
+            &format!("{nav}{banner}<main>{body}</main>"),
             StatusCode::OK,
         );
     }

@@ -51,14 +51,23 @@ pub struct ConsoleState {
     pub throttle: std::sync::Arc<throttle::LoginThrottle>,
     /// Turns true at shutdown; ends the event streams so the server can stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Which notification channels cannot send (the banner on every page).
+    pub channels: crate::notify::HealthBoard,
+    /// The board's change mark, polled once for every open event stream.
+    pub marks: events::MarkFeed,
 }
 
 impl ConsoleState {
-    pub fn new(shutdown: watch::Receiver<bool>) -> ConsoleState {
+    pub fn new(
+        shutdown: watch::Receiver<bool>,
+        channels: crate::notify::HealthBoard,
+    ) -> ConsoleState {
         ConsoleState {
             sessions: Sessions::default(),
             throttle: Default::default(),
             shutdown,
+            channels,
+            marks: Default::default(),
         }
     }
 }

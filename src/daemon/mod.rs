@@ -220,6 +220,26 @@ pub async fn run(
                 &s.ticks_deferred,
             ),
             (
+                "pollwatch_rules_late_values_total",
+                "Values that came for a period already closed (judged again from the store).",
+                &s.late,
+            ),
+            (
+                "pollwatch_rules_rejudged_total",
+                "Outlet-days judged again from the store after late data.",
+                &s.rejudged,
+            ),
+            (
+                "pollwatch_rules_findings_revised_total",
+                "Stored findings revised after late data.",
+                &s.revised,
+            ),
+            (
+                "pollwatch_rules_findings_superseded_total",
+                "Stored findings superseded after late data.",
+                &s.superseded,
+            ),
+            (
                 "pollwatch_rules_store_failures_total",
                 "Failed writes of findings or emission hours (retried).",
                 &s.store_failures,
@@ -233,12 +253,27 @@ pub async fn run(
             );
         }
     });
+    let channel_health = crate::notify::HealthBoard::default();
+    let board = channel_health.clone();
+    metrics.collect(move |out| {
+        for c in board.get() {
+            out.gauge(
+                "pollwatch_channel_up",
+                "1 when the notification channel could be built, 0 when it is unavailable (missing secret, bad settings).",
+                &[("channel", &c.channel)],
+                if c.up() { 1.0 } else { 0.0 },
+            );
+        }
+    });
     let alerts = crate::alerts::AlertsTask::spawn_from_config(
         store.clone(),
-        clock.clone(),
-        metrics.clone(),
+        crate::alerts::AlertsSetup {
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            health: channel_health.clone(),
+            tick: Duration::from_secs(10),
+        },
         findings_rx,
-        Duration::from_secs(10),
         alerts_stop,
         config_rx.clone(),
     );
@@ -293,7 +328,7 @@ pub async fn run(
         open_alerts: api::alerts::open_alerts_hook(),
         plans: Some(plans.clone()),
         clock: clock.clone(),
-        console: crate::console::ConsoleState::new(aux_stop.clone()),
+        console: crate::console::ConsoleState::new(aux_stop.clone(), channel_health),
     };
     let http = api::Server::start(config.daemon.http.listen.0, state, aux_stop).await?;
 

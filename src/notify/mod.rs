@@ -35,6 +35,7 @@ pub mod dingtalk;
 pub mod email;
 pub mod escalation;
 pub mod feishu;
+pub mod health;
 mod http;
 pub mod mqtt;
 mod notifier;
@@ -56,7 +57,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use crate::config::Severity;
-pub use notifier::Notifier;
+pub use health::{ChannelHealth, HealthBoard, UNAVAILABLE};
+pub use notifier::{ChannelResult, Notifier};
 pub use report::{
     AlertSummary, AttemptRecord, AttemptResult, Delivery, DeliveryReport, DeliveryStatus,
     DigestReport, Plan,
@@ -295,6 +297,12 @@ pub enum NotifyError {
         channel: String,
         what: &'static str,
         var: String,
+    },
+    #[error("channel {channel}: {what} from {from} is empty")]
+    SecretEmpty {
+        channel: String,
+        what: &'static str,
+        from: String,
     },
     #[error("channel {channel}: {message}")]
     Channel { channel: String, message: String },

@@ -2,7 +2,7 @@
 //! under the channel's rate limit with retries and fall-back, and flush digests.
 //!
 //! ```text
-//! let notifier = Notifier::from_config(&config, clock.clone())?;
+//! let notifier = Notifier::from_config(&config, clock.clone());
 //! let plan = notifier.plan(&alert, now)?;            // deliveries due now
 //! for d in &plan.deliveries {                        // skip those already sent (d.key())
 //!     let msg = notifier.message(&facts);
@@ -29,13 +29,17 @@ use super::retry::{Backoff, Jitter};
 use super::roster::Roster;
 use super::routing::{self, RouteKey};
 use super::template::Templates;
-use super::{AlertFacts, Channel, Message, NotifyError, Outcome, Recipient, Recipients};
+use super::{
+    AlertFacts, Channel, ChannelHealth, Message, NotifyError, Outcome, Recipient, Recipients,
+};
 use crate::clock::Clock;
 use crate::config::{ChannelConfig, Config, Duty, EscalationPolicy, Route};
 
 struct Slot {
     id: String,
-    channel: Box<dyn Channel>,
+    /// The channel, or why it could not be built (it is then unavailable and
+    /// every attempt over it fails permanently, naming the cause).
+    channel: Result<Box<dyn Channel>, String>,
     max_attempts: u32,
     backoff: Backoff,
     digest_wait: chrono::Duration,
@@ -91,12 +95,30 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    pub fn from_config(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Notifier, NotifyError> {
-        let mut n = Notifier::new(cfg.timezone, &cfg.duty, &cfg.daemon.channels, clock, seed())?;
-        if n.slots.iter().any(|s| s.channel.takes_attachments()) {
+    /// Always succeeds: a channel that cannot be built is unavailable (see
+    /// [`health`](Self::health)), never a reason to stop alerting.
+    pub fn from_config(cfg: &Config, clock: Arc<dyn Clock>) -> Notifier {
+        let mut n = Notifier::new(cfg.timezone, &cfg.duty, &cfg.daemon.channels, clock, seed());
+        if n.slots.iter().any(|s| s.takes_attachments()) {
             n.evidence = Some(Arc::new(cfg.clone()));
         }
-        Ok(n)
+        n
+    }
+
+    /// Every channel, and why it cannot send where it cannot.
+    pub fn health(&self) -> Vec<ChannelHealth> {
+        self.slots
+            .iter()
+            .map(|s| ChannelHealth {
+                channel: s.id.clone(),
+                down: s.channel.as_ref().err().cloned(),
+            })
+            .collect()
+    }
+
+    /// The configured channel ids, in config order.
+    pub fn channel_ids(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|s| s.id.as_str())
     }
 
     /// The config to draw an alert's evidence chart with, when `delivery` may go
@@ -106,7 +128,7 @@ impl Notifier {
             .channels
             .iter()
             .filter_map(|id| self.slot(id))
-            .any(|s| s.channel.takes_attachments());
+            .any(Slot::takes_attachments);
         takes.then_some(self.evidence.as_deref()).flatten()
     }
 
@@ -117,13 +139,16 @@ impl Notifier {
         channels: &[ChannelConfig],
         clock: Arc<dyn Clock>,
         seed: u64,
-    ) -> Result<Notifier, NotifyError> {
+    ) -> Notifier {
         let mut slots = Vec::new();
         for (i, c) in channels.iter().enumerate() {
             let defaults = Backoff::default();
             slots.push(Slot {
                 id: c.id.clone(),
-                channel: super::build::channel(c, tz)?,
+                channel: super::build::channel(c, tz).map_err(|e| {
+                    tracing::error!(channel = %c.id, error = %e, "notification channel UNAVAILABLE: its routes fall back to their next channel");
+                    e.to_string()
+                }),
                 max_attempts: c.max_attempts.unwrap_or(4).max(1),
                 backoff: Backoff {
                     initial: c.backoff.map(|b| b.0).unwrap_or(defaults.initial),
@@ -141,7 +166,7 @@ impl Notifier {
                 }),
             });
         }
-        Ok(Notifier {
+        Notifier {
             tz,
             clock,
             roster: Roster::new(duty, tz),
@@ -154,7 +179,7 @@ impl Notifier {
             templates: Templates::default(),
             slots,
             evidence: None,
-        })
+        }
     }
 
     /// The alert rendered with the default (Chinese) templates.
@@ -244,23 +269,11 @@ impl Notifier {
     ) -> DeliveryReport {
         let mut attempts = Vec::new();
         for (i, id) in channels.iter().enumerate() {
-            let Some(slot) = self.slot(id) else {
-                attempts.push(self.record(
-                    id,
-                    to,
-                    msg,
-                    AttemptResult::Permanent,
-                    Some("unknown-channel".into()),
-                    Some(format!("no channel {id:?}")),
-                    None,
-                ));
-                continue;
-            };
             match self
-                .try_slot(slot, msg, to, &channels[i + 1..], &mut attempts)
+                .try_channel(id, msg, to, &channels[i + 1..], &mut attempts)
                 .await
             {
-                SlotResult::Accepted => {
+                ChannelResult::Accepted => {
                     return DeliveryReport {
                         status: DeliveryStatus::Sent {
                             channel: id.clone(),
@@ -268,7 +281,7 @@ impl Notifier {
                         attempts,
                     }
                 }
-                SlotResult::Queued => {
+                ChannelResult::Queued => {
                     return DeliveryReport {
                         status: DeliveryStatus::Queued {
                             channel: id.clone(),
@@ -276,7 +289,7 @@ impl Notifier {
                         attempts,
                     }
                 }
-                SlotResult::Failed => {}
+                ChannelResult::Failed => {}
             }
         }
         DeliveryReport {
@@ -346,14 +359,48 @@ impl Notifier {
         }
     }
 
-    async fn try_slot(
+    /// One channel of a delivery: its rate limit, its retries with back-off, or
+    /// its digest queue. `fallbacks` are the channels a queued message moves to
+    /// if the digest is refused. An unknown or unavailable channel fails at once,
+    /// with an attempt on record saying why.
+    pub async fn try_channel(
         &self,
-        slot: &Slot,
+        id: &str,
         msg: &Message,
         to: &Recipients,
         fallbacks: &[String],
         attempts: &mut Vec<AttemptRecord>,
-    ) -> SlotResult {
+    ) -> ChannelResult {
+        let (code, reason) = match self.slot(id).map(|s| (s, &s.channel)) {
+            Some((slot, Ok(channel))) => {
+                return self
+                    .try_slot(slot, channel.as_ref(), msg, to, fallbacks, attempts)
+                    .await
+            }
+            Some((_, Err(cause))) => (super::UNAVAILABLE, cause.clone()),
+            None => ("unknown-channel", format!("no channel {id:?}")),
+        };
+        attempts.push(self.record(
+            id,
+            to,
+            msg,
+            AttemptResult::Permanent,
+            Some(code.into()),
+            Some(reason),
+            None,
+        ));
+        ChannelResult::Failed
+    }
+
+    async fn try_slot(
+        &self,
+        slot: &Slot,
+        channel: &dyn Channel,
+        msg: &Message,
+        to: &Recipients,
+        fallbacks: &[String],
+        attempts: &mut Vec<AttemptRecord>,
+    ) -> ChannelResult {
         for attempt in 0..slot.max_attempts {
             let now = self.clock.now();
             {
@@ -382,20 +429,20 @@ impl Notifier {
                         Some("channel saturated: queued for a digest".into()),
                         None,
                     ));
-                    return SlotResult::Queued;
+                    return ChannelResult::Queued;
                 }
                 if let Some(l) = st.limiter.as_mut() {
                     l.record(now);
                 }
             }
-            let outcome = slot.channel.send(msg, to).await;
+            let outcome = channel.send(msg, to).await;
             attempts.push(self.outcome_record(&slot.id, to, msg, &outcome));
             match outcome {
-                Outcome::Accepted { .. } => return SlotResult::Accepted,
-                Outcome::Permanent { .. } => return SlotResult::Failed,
+                Outcome::Accepted { .. } => return ChannelResult::Accepted,
+                Outcome::Permanent { .. } => return ChannelResult::Failed,
                 Outcome::Retryable { retry_after, .. } => {
                     if attempt + 1 >= slot.max_attempts {
-                        return SlotResult::Failed;
+                        return ChannelResult::Failed;
                     }
                     let delay = {
                         let mut st = lock(&slot.state);
@@ -404,13 +451,13 @@ impl Notifier {
                     // A provider that asks for longer than we would ever wait (a
                     // muted DingTalk robot: ten minutes) is as good as down now.
                     if delay > slot.backoff.max {
-                        return SlotResult::Failed;
+                        return ChannelResult::Failed;
                     }
                     tokio::time::sleep(delay).await;
                 }
             }
         }
-        SlotResult::Failed
+        ChannelResult::Failed
     }
 
     /// Messages waiting in digest queues, over all channels.
@@ -421,21 +468,28 @@ impl Notifier {
     /// When [`flush`](Self::flush) next has something to send; `None` when no
     /// message waits.
     pub fn next_flush_at(&self) -> Option<DateTime<Utc>> {
-        let now = self.clock.now();
         self.slots
             .iter()
-            .filter_map(|s| {
-                let mut st = lock(&s.state);
-                let oldest = st.queue.oldest_at()?;
-                let reserve = st.reserve();
-                let Some(l) = st.limiter.as_mut() else {
-                    return Some(now);
-                };
-                let free = l.available_at(now, reserve + 1);
-                let reserved = l.available_at(now, 1).max(oldest + s.digest_wait);
-                Some(free.min(reserved))
-            })
+            .filter_map(|s| self.slot_flush_at(s))
             .min()
+    }
+
+    /// The same for one channel.
+    pub fn next_flush_at_for(&self, channel: &str) -> Option<DateTime<Utc>> {
+        self.slot(channel).and_then(|s| self.slot_flush_at(s))
+    }
+
+    fn slot_flush_at(&self, s: &Slot) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        let mut st = lock(&s.state);
+        let oldest = st.queue.oldest_at()?;
+        let reserve = st.reserve();
+        let Some(l) = st.limiter.as_mut() else {
+            return Some(now);
+        };
+        let free = l.available_at(now, reserve + 1);
+        let reserved = l.available_at(now, 1).max(oldest + s.digest_wait);
+        Some(free.min(reserved))
     }
 
     /// Sends digests of queued messages on every channel that has room: freely
@@ -444,68 +498,83 @@ impl Notifier {
     pub async fn flush(&self) -> Vec<DigestReport> {
         let mut reports = Vec::new();
         for slot in &self.slots {
-            loop {
-                let now = self.clock.now();
-                let taken = {
-                    let mut st = lock(&slot.state);
-                    let Some(oldest) = st.queue.oldest_at() else {
-                        break;
-                    };
-                    let reserve = st.reserve();
-                    let may = match st.limiter.as_mut() {
-                        None => true,
-                        Some(l) => {
-                            let avail = l.available(now);
-                            avail > reserve || (avail > 0 && oldest + slot.digest_wait <= now)
-                        }
-                    };
-                    if !may {
-                        break;
-                    }
-                    let Some(taken) = st.queue.take_digest(slot.channel.max_bytes()) else {
-                        break;
-                    };
-                    if let Some(l) = st.limiter.as_mut() {
-                        l.record(now);
-                    }
-                    taken
+            reports.extend(self.flush_slot(slot).await);
+        }
+        reports
+    }
+
+    /// The same for one channel, so a hanging channel holds up only its own
+    /// digests.
+    pub async fn flush_channel(&self, channel: &str) -> Vec<DigestReport> {
+        match self.slot(channel) {
+            Some(slot) => self.flush_slot(slot).await,
+            None => Vec::new(),
+        }
+    }
+
+    async fn flush_slot(&self, slot: &Slot) -> Vec<DigestReport> {
+        let mut reports = Vec::new();
+        let Ok(channel) = &slot.channel else {
+            return reports;
+        };
+        loop {
+            let now = self.clock.now();
+            let taken = {
+                let mut st = lock(&slot.state);
+                let Some(oldest) = st.queue.oldest_at() else {
+                    break;
                 };
-                let (digest, to, entries) = taken;
-                let outcome = slot.channel.send(&digest, &to).await;
-                let attempts = vec![self.outcome_record(&slot.id, &to, &digest, &outcome)];
-                let mut report = DigestReport {
+                let reserve = st.reserve();
+                let may = match st.limiter.as_mut() {
+                    None => true,
+                    Some(l) => {
+                        let avail = l.available(now);
+                        avail > reserve || (avail > 0 && oldest + slot.digest_wait <= now)
+                    }
+                };
+                if !may {
+                    break;
+                }
+                let Some(taken) = st.queue.take_digest(channel.max_bytes()) else {
+                    break;
+                };
+                if let Some(l) = st.limiter.as_mut() {
+                    l.record(now);
+                }
+                taken
+            };
+            let (digest, to, entries) = taken;
+            let outcome = channel.send(&digest, &to).await;
+            let attempts = vec![self.outcome_record(&slot.id, &to, &digest, &outcome)];
+            let mut report = DigestReport {
+                channel: slot.id.clone(),
+                alert_ids: digest.alert_ids.clone(),
+                refs: digest.refs.clone(),
+                status: DeliveryStatus::Sent {
                     channel: slot.id.clone(),
-                    alert_ids: digest.alert_ids.clone(),
-                    refs: digest.refs.clone(),
-                    status: DeliveryStatus::Sent {
+                },
+                attempts,
+                rerouted: Vec::new(),
+            };
+            match outcome {
+                Outcome::Accepted { .. } => reports.push(report),
+                Outcome::Retryable { .. } => {
+                    lock(&slot.state).queue.requeue_front(entries);
+                    report.status = DeliveryStatus::Queued {
                         channel: slot.id.clone(),
-                    },
-                    attempts,
-                    rerouted: Vec::new(),
-                };
-                match outcome {
-                    Outcome::Accepted { .. } => reports.push(report),
-                    Outcome::Retryable { .. } => {
-                        lock(&slot.state).queue.requeue_front(entries);
-                        report.status = DeliveryStatus::Queued {
-                            channel: slot.id.clone(),
-                        };
-                        reports.push(report);
-                        break;
+                    };
+                    reports.push(report);
+                    break;
+                }
+                Outcome::Permanent { .. } => {
+                    report.status = DeliveryStatus::Failed;
+                    for p in entries {
+                        let r =
+                            Box::pin(self.deliver_over(&p.fallbacks, &p.recipients, &p.message))
+                                .await;
+                        report.rerouted.push((p.message.refs.clone(), r));
                     }
-                    Outcome::Permanent { .. } => {
-                        report.status = DeliveryStatus::Failed;
-                        for p in entries {
-                            let r = Box::pin(self.deliver_over(
-                                &p.fallbacks,
-                                &p.recipients,
-                                &p.message,
-                            ))
-                            .await;
-                            report.rerouted.push((p.message.refs.clone(), r));
-                        }
-                        reports.push(report);
-                    }
+                    reports.push(report);
                 }
             }
         }
@@ -513,10 +582,20 @@ impl Notifier {
     }
 }
 
-enum SlotResult {
+/// What one channel did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelResult {
     Accepted,
+    /// Waiting in the channel's digest queue (rate limit reached).
     Queued,
+    /// Refused for good, out of attempts, or unavailable: try the next channel.
     Failed,
+}
+
+impl Slot {
+    fn takes_attachments(&self) -> bool {
+        self.channel.as_ref().is_ok_and(|c| c.takes_attachments())
+    }
 }
 
 /// Jitter only has to differ between instances; the time of start-up does that.

@@ -33,7 +33,9 @@ impl fmt::Display for Secret {
 }
 
 /// Reads a secret from `file` (trailing newline trimmed: editors add one) or from
-/// the environment variable `env`; `None` when neither is configured.
+/// the environment variable `env`; `None` when neither is configured. An empty
+/// file or variable is an error: a channel with an empty token only fails later,
+/// at the worst moment, with a provider's cryptic answer.
 pub fn load(
     channel: &str,
     what: &'static str,
@@ -47,12 +49,23 @@ pub fn load(
             path: path.display().to_string(),
             source,
         })?;
-        return Ok(Some(Secret(
-            text.trim_end_matches(['\r', '\n']).to_string(),
-        )));
+        let value = text.trim_end_matches(['\r', '\n']);
+        if value.trim().is_empty() {
+            return Err(NotifyError::SecretEmpty {
+                channel: channel.to_string(),
+                what,
+                from: path.display().to_string(),
+            });
+        }
+        return Ok(Some(Secret(value.to_string())));
     }
     if let Some(var) = env {
         return match std::env::var(var) {
+            Ok(v) if v.trim().is_empty() => Err(NotifyError::SecretEmpty {
+                channel: channel.to_string(),
+                what,
+                from: format!("${var}"),
+            }),
             Ok(v) => Ok(Some(Secret(v))),
             Err(_) => Err(NotifyError::SecretEnv {
                 channel: channel.to_string(),

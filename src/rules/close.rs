@@ -4,12 +4,13 @@
 
 use chrono::Duration;
 
+use super::day::{ComputedHour, DayWin, SuppliedHour};
 use super::eval::Output;
 use super::finding::{Counts, Evidence, EvidenceValue, Finding, RuleName};
 use super::o2;
 use super::outlet::{not_judgeable, Ctx, Series};
 use super::totals;
-use super::window::{day_start, DayWin, HourWin};
+use super::window::{day_start, HourWin};
 use crate::config::{Aggregates, Basis};
 use crate::model::{DataKind, Reading};
 
@@ -67,18 +68,20 @@ impl Series {
         let Some(day) = self.day.as_mut() else { return };
         day.counts.merge(&h.counts);
         day.maintenance_minutes += st.maintenance_minutes;
-        if valid {
-            if let Some(mean) = st.mean {
-                day.valid_hours += 1;
-                day.sum_hour_means += mean;
-                if self.weight && st.sum_q > 0.0 && st.q_n == counts.valid_values {
-                    day.sum_cq += st.sum_cq;
-                    day.sum_q += st.sum_q;
-                } else {
-                    day.hours_without_flow += 1;
-                }
-                day.last_hour = Some((mean, st.sum_cq, st.sum_q));
-            }
+        if let (Some(mean), Some(measured)) = (st.mean, st.measured_mean) {
+            // Weighted only when every valid value had its flow: a partial ΣQ
+            // would weigh the hour wrongly.
+            let weighted = (self.weight && st.sum_q > 0.0 && st.q_n == counts.valid_values)
+                .then(|| (st.sum_cq / st.sum_q, st.sum_q / f64::from(st.q_n) * 3.6));
+            day.put_computed(
+                h.start,
+                ComputedHour {
+                    valid,
+                    mean,
+                    measured,
+                    weighted,
+                },
+            );
         }
         let share = ctx.op.maintenance_max_share;
         if !day.maintenance_raised && f64::from(day.maintenance_minutes) > share * 1440.0 {
@@ -101,11 +104,18 @@ impl Series {
         if !self.has_basis(Basis::Day) {
             return;
         }
+        if d.late {
+            // Values of its hours came after those hours had closed: the day is
+            // judged again from the store, with them.
+            self.reopen(ctx, None, d.start, out);
+        }
+        let agg = d.aggregate(ctx.flows, self.weight);
         let counts = Counts {
-            valid_hours: Some(d.valid_hours),
+            valid_hours: Some(agg.valid_hours()),
             ..d.counts.clone()
         };
-        if d.valid_hours < ctx.op.min_valid_hours {
+        let hours = d.evidence(&agg);
+        if agg.valid_hours() < ctx.op.min_valid_hours {
             out.findings.push(
                 Finding::new(
                     RuleName::MissingData,
@@ -115,16 +125,21 @@ impl Series {
                     d.start,
                     d.end,
                 )
-                .value(f64::from(d.valid_hours))
+                .value(f64::from(agg.valid_hours()))
                 .threshold(f64::from(ctx.op.min_valid_hours))
                 .detail("day")
                 .message(format!(
                     "{} {}: day starting {} has {} valid hours (< {}): not a valid daily mean",
-                    ctx.op.id, self.factor, d.start, d.valid_hours, ctx.op.min_valid_hours
+                    ctx.op.id,
+                    self.factor,
+                    d.start,
+                    agg.valid_hours(),
+                    ctx.op.min_valid_hours
                 ))
                 .evidence(
                     Evidence {
                         counts: Some(counts),
+                        hours,
                         ..Evidence::default()
                     }
                     .param("min_valid_hours", ctx.op.min_valid_hours),
@@ -132,44 +147,37 @@ impl Series {
             );
             return;
         }
-        let Some(mean) = d.mean() else { return };
+        let Some(mean) = agg.mean() else { return };
         self.computed_days.put(d.start, mean);
         let supplied = self.supplied_days.get(d.start);
         if let Some(s) = supplied {
             self.mismatch(ctx, Basis::Day, d.start, d.end, s, mean, out);
         }
         if ctx.op.aggregates == Aggregates::Computed || supplied.is_none() {
+            let (sum_cq, sum_q) = agg.sums();
             let ev = Evidence {
                 counts: Some(counts),
                 average: Some(mean),
-                measured_average: d.plain_mean(),
-                aggregate: Some(
-                    if d.weighted() {
-                        "computed, flow-weighted"
-                    } else {
-                        "computed"
-                    }
-                    .into(),
-                ),
+                measured_average: agg.plain_mean(),
+                aggregate: Some(agg.aggregate_label()),
+                hours,
                 ..Evidence::default()
             }
-            .param("sum_cq", d.sum_cq)
-            .param("sum_q", d.sum_q);
+            .param("sum_cq", sum_cq)
+            .param("sum_q", sum_q);
             self.judge(ctx, Basis::Day, d.start, d.end, mean, ev, d.warned, out);
         }
     }
 
-    /// A logger-supplied hourly (2061) or daily (2031) average.
+    /// A logger-supplied hourly (2061) or daily (2031) average. Returns true when
+    /// it belongs to a day already closed (late: the caller has it re-judged).
     pub(crate) fn supplied(
         &mut self,
         ctx: &mut Ctx<'_>,
         r: &Reading,
         o2: Option<f64>,
         out: &mut Output,
-    ) {
-        if !r.flag.valid_for_judging() {
-            return;
-        }
+    ) -> bool {
         let basis = if r.kind == DataKind::Hour {
             Basis::Hour
         } else {
@@ -188,20 +196,42 @@ impl Series {
             o2,
             resend: r.source.resend,
         };
-        let judged = match self.o2_reference {
-            Some(reference) => match o2::correct(r.value, reference, o2) {
-                Ok(c) => c,
-                Err(nj) => {
-                    let counts = Counts {
-                        values: 1,
-                        not_judgeable: 1,
-                        ..Counts::default()
-                    };
-                    not_judgeable(ctx, &self.factor, (start, end, vec![ev], counts), nj, out);
-                    return;
-                }
-            },
-            None => r.value,
+        let judged = if !r.flag.valid_for_judging() {
+            None
+        } else {
+            match self.o2_reference {
+                Some(reference) => match o2::correct(r.value, reference, o2) {
+                    Ok(c) => Some(c),
+                    Err(nj) => {
+                        let counts = Counts {
+                            values: 1,
+                            not_judgeable: 1,
+                            ..Counts::default()
+                        };
+                        not_judgeable(
+                            ctx,
+                            &self.factor,
+                            (start, end, vec![ev.clone()], counts),
+                            nj,
+                            out,
+                        );
+                        None
+                    }
+                },
+                None => Some(r.value),
+            }
+        };
+        // Whether we build this period ourselves (a computed hour, a day from
+        // hours): before the day takes this hour in.
+        let built = match basis {
+            Basis::Hour => self.hour.is_some(),
+            _ => self.day.as_ref().is_some_and(|d| d.start <= r.ts),
+        };
+        let late = basis == Basis::Hour
+            && self.has_basis(Basis::Day)
+            && self.day_hour(ctx, r, judged, out);
+        let Some(judged) = judged else {
+            return late;
         };
         if self.o2_reference.is_some() {
             ev.corrected = Some(judged);
@@ -219,7 +249,9 @@ impl Series {
         if let Some(c) = computed {
             self.mismatch(ctx, basis, start, end, judged, c, out);
         }
-        if ctx.op.aggregates == Aggregates::Supplied {
+        // With `computed`, a period we have nothing to build from (hourly or daily
+        // uploads only) is judged on the logger's value: every limit is judged.
+        if ctx.op.aggregates == Aggregates::Supplied || !built {
             let e = Evidence {
                 values: vec![ev],
                 average: Some(judged),
@@ -228,5 +260,48 @@ impl Series {
             };
             self.judge(ctx, basis, start, end, judged, e, 0, out);
         }
+        late
+    }
+
+    /// A supplied hour joins its day. A later day's hour closes the open day
+    /// (data of a later period arrived); an hour of a day already closed is late.
+    fn day_hour(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        r: &Reading,
+        judged: Option<f64>,
+        out: &mut Output,
+    ) -> bool {
+        let ds = day_start(r.ts, ctx.tz);
+        if self.day.as_ref().is_some_and(|d| ds < d.start) {
+            return true;
+        }
+        self.roll(ctx, r.ts, true, out);
+        if self.day.is_none() {
+            self.day = Some(DayWin::new(ds, day_start(ds + Duration::hours(36), ctx.tz)));
+        }
+        let Some(day) = self.day.as_mut().filter(|d| d.start == ds) else {
+            return false;
+        };
+        let first = day.put_supplied(
+            r.ts,
+            SuppliedHour {
+                judged: judged.unwrap_or(r.value),
+                measured: r.value,
+                flag: r.flag,
+                valid: judged.is_some(),
+            },
+        );
+        if first {
+            day.counts.values += 1;
+            day.counts.add_flag(r.flag);
+            if judged.is_some() {
+                day.counts.valid_values += 1;
+            }
+        }
+        if judged.is_some() {
+            self.running_day(ctx, r.ts + Duration::hours(1), out);
+        }
+        false
     }
 }

@@ -41,11 +41,28 @@ pub struct EmissionHour {
     pub source: &'static str,
 }
 
+/// A closed period that late values belong to: the task re-judges it from the
+/// store ([`super::rejudge`]). One per late value; the task merges them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reopened {
+    pub enterprise: Id,
+    pub outlet: Id,
+    pub factor: Id,
+    /// Start of the local day of the values.
+    pub day: DateTime<Utc>,
+    /// The closed hour they belong to; `None` when only the day is re-judged.
+    pub hour: Option<DateTime<Utc>>,
+    /// Whether the day is closed too (else it is judged when it closes).
+    pub day_closed: bool,
+}
+
 /// What one call produced.
 #[derive(Debug, Default)]
 pub struct Output {
     pub findings: Vec<Finding>,
     pub emissions: Vec<EmissionHour>,
+    /// Closed periods that late values belong to.
+    pub reopened: Vec<Reopened>,
 }
 
 impl Output {
@@ -276,6 +293,36 @@ impl Evaluator {
         for (c, cap) in plan.caps.iter().enumerate() {
             if &*cap.factor == factor && cap.outlets.contains(&oi) {
                 self.ents[e].caps[c].add_seed(year_start, tonnes);
+            }
+        }
+    }
+
+    /// Counts emission hours computed elsewhere (a day judged again after late
+    /// data) toward the caps, replacing what was counted for the same hours.
+    pub fn record_emissions(&mut self, hours: &[EmissionHour], out: &mut Output) {
+        let tz = self.plan.tz;
+        for h in hours {
+            let Some(&e) = self.plan.enterprise_ix.get(&*h.enterprise) else {
+                continue;
+            };
+            let plan = &self.plan.enterprises[e];
+            let Some(&oi) = plan.outlet_ix.get(&*h.outlet) else {
+                continue;
+            };
+            for (c, cap) in plan.caps.iter().enumerate() {
+                if cap.factor == h.factor && cap.outlets.contains(&oi) {
+                    super::totals::record(
+                        plan,
+                        &mut self.ents[e].caps,
+                        c,
+                        &plan.outlets[oi],
+                        h.hour,
+                        h.tonnes,
+                        h.source,
+                        tz,
+                        out,
+                    );
+                }
             }
         }
     }

@@ -170,6 +170,28 @@ impl Counts {
     }
 }
 
+/// One hour of a day as the daily mean used it: which data, and its weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HourEvidence {
+    pub start: DateTime<Utc>,
+    /// `computed` (from real-time/minute values), `supplied` (the logger's
+    /// hourly average) or `none`.
+    pub source: String,
+    pub valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub value: Option<f64>,
+    /// The supplied hour's flag.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub flag: Option<Flag>,
+    /// The hour's discharge (m³) that weighed it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub weight_m3: Option<f64>,
+    /// `cou` (the logger's discharge), `flow_avg` (its mean flow × 3600 s) or
+    /// `flow` (our mean of the real-time flow × 3600 s).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub weight_from: Option<String>,
+}
+
 /// Everything behind a finding. Fields that do not apply to a rule are left out of
 /// the JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -190,6 +212,9 @@ pub struct Evidence {
     pub aggregate: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub limit: Option<LimitRef>,
+    /// A day's hours: the source and weight of each (daily means).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub hours: Vec<HourEvidence>,
     /// Rule parameters in force (thresholds, durations), by config key.
     #[serde(skip_serializing_if = "serde_json::Map::is_empty", default)]
     pub params: serde_json::Map<String, serde_json::Value>,

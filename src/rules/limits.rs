@@ -182,24 +182,19 @@ impl Series {
     pub(crate) fn running_day(&mut self, ctx: &mut Ctx<'_>, at: DateTime<Utc>, out: &mut Output) {
         let Some(day) = self.day.as_mut() else { return };
         let hours_left = ((day.end - at).num_minutes() / 60).max(0) as u32;
-        let (Some(mean), Some(projected)) = (day.mean(), day.projected(hours_left)) else {
+        let agg = day.aggregate(ctx.flows, self.weight);
+        let (Some(mean), Some(projected)) = (agg.mean(), agg.projected(hours_left)) else {
             return;
         };
         let base = Evidence {
             counts: Some(Counts {
-                valid_hours: Some(day.valid_hours),
+                valid_hours: Some(agg.valid_hours()),
                 ..day.counts.clone()
             }),
             average: Some(mean),
-            measured_average: day.plain_mean(),
-            aggregate: Some(
-                if day.weighted() {
-                    "computed, flow-weighted"
-                } else {
-                    "computed"
-                }
-                .into(),
-            ),
+            measured_average: agg.plain_mean(),
+            aggregate: Some(agg.aggregate_label()),
+            hours: day.evidence(&agg),
             ..Evidence::default()
         };
         for (li, l) in self.limits.iter().enumerate() {

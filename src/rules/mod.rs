@@ -1,6 +1,8 @@
 //! The rules engine: judges readings against each enterprise's permit exactly as
 //! the standards say, and reports what it finds as [`Finding`]s with their evidence.
-//! The numbers and their sources are in `../shared/domain/RULES.md`.
+//! The numbers come from HJ 75/76-2017 (valid hour ≥ 45 minutes, valid day ≥ 20
+//! hours, flags F M C D B not valid), the emission standards' reference O2 and the
+//! enterprise's permit; the limit always comes from config, never from code.
 //!
 //! # Shape
 //!
@@ -85,14 +87,30 @@
 //!   (or the latest one at most 5 minutes older); values sent already corrected
 //!   (`ZsRtd`, `converted`) are stored but not judged, so one formula decides.
 //! - Hours close `close_after` (5 min) after they end, or when a later hour's value
-//!   arrives; values for a closed hour are late and are counted, not judged.
-//! - With `aggregates = "supplied"`, a supplied hourly value is judged when it
-//!   arrives; if none has arrived when the hour closes, the computed mean is judged
-//!   so that nothing goes unjudged. The findings table keeps the first verdict per
-//!   natural key.
+//!   arrives. A day closes when a later day's data arrives, or by the clock at its
+//!   end — an hour later when its hours came from the logger's 2061, which is sent
+//!   after the hour. A tracked series keeps its hours and days rolling through
+//!   silence, so a silent hour or day is judged missing.
+//! - A day is built per hour from the best data the hour has ([`day`]): our mean
+//!   of real-time/minute values when the hour is valid, else the logger's hourly
+//!   average; flow-weighted for wastewater with each hour's discharge (`-Cou`,
+//!   else the mean flow × 3600 s). So loggers and platforms that send hourly and
+//!   daily values only have their daily limits judged, and the evidence lists each
+//!   hour with its source and weight.
+//! - With `aggregates = "supplied"`, a supplied hourly or daily value is judged
+//!   when it arrives and cross-checked against the period we build
+//!   (`data_mismatch`); if none has arrived when the period closes, the built mean
+//!   is judged so that nothing goes unjudged. With `computed`, the built mean is
+//!   judged, and the supplied value only where we have nothing to build from.
+//! - Values for a closed period are late: never taken into the open windows
+//!   (late data never moves an open window), but reported
+//!   ([`Output::reopened`]) and judged again from the store ([`rejudge`]); the
+//!   stored finding is revised under its natural key, or superseded when no
+//!   longer found. Replays raise the same findings, which the store keeps once.
 
 mod anomaly;
 mod close;
+pub mod day;
 mod eval;
 pub mod finding;
 mod limits;
@@ -101,11 +119,13 @@ mod outlet;
 pub mod plan;
 mod power;
 pub mod rebuild;
+pub mod rejudge;
+mod roll;
 pub mod task;
 mod totals;
 pub mod window;
 
-pub use eval::{EmissionHour, Evaluator, Options, Output};
+pub use eval::{EmissionHour, Evaluator, Options, Output, Reopened};
 pub use finding::{Counts, Evidence, EvidenceValue, Finding, LimitRef, RuleName, Severity};
 pub use o2::{correct, NotJudgeable, NOT_JUDGEABLE_O2};
 pub use plan::Plan;

@@ -5,13 +5,14 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 use super::anomaly::{self, FlowHour, Run};
+use super::day::{DayWin, HourFlows};
 use super::eval::{kind_ix, Options, Output, Seen, SeriesIx};
 use super::finding::{Counts, Evidence, EvidenceValue, Finding, RuleName};
 use super::o2::{self, NotJudgeable};
 use super::plan::{self, EnterprisePlan, LimitPlan, OutletPlan, GAS_FLOW, WATER_FLOW};
 use super::power::{MeterState, PowerState};
 use super::totals::{self, CapState};
-use super::window::{day_start, hour_start, DayWin, HourWin, Sample};
+use super::window::{day_start, hour_start, HourWin, Sample};
 use crate::config::{Basis, OutletKind};
 use crate::model::{DataKind, FactorClass, Flag, Id, Location, Reading, Stat};
 
@@ -30,6 +31,9 @@ pub(crate) struct OutletState {
     flow: [Option<Pair>; 4],
     pub seen: Seen,
     pub fm: FlowHour,
+    /// The logger's hourly discharge (`-Cou`) and mean flow, by hour: the
+    /// weights of supplied hours in a flow-weighted day.
+    pub flows: HourFlows,
     /// Earliest end of an open hour or day among the series: ticks before it have
     /// nothing to close, which keeps a tick over a city cheap.
     next_due: Option<DateTime<Utc>>,
@@ -45,6 +49,8 @@ pub(crate) struct Ctx<'a> {
     /// The enterprise's power meters, to ask whether production runs (only asked
     /// when a rule needs it: it is not free).
     pub power: Option<(&'a PowerState, &'a [MeterState])>,
+    /// The outlet's supplied hourly flows.
+    pub flows: &'a HourFlows,
 }
 
 impl Ctx<'_> {
@@ -157,12 +163,26 @@ impl Series {
 
     /// Series with limits keep their windows rolling through silence, so an hour
     /// without data is still judged (as missing).
-    fn tracked(&self) -> bool {
+    pub(crate) fn tracked(&self) -> bool {
         !self.limits.is_empty() || !self.caps.is_empty()
     }
 
     pub(crate) fn has_basis(&self, b: Basis) -> bool {
         self.limits.iter().any(|l| l.basis == b)
+    }
+}
+
+/// Keeps the outlet's earliest due time when a series' due time moved.
+fn earlier_due(
+    next_due: &mut Option<DateTime<Utc>>,
+    before: Option<DateTime<Utc>>,
+    now: Option<DateTime<Utc>>,
+) {
+    if now != before {
+        *next_due = match (*next_due, now) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -182,6 +202,9 @@ impl OutletState {
     /// Takes in an O2 or flow value for pairing (called for a batch's instant
     /// before its pollutants).
     pub fn pair_sample(&mut self, r: &Reading) {
+        if r.kind == DataKind::Hour && &*r.factor != plan::O2 {
+            self.hour_flow(r);
+        }
         if r.converted || !matches!(r.stat, Stat::Rtd | Stat::Avg) || !r.flag.valid_for_judging() {
             return;
         }
@@ -201,6 +224,42 @@ impl OutletState {
             if newer(&self.flow[k]) {
                 self.flow[k] = Some(Pair { ts: r.ts, value: v });
             }
+        }
+    }
+
+    /// A supplied hourly flow (`-Cou` or `-Avg`), kept as the hour's volume in m³.
+    fn hour_flow(&mut self, r: &Reading) {
+        if r.converted || !r.flag.valid_for_judging() || !r.value.is_finite() || r.value < 0.0 {
+            return;
+        }
+        let gas = &*r.factor == GAS_FLOW;
+        let m3 = match r.stat {
+            Stat::Cou => match &*r.unit {
+                "" | "m³" | "m3" => Some(r.value),
+                "L" | "l" => Some(r.value / 1000.0),
+                _ => None,
+            },
+            // Per second (gas m³/s, water L/s) × 3600 s.
+            Stat::Avg => {
+                flow_per_second(r.value, &r.unit, gas)
+                    .map(|v| if gas { v * 3600.0 } else { v * 3.6 })
+            }
+            _ => None,
+        };
+        let Some(m3) = m3 else { return };
+        let e = self.flows.entry(r.ts).or_default();
+        if r.stat == Stat::Cou {
+            e.cou_m3 = Some(m3);
+        } else {
+            e.avg_m3 = Some(m3);
+        }
+        // A few days are enough: older hours are re-judged from the store.
+        while self
+            .flows
+            .first_key_value()
+            .is_some_and(|(t, _)| r.ts - *t > Duration::days(3))
+        {
+            self.flows.pop_first();
         }
     }
 
@@ -257,6 +316,7 @@ impl OutletState {
             tz,
             caps,
             power: Some(power),
+            flows: &self.flows,
         };
         match (r.kind, r.stat) {
             (DataKind::Rtd, Stat::Rtd) | (DataKind::Min, Stat::Avg) => {
@@ -274,19 +334,18 @@ impl OutletState {
                         .observe(&ctx, r, s.is_flow, s.water_pollutant && changed, out);
                 }
                 let late = self.series[si].value(&mut ctx, r, o2, flow, out);
-                let now_due = self.series[si].due();
-                if now_due != due {
-                    self.next_due = match (self.next_due, now_due) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
+                earlier_due(&mut self.next_due, due, self.series[si].due());
                 late
             }
             (DataKind::Hour, Stat::Avg) | (DataKind::Day, Stat::Avg) => {
+                let due = self.series[si].due();
                 let o2 = Self::paired(&self.o2, r.kind, r.ts, opts.pair_max_age);
-                self.series[si].supplied(&mut ctx, r, o2, out);
-                false
+                let late = self.series[si].supplied(&mut ctx, r, o2, out);
+                if late && r.flag.valid_for_judging() && self.series[si].tracked() {
+                    self.series[si].reopen(&ctx, None, day_start(r.ts, tz), out);
+                }
+                earlier_due(&mut self.next_due, due, self.series[si].due());
+                late
             }
             (DataKind::Hour, Stat::Cou) => {
                 let s = &self.series[si];
@@ -329,12 +388,13 @@ impl OutletState {
             tz,
             caps,
             power: None,
+            flows: &self.flows,
         };
         let t = now - opts.close_after;
         if self.next_due.is_some_and(|d| t >= d) {
             let mut next: Option<DateTime<Utc>> = None;
             for s in &mut self.series {
-                s.roll(&mut ctx, t, out);
+                s.roll(&mut ctx, t, false, out);
                 if let Some(d) = s.due() {
                     next = Some(next.map_or(d, |n| n.min(d)));
                 }
@@ -346,38 +406,6 @@ impl OutletState {
 }
 
 impl Series {
-    /// When this series next has a window to close.
-    fn due(&self) -> Option<DateTime<Utc>> {
-        match (&self.hour, &self.day) {
-            (Some(h), _) => Some(h.end()),
-            (None, Some(d)) => Some(d.end),
-            (None, None) => None,
-        }
-    }
-
-    /// Closes every hour (and day) that ended before `t`, and makes sure a window
-    /// is open for `t` if the series is tracked or has data there.
-    fn roll(&mut self, ctx: &mut Ctx<'_>, t: DateTime<Utc>, out: &mut Output) {
-        while let Some(h) = &self.hour {
-            if t < h.end() {
-                break;
-            }
-            let next = h.end();
-            let Some(h) = self.hour.take() else { break };
-            self.close_hour(ctx, h, out);
-            if self.tracked() && next <= t {
-                self.hour = Some(HourWin::new(next));
-            }
-        }
-        if let Some(d) = &self.day {
-            if t >= d.end && self.hour.as_ref().is_none_or(|h| h.start >= d.end) {
-                if let Some(d) = self.day.take() {
-                    self.close_day(ctx, d, out);
-                }
-            }
-        }
-    }
-
     /// A real-time or minute value. Returns true when late.
     fn value(
         &mut self,
@@ -388,9 +416,16 @@ impl Series {
         out: &mut Output,
     ) -> bool {
         if self.hour.as_ref().is_some_and(|h| r.ts < h.start) {
+            if r.flag.valid_for_judging() && self.tracked() {
+                let day = day_start(r.ts, ctx.tz);
+                self.reopen(ctx, Some(hour_start(r.ts, ctx.tz)), day, out);
+                if let Some(d) = self.day.as_mut().filter(|d| d.start == day) {
+                    d.late = true;
+                }
+            }
             return true;
         }
-        self.roll(ctx, r.ts, out);
+        self.roll(ctx, r.ts, true, out);
         let start = match &self.hour {
             Some(h) => h.start,
             None => {

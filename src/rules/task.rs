@@ -10,6 +10,12 @@
 //! was behind) the task logs it and rebuilds from the store, which holds every
 //! committed reading: evaluation may run late, but it never judges on partial data.
 //!
+//! Values for a period already closed come back from the evaluator as
+//! [`Reopened`](super::Reopened) periods; the task merges them per outlet and day
+//! and, once no late value for that day came for `rejudge_quiet` and no committed
+//! readings wait, judges the day again from the store ([`super::rejudge`]):
+//! findings are revised or superseded in place, new ones handed on.
+//!
 //! A new plan (a config reload, an order issued over the API) arrives on a watch
 //! channel. Enterprises whose plan did not change keep their state; the others are
 //! replayed from the store alone. Commits still queued on the tap were read by the
@@ -22,11 +28,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+
+/// Sleeps until `t` (forever when `None`; the branch is disabled then).
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
 use tokio::task::JoinHandle;
 
 use super::eval::{Evaluator, Options, Output};
 use super::plan::Plan;
 use super::rebuild::{rebuild, replay};
+use super::rejudge::{self, Job};
 use crate::clock::Clock;
 use crate::store::{Committed, Store, StoredFinding};
 
@@ -38,6 +53,9 @@ pub struct TaskOptions {
     /// Attempts to store a set of findings before giving up on it (they come back
     /// on the next rebuild if their data is still in the replay window).
     pub store_attempts: u32,
+    /// A day that late values came for is judged again once none came for it
+    /// this long: a burst of backfill is judged once, not once per value.
+    pub rejudge_quiet: Duration,
 }
 
 impl Default for TaskOptions {
@@ -46,6 +64,7 @@ impl Default for TaskOptions {
             eval: Options::default(),
             tick: Duration::from_secs(10),
             store_attempts: 8,
+            rejudge_quiet: Duration::from_secs(2),
         }
     }
 }
@@ -65,7 +84,24 @@ pub struct TaskStats {
     pub ticks_deferred: AtomicU64,
     pub gaps: AtomicU64,
     pub store_failures: AtomicU64,
+    /// Values for periods already closed.
+    pub late: AtomicU64,
+    /// Outlet-days judged again after late data.
+    pub rejudged: AtomicU64,
+    pub revised: AtomicU64,
+    pub superseded: AtomicU64,
 }
+
+/// Days waiting to be judged again, by (enterprise, outlet, day), with when the
+/// last late value for each came.
+type PendingJobs = std::collections::BTreeMap<
+    (
+        crate::model::Id,
+        crate::model::Id,
+        chrono::DateTime<chrono::Utc>,
+    ),
+    (Job, tokio::time::Instant),
+>;
 
 pub struct RulesTask {
     handle: JoinHandle<()>,
@@ -129,7 +165,12 @@ impl Run {
         let mut ticker = tokio::time::interval(self.opts.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = Output::default();
+        let mut pending = PendingJobs::new();
         loop {
+            let next_job = pending
+                .values()
+                .map(|(_, t)| *t + self.opts.rejudge_quiet)
+                .min();
             tokio::select! {
                 msg = tap.recv() => {
                     let Some(c) = msg else { break };
@@ -175,21 +216,128 @@ impl Run {
                         self.stats.ticks_deferred.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                // Late data is judged only while nothing committed waits: real
+                // time first. One day of one outlet per round.
+                _ = sleep_until(next_job), if next_job.is_some() && tap.is_empty() => {
+                    let now = tokio::time::Instant::now();
+                    let ready = pending
+                        .iter()
+                        .find(|(_, (_, t))| *t + self.opts.rejudge_quiet <= now)
+                        .map(|(k, _)| k.clone());
+                    if let Some((job, _)) = ready.and_then(|k| pending.remove(&k)) {
+                        self.rejudge(&mut ev, &plan, &job).await;
+                    }
+                }
             }
+            self.take_reopened(&mut out, &mut pending);
             if !out.is_empty() {
                 self.persist(std::mem::take(&mut out)).await;
             }
         }
         // The writer has finished: everything it committed was offered; close the
-        // windows that the clock says are over.
+        // windows that the clock says are over, and judge what came late.
         ev.tick(self.clock.now(), &mut out);
+        self.take_reopened(&mut out, &mut pending);
         self.persist(out).await;
+        for (job, _) in std::mem::take(&mut pending).into_values() {
+            self.rejudge(&mut ev, &plan, &job).await;
+        }
         tracing::debug!(
             ingested = ev.ingested,
             late = ev.late,
             unknown = ev.unknown,
             "rules engine stopped"
         );
+    }
+
+    /// Merges the periods late values reopened into the jobs waiting.
+    fn take_reopened(&self, out: &mut Output, pending: &mut PendingJobs) {
+        if out.reopened.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        self.stats
+            .late
+            .fetch_add(out.reopened.len() as u64, Ordering::Relaxed);
+        for r in out.reopened.drain(..) {
+            let key = (r.enterprise.clone(), r.outlet.clone(), r.day);
+            match pending.get_mut(&key) {
+                Some((job, t)) => {
+                    job.add(&r);
+                    *t = now;
+                }
+                None => {
+                    pending.insert(key, (Job::new(&r), now));
+                }
+            }
+        }
+    }
+
+    /// Judges one outlet-day again from the store and revises what is stored.
+    async fn rejudge(&self, ev: &mut Evaluator, plan: &Plan, job: &Job) {
+        let started = std::time::Instant::now();
+        let (from, to) = job.span(plan, &self.opts.eval);
+        let readings = match self
+            .retry("late readings", || {
+                self.store
+                    .outlet_readings(&job.enterprise, &job.outlet, from, to)
+            })
+            .await
+        {
+            Some(r) => r,
+            None => {
+                tracing::error!(enterprise = %job.enterprise, outlet = %job.outlet, day = %job.day, "reading a reopened day failed; its late data stays unjudged until it is sent again");
+                return;
+            }
+        };
+        let v = rejudge::rejudge(plan, &self.opts.eval, job, &readings);
+        self.stats.rejudged.fetch_add(1, Ordering::Relaxed);
+        let now = self.clock.now();
+        let mut added = Vec::with_capacity(v.findings.len() + v.extra.len());
+        added.extend(v.findings.iter().cloned());
+        added.extend(v.extra);
+        // The reopened hours' emission replaces what the live run counted for
+        // them, in the year-to-date totals too (which may cross a tier).
+        let mut caps = Output::default();
+        ev.record_emissions(&v.emissions, &mut caps);
+        added.extend(caps.findings);
+        // New verdicts are stored (and handed on) first; the stored ones that
+        // now say something else are revised after.
+        self.persist(Output {
+            findings: added,
+            emissions: v.emissions,
+            reopened: Vec::new(),
+        })
+        .await;
+        match self
+            .retry("revisions", || {
+                self.store.revise_findings(&v.periods, &v.findings, now)
+            })
+            .await
+        {
+            Some(r) => {
+                self.stats
+                    .revised
+                    .fetch_add(r.revised.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .superseded
+                    .fetch_add(r.superseded.len() as u64, Ordering::Relaxed);
+                tracing::info!(
+                    enterprise = %job.enterprise,
+                    outlet = %job.outlet,
+                    day = %job.day,
+                    readings = readings.len(),
+                    revised = r.revised.len(),
+                    superseded = r.superseded.len(),
+                    resolved_alerts = r.resolved_alerts.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "late data judged"
+                );
+            }
+            None => {
+                tracing::error!(enterprise = %job.enterprise, outlet = %job.outlet, day = %job.day, "revising findings after late data failed")
+            }
+        }
     }
 
     /// Rebuilds from the store, retrying while it is unreachable. `None` when the
@@ -252,6 +400,7 @@ impl Run {
         );
         out.findings.extend(found.findings);
         out.emissions.extend(found.emissions);
+        out.reopened.extend(found.reopened);
         Ok(())
     }
 

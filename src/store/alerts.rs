@@ -6,10 +6,10 @@
 //! actor | detail)`, so editing, inserting or deleting a row afterwards breaks the
 //! chain; `pollwatch alerts verify` recomputes it.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{from_ms, to_ms, Store, StoreError, WriteBegin};
+use super::{from_ms, to_ms, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -205,6 +205,8 @@ pub struct Recorded {
     pub alert_id: i64,
     pub opened: bool,
     pub flapping: bool,
+    /// Absorbed by an inhibiting alert (recorded on its timeline).
+    pub inhibited: bool,
 }
 
 /// A timeline row as read back.
@@ -303,165 +305,6 @@ macro_rules! queue_steps {
 }
 
 impl Store {
-    /// Records a finding on its alert: updates the live alert of its key, or opens
-    /// a new one with its first notifications queued — unless the key is flapping
-    /// (`flap_limit` alerts opened within `flap_window`), when the alert opens
-    /// without notifications and says so in its timeline.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_finding(
-        &self,
-        a: &NewAlert,
-        finding_id: Option<i64>,
-        evidence: &str,
-        now: DateTime<Utc>,
-        flap_window: Duration,
-        flap_limit: u32,
-        first_steps: &[String],
-        rank_of: fn(&str) -> u8,
-    ) -> Result<Recorded, StoreError> {
-        on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
-            let live: Option<(i64, String)> = sqlx::query_as(
-                "SELECT id, severity FROM alerts WHERE akey = $1 AND state <> 'resolved' ORDER BY id DESC LIMIT 1",
-            )
-            .bind(&a.key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::db("find alert"))?;
-            let recorded = match live {
-                Some((id, severity)) => {
-                    let severity = if a.rank > rank_of(&severity) {
-                        a.severity.clone()
-                    } else {
-                        severity
-                    };
-                    sqlx::query("UPDATE alerts SET updated_at = $1, count = count + 1, value = $2, threshold = $3, message = $4, facts = $5, severity = $6 WHERE id = $7")
-                        .bind(to_ms(now))
-                        .bind(a.value)
-                        .bind(a.threshold)
-                        .bind(&a.message)
-                        .bind(&a.facts)
-                        .bind(&severity)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(StoreError::db("update alert"))?;
-                    append_event!(tx, id, now, "finding", "pollwatch", evidence);
-                    Recorded {
-                        alert_id: id,
-                        opened: false,
-                        flapping: false,
-                    }
-                }
-                None => {
-                    let recent: i64 = sqlx::query_scalar(
-                        "SELECT count(*) FROM alerts WHERE akey = $1 AND opened_at >= $2",
-                    )
-                    .bind(&a.key)
-                    .bind(to_ms(now - flap_window))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("count recent alerts"))?;
-                    let flapping = recent >= i64::from(flap_limit);
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO alerts (akey, enterprise, location, factor, rule, severity, state, opened_at, updated_at, count, value, threshold, message, facts, flapping) \
-                         VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $7, 1, $8, $9, $10, $11, $12) RETURNING id",
-                    )
-                    .bind(&a.key)
-                    .bind(&a.enterprise)
-                    .bind(&a.location)
-                    .bind(&a.factor)
-                    .bind(&a.rule)
-                    .bind(&a.severity)
-                    .bind(to_ms(now))
-                    .bind(a.value)
-                    .bind(a.threshold)
-                    .bind(&a.message)
-                    .bind(&a.facts)
-                    .bind(i64::from(flapping))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("open alert"))?;
-                    append_event!(tx, id, now, "opened", "pollwatch", evidence);
-                    if flapping {
-                        let why = format!("flapping: {recent} alerts of this kind opened within {} min; notifications suppressed", flap_window.num_minutes());
-                        append_event!(tx, id, now, "flapping", "pollwatch", &why);
-                    } else {
-                        let queued = queue_steps!(tx, id, first_steps, now);
-                        if !queued.is_empty() {
-                            append_event!(
-                                tx,
-                                id,
-                                now,
-                                "notification_queued",
-                                "pollwatch",
-                                &queued.join(",")
-                            );
-                        }
-                    }
-                    Recorded {
-                        alert_id: id,
-                        opened: true,
-                        flapping,
-                    }
-                }
-            };
-            if let Some(fid) = finding_id {
-                sqlx::query("INSERT INTO alert_findings (alert_id, finding_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                    .bind(recorded.alert_id)
-                    .bind(fid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("link finding"))?;
-            }
-            tx.commit().await.map_err(StoreError::db("commit alert"))?;
-            Ok(recorded)
-        })
-    }
-
-    /// Queues escalation steps that are due and not yet queued (one transaction
-    /// with the timeline row saying so). Returns the new steps.
-    pub async fn queue_escalation(
-        &self,
-        alert_id: i64,
-        steps: &[String],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        on_pool!(self, |pool, Db| {
-            let mut tx = pool
-                .begin_with(<Db as WriteBegin>::BEGIN)
-                .await
-                .map_err(StoreError::db("begin"))?;
-            let state: Option<String> =
-                sqlx::query_scalar("SELECT state FROM alerts WHERE id = $1")
-                    .bind(alert_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("read alert"))?;
-            if state.as_deref() != Some("open") {
-                return Ok(Vec::new());
-            }
-            let queued = queue_steps!(tx, alert_id, steps, now);
-            if !queued.is_empty() {
-                append_event!(
-                    tx,
-                    alert_id,
-                    now,
-                    "escalated",
-                    "pollwatch",
-                    &queued.join(",")
-                );
-            }
-            tx.commit()
-                .await
-                .map_err(StoreError::db("commit escalation"))?;
-            Ok(queued)
-        })
-    }
-
     pub async fn alerts(&self, q: &AlertQuery) -> Result<Vec<AlertRow>, StoreError> {
         on_pool!(self, |pool, Db| {
             let mut b = sqlx::QueryBuilder::<Db>::new(format!(
@@ -557,5 +400,9 @@ impl Store {
 
 mod board;
 mod outbox;
+mod record;
+mod revise;
 mod transition;
 pub use board::{BoardMark, BoardPage, BoardQuery};
+pub use record::{AlertPolicy, FindingOnAlert};
+pub use revise::{FindingHistory, FindingRevision, Revised};

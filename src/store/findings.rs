@@ -219,6 +219,29 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Reading>, StoreError> {
+        self.replay_readings(enterprise, None, from, to).await
+    }
+
+    /// Every reading of one outlet with a time in `[from, to)`, in time order:
+    /// what a period judged again after late data is judged on.
+    pub async fn outlet_readings(
+        &self,
+        enterprise: &str,
+        outlet: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Reading>, StoreError> {
+        self.replay_readings(enterprise, Some(outlet), from, to)
+            .await
+    }
+
+    async fn replay_readings(
+        &self,
+        enterprise: &str,
+        outlet: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Reading>, StoreError> {
         let tables: &[&str] = match self {
             Store::Sqlite(_) => &["readings", "readings_recent"],
             Store::Postgres(_) => &["readings"],
@@ -238,6 +261,10 @@ impl Store {
                      WHERE s.enterprise = "
                 ));
                 b.push_bind(enterprise);
+                if let Some(o) = outlet {
+                    b.push(" AND s.location_kind = 'outlet' AND s.location = ")
+                        .push_bind(o);
+                }
                 b.push(" AND r.ts >= ").push_bind(to_ms(from));
                 b.push(" AND r.ts < ").push_bind(to_ms(to));
                 for earlier in &tables[..i] {

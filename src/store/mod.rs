@@ -39,8 +39,9 @@ mod url;
 pub mod writer;
 
 pub use alerts::{
-    verify_chain, AlertEvent, AlertQuery, AlertRow, AlertState, Attempt, BoardMark, BoardPage,
-    BoardQuery, NewAlert, OutboxRow, Recorded,
+    verify_chain, AlertEvent, AlertPolicy, AlertQuery, AlertRow, AlertState, Attempt, BoardMark,
+    BoardPage, BoardQuery, FindingHistory, FindingOnAlert, FindingRevision, NewAlert, OutboxRow,
+    Recorded, Revised,
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};
@@ -91,6 +92,33 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |source| StoreError::Db { op, source }
+    }
+
+    /// Worth trying again as it is: the database was busy, locked, out of
+    /// connections or unreachable — not a refusal of the data itself.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) => true,
+            StoreError::Db { source, .. } => match source {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(e) => {
+                    let code = e.code().unwrap_or_default();
+                    // SQLite: BUSY (5), LOCKED (6), FULL (13), IOERR (10) and their
+                    // extended codes; PostgreSQL: connection (08), resources (53),
+                    // operator intervention (57), serialization/deadlock (40).
+                    let sqlite = code
+                        .parse::<i32>()
+                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13));
+                    let pg = ["08", "53", "57", "40"].iter().any(|p| code.starts_with(p));
+                    sqlite || pg
+                }
+                _ => false,
+            },
+            _ => false,
+        }
     }
 }
 

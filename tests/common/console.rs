@@ -228,6 +228,24 @@ pub async fn seed_alert(
     value: f64,
     at: DateTime<Utc>,
 ) -> i64 {
+    seed_alert_on(
+        store,
+        [enterprise, location, factor, rule, severity],
+        value,
+        at,
+        None,
+    )
+    .await
+}
+
+/// [`seed_alert`], recording the stored finding `finding` on it.
+pub async fn seed_alert_on(
+    store: &Store,
+    [enterprise, location, factor, rule, severity]: [&str; 5],
+    value: f64,
+    at: DateTime<Utc>,
+    finding: Option<i64>,
+) -> i64 {
     let a = NewAlert {
         key: format!("{enterprise}|{location}|{factor}|{rule}"),
         enterprise: enterprise.into(),
@@ -244,7 +262,7 @@ pub async fn seed_alert(
     store
         .record_finding(
             &a,
-            None,
+            finding,
             "{}",
             at,
             chrono::Duration::minutes(60),

@@ -99,6 +99,57 @@ pub fn mosquitto_binary(test: &str) -> bool {
     found
 }
 
+/// A config directory in `dir` with the daemon on Shanghai time (plus
+/// `daemon_extra`) and one enterprise file per entry of `enterprises`, loaded.
+pub fn rules_config(
+    dir: &std::path::Path,
+    daemon_extra: &str,
+    enterprises: &[String],
+) -> pollwatch::config::Config {
+    std::fs::create_dir_all(dir.join("enterprises")).unwrap();
+    std::fs::write(
+        dir.join("pollwatch.toml"),
+        format!("[daemon]\ntimezone = \"Asia/Shanghai\"\n{daemon_extra}"),
+    )
+    .unwrap();
+    for (i, e) in enterprises.iter().enumerate() {
+        std::fs::write(dir.join(format!("enterprises/e{i}.toml")), e).unwrap();
+    }
+    pollwatch::config::Config::load(dir, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A store writer whose commits feed a rules task, as in the daemon.
+pub fn rules_pipeline(
+    store: &pollwatch::store::Store,
+    clock: &Arc<pollwatch::clock::ManualClock>,
+    plans: tokio::sync::watch::Receiver<Arc<pollwatch::rules::Plan>>,
+    opts: pollwatch::rules::task::TaskOptions,
+    forward: Option<tokio::sync::mpsc::Sender<Vec<pollwatch::store::StoredFinding>>>,
+) -> (
+    pollwatch::store::Writer,
+    pollwatch::store::WriterTask,
+    pollwatch::rules::task::RulesTask,
+) {
+    let (tap, rx) = tokio::sync::mpsc::channel(256);
+    let (writer, wtask) = pollwatch::store::Writer::spawn(
+        store.clone(),
+        pollwatch::store::WriterOptions {
+            tap: Some(tap),
+            ..Default::default()
+        },
+        clock.clone(),
+    );
+    let rules = pollwatch::rules::task::RulesTask::spawn(
+        store.clone(),
+        plans,
+        opts,
+        clock.clone(),
+        rx,
+        forward,
+    );
+    (writer, wtask, rules)
+}
+
 /// A store at `url` with a writer on the wall clock: what every source test needs.
 pub async fn store_and_writer(
     url: &str,

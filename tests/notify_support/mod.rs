@@ -338,5 +338,4 @@ pub fn notifier(
         clock,
         42,
     )
-    .unwrap()
 }

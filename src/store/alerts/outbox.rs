@@ -2,7 +2,6 @@
 //! record, and written with the same timeline chain.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row as _;
 
 use super::{chain_hash, Attempt, OutboxRow};
 use crate::store::{from_ms, to_ms, Store, StoreError, WriteBegin};
@@ -20,6 +19,30 @@ type AttemptTuple = (
     Option<String>,
     Option<String>,
 );
+
+fn outbox_row<R: sqlx::Row>(r: &R) -> Result<OutboxRow, StoreError>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("outbox row: {e}"));
+    Ok(OutboxRow {
+        id: r.try_get("id").map_err(g)?,
+        alert_id: r.try_get("alert_id").map_err(g)?,
+        step: r.try_get("step").map_err(g)?,
+        state: r.try_get("state").map_err(g)?,
+        created_at: from_ms(r.try_get("created_at").map_err(g)?)?,
+        sent_at: r
+            .try_get::<Option<i64>, _>("sent_at")
+            .map_err(g)?
+            .map(from_ms)
+            .transpose()?,
+        channel: r.try_get("channel").map_err(g)?,
+    })
+}
 
 impl Store {
     /// Outbox rows in `state`, oldest first; `alert` narrows to one alert.
@@ -44,41 +67,67 @@ impl Store {
                 .fetch_all(pool)
                 .await
                 .map_err(StoreError::db("read outbox"))?;
-            rows.iter()
-                .map(|r| {
-                    let g = |e: sqlx::Error| StoreError::Corrupt(format!("outbox row: {e}"));
-                    Ok(OutboxRow {
-                        id: r.try_get("id").map_err(g)?,
-                        alert_id: r.try_get("alert_id").map_err(g)?,
-                        step: r.try_get("step").map_err(g)?,
-                        state: r.try_get("state").map_err(g)?,
-                        created_at: from_ms(r.try_get("created_at").map_err(g)?)?,
-                        sent_at: r
-                            .try_get::<Option<i64>, _>("sent_at")
-                            .map_err(g)?
-                            .map(from_ms)
-                            .transpose()?,
-                        channel: r.try_get("channel").map_err(g)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(outbox_row).collect()
         })
     }
 
-    /// At start-up: messages that were waiting in an in-memory digest queue when
-    /// the process stopped are pending again.
+    /// Pending rows after `after` (an outbox id), oldest first: what the
+    /// dispatcher has not started yet.
+    pub async fn outbox_pending_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.outbox_rows(Some(after), None, limit).await
+    }
+
+    /// One row, whatever its state.
+    pub async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        Ok(self.outbox_rows(None, Some(id), 1).await?.pop())
+    }
+
+    async fn outbox_rows(
+        &self,
+        pending_after: Option<i64>,
+        id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        on_pool!(self, |pool, Db| {
+            let mut b = sqlx::QueryBuilder::<Db>::new("SELECT id, alert_id, step, state, created_at, sent_at, channel FROM outbox WHERE 1=1");
+            if let Some(after) = pending_after {
+                b.push(" AND state = 'pending' AND id > ").push_bind(after);
+            }
+            if let Some(id) = id {
+                b.push(" AND id = ").push_bind(id);
+            }
+            b.push(" ORDER BY id LIMIT ")
+                .push_bind(i64::from(limit.max(1)));
+            let rows = b
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::db("read outbox"))?;
+            rows.iter().map(outbox_row).collect()
+        })
+    }
+
+    /// At start-up and after a reload: messages that were waiting in an
+    /// in-memory digest queue when the process stopped, and those held because
+    /// every channel of their route was unavailable, are pending again.
     pub async fn requeue_outbox(&self) -> Result<u64, StoreError> {
         on_pool!(self, |pool, _Db| {
-            let r = sqlx::query("UPDATE outbox SET state = 'pending' WHERE state = 'queued'")
-                .execute(pool)
-                .await
-                .map_err(StoreError::db("requeue outbox"))?;
+            let r = sqlx::query(
+                "UPDATE outbox SET state = 'pending' WHERE state IN ('queued', 'held')",
+            )
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("requeue outbox"))?;
             Ok(r.rows_affected())
         })
     }
 
     /// Records a delivery's attempts and moves its outbox row to `state` (`sent`,
-    /// `queued` or `failed`), with a timeline row on the alert — one transaction.
+    /// `queued`, `held` or `failed`), with a timeline row on the alert — one transaction.
     pub async fn finish_outbox(
         &self,
         outbox_id: i64,
@@ -140,10 +189,10 @@ impl Store {
                     "attempts": attempts.len(),
                 })
                 .to_string();
-                let kind = if state == "sent" {
-                    "notified"
-                } else {
-                    "notification_failed"
+                let kind = match state {
+                    "sent" => "notified",
+                    "held" => "notification_held",
+                    _ => "notification_failed",
                 };
                 append_event!(tx, alert_id, now, kind, "pollwatch", &detail);
             }

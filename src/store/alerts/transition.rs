@@ -96,7 +96,7 @@ impl Store {
             if r.rows_affected() == 0 {
                 return Ok(None);
             }
-            sqlx::query("UPDATE outbox SET state = 'cancelled' WHERE alert_id = $1 AND state IN ('pending', 'queued')")
+            sqlx::query("UPDATE outbox SET state = 'cancelled' WHERE alert_id = $1 AND state IN ('pending', 'queued', 'held')")
                 .bind(id)
                 .execute(&mut *tx)
                 .await

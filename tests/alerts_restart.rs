@@ -1,0 +1,157 @@
+//! Nothing lost, nothing twice: 500 alerts' notifications queued behind a channel
+//! that hangs, the daemon SIGKILLed, the channel answering again after the
+//! restart — each alert's message is delivered exactly once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use pollwatch::sim::hj212_logger::cp_values;
+use pollwatch::sim::LoggerSim;
+use pollwatch::sources::hj212::codec::time::LocalDateTime;
+
+const N: usize = 500;
+
+/// A WeCom robot that hangs (accepts, never answers) while `hang` is set, and
+/// counts the alert links of the messages it answers.
+async fn switchable_robot() -> (String, Arc<AtomicBool>, Arc<Mutex<HashMap<String, usize>>>) {
+    use axum::{routing::post, Json, Router};
+    let hang = Arc::new(AtomicBool::new(true));
+    let delivered: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let (h, d) = (hang.clone(), delivered.clone());
+    let app = Router::new().route(
+        "/cgi-bin/webhook/send",
+        post(move |Json(body): Json<serde_json::Value>| {
+            let (h, d) = (h.clone(), d.clone());
+            async move {
+                if h.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                let text = body["text"]["content"].as_str().unwrap_or("").to_string();
+                let mut all = d.lock().unwrap();
+                for link in text.split_whitespace().filter(|w| w.contains("/alerts/")) {
+                    *all.entry(link.to_string()).or_default() += 1;
+                }
+                Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (
+        format!("http://{addr}/cgi-bin/webhook/send?key=k"),
+        hang,
+        delivered,
+    )
+}
+
+fn write_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let cfg = dir.join("config");
+    std::fs::create_dir_all(cfg.join("enterprises")).unwrap();
+    std::fs::write(
+        cfg.join("pollwatch.toml"),
+        format!(
+            "[daemon]\nstate_dir = {:?}\n[hj212]\nlisten = \"127.0.0.1:0\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n\
+             [alerts]\nconsole_url = \"http://console.example\"\n\
+             [[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\n\
+             timeout = \"60s\"\nrate_limit = 100000\n",
+            dir.join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(cfg.join("duty.toml"), common::console::DUTY_TOML).unwrap();
+    let mut e1 = String::from(
+        "id = \"E1\"\nname = \"东山热电\"\ndistrict = \"吴中区\"\nindustry = \"火电\"\n",
+    );
+    for i in 0..N {
+        e1.push_str(&format!(
+            "[[outlets]]\nid = \"DA{i:03}\"\nname = \"{i}#烟囱\"\nkind = \"flue_gas\"\no2_reference = 6.0\n\
+             offline_after = \"3650d\"\nhj212 = {{ mn = \"MN-{i:03}\", password = \"123456\" }}\n\
+             [[outlets.limits]]\nfactor = \"a21026\"\nmax = 35.0\nbasis = \"hour\"\n"
+        ));
+    }
+    std::fs::write(cfg.join("enterprises/e1.toml"), e1).unwrap();
+    cfg
+}
+
+fn hj212_port(daemon: &Daemon) -> u16 {
+    daemon
+        .field("hj212")
+        .parse::<std::net::SocketAddr>()
+        .unwrap()
+        .port()
+}
+
+async fn outbox_counts(db: &std::path::Path) -> HashMap<String, usize> {
+    let store =
+        pollwatch::store::Store::open(&format!("sqlite://{}", db.display()), &Default::default())
+            .await
+            .unwrap();
+    let mut out = HashMap::new();
+    for row in store.outbox(None, None, 10_000).await.unwrap() {
+        *out.entry(row.state).or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_notifications_queued_at_sigkill_are_delivered_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, hang, delivered) = switchable_robot().await;
+    let cfg = write_config(dir.path(), &url);
+    let db = dir.path().join("state/pollwatch.db");
+    let mut daemon = Daemon::start(&cfg, Some(&dir.path().join("daemon.log")));
+    let port = hj212_port(&daemon);
+    let hour = LocalDateTime {
+        year: 2026,
+        month: 11,
+        day: 27,
+        hour: 9,
+        minute: 0,
+        second: 0,
+    };
+    let cp = cp_values("Avg", &[("a21026", 41.2, 'N'), ("a19001", 6.0, 'N')]);
+    for i in 0..N {
+        let mut logger = LoggerSim::new(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            &format!("MN-{i:03}"),
+            "123456",
+        );
+        logger.st = "31".into();
+        logger.upload("2061", hour, &cp).await.unwrap();
+    }
+    let t = Instant::now();
+    loop {
+        let c = outbox_counts(&db).await;
+        if c.get("pending").copied().unwrap_or(0) == N || t.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = outbox_counts(&db).await;
+    assert_eq!(before.get("pending"), Some(&N), "{before:?}");
+    daemon.kill();
+    assert!(delivered.lock().unwrap().is_empty(), "nothing answered yet");
+
+    hang.store(false, Ordering::SeqCst);
+    let mut daemon = Daemon::start(&cfg, Some(&dir.path().join("daemon2.log")));
+    let t = Instant::now();
+    while delivered.lock().unwrap().len() < N && t.elapsed() < Duration::from_secs(90) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Time for a wrong second send to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(daemon.terminate().success());
+    let got = delivered.lock().unwrap().clone();
+    assert_eq!(got.len(), N, "every alert's message arrived");
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    let after = outbox_counts(&db).await;
+    assert_eq!(after.get("sent"), Some(&N), "{after:?}");
+}
