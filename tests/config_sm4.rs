@@ -66,14 +66,34 @@ fn key_from_a_file_relative_to_the_config_dir_is_loaded_and_redacted() {
     }
 }
 
+/// What check-config prints beyond load errors (it exits 1 on any of them).
+fn problems(dir: &Path) -> String {
+    let cfg = Config::load(dir, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    pollwatch::config::secrets::environment_problems(&cfg)
+        .iter()
+        .map(|d| format!("{d}\n"))
+        .collect()
+}
+
 #[test]
-fn missing_or_malformed_keys_are_named_without_showing_them() {
+fn missing_or_malformed_keys_are_named_by_check_config_without_showing_them() {
+    // Not load errors: the daemon runs (that logger's encrypted frames become
+    // bad_decrypt dead letters) and check-config reports them.
     let dir = config_with(
         r#"hj212 = { mn = "32050700000201", password = "xh8888", sm4_key_file = "keys/missing.key" }"#,
     );
-    let e = errors(dir.path());
+    let cfg = Config::load(dir.path(), &LoadOptions::default()).unwrap();
+    let h = cfg
+        .outlet_by_mn("32050700000201")
+        .unwrap()
+        .1
+        .hj212
+        .clone()
+        .unwrap();
+    assert!(h.sm4_key.is_none());
+    let e = problems(dir.path());
     assert!(
-        e.contains("enterprises/xinghe-dyeing.toml:16: outlets[0].hj212.sm4_key_file: cannot read")
+        e.contains("enterprises/xinghe-dyeing.toml: outlets[0].hj212.sm4_key_file: cannot read")
             && e.contains("keys/missing.key"),
         "{e}"
     );
@@ -81,22 +101,30 @@ fn missing_or_malformed_keys_are_named_without_showing_them() {
     let bad = "7A3F0C5512E94B6D88A1C4F02B9E6DZZ";
     std::fs::create_dir_all(dir.path().join("keys")).unwrap();
     std::fs::write(dir.path().join("keys/missing.key"), bad).unwrap();
-    let e = errors(dir.path());
+    let e = problems(dir.path());
     assert!(e.contains("not a hex digit"), "{e}");
     assert!(!e.contains(bad), "{e}");
     std::fs::write(dir.path().join("keys/missing.key"), &KEY[..30]).unwrap();
-    let e = errors(dir.path());
+    let e = problems(dir.path());
     assert!(e.contains("32 hex digits; found 30 characters"), "{e}");
+    std::fs::write(dir.path().join("keys/missing.key"), KEY).unwrap();
+    assert!(
+        !problems(dir.path()).contains("sm4_key"),
+        "a good key is not a problem"
+    );
 
     let dir = config_with(
         r#"hj212 = { mn = "32050700000201", password = "xh8888", sm4_key_env = "PW_TEST_SM4_SURELY_UNSET" }"#,
     );
-    let e = errors(dir.path());
+    let e = problems(dir.path());
     assert!(
         e.contains("sm4_key_env: environment variable PW_TEST_SM4_SURELY_UNSET is not set"),
         "{e}"
     );
+}
 
+#[test]
+fn mistakes_in_the_file_itself_are_load_errors() {
     let dir = config_with(
         r#"hj212 = { mn = "32050700000201", password = "xh8888", require_encryption = true }"#,
     );

@@ -172,8 +172,9 @@ pub struct Analyzer {
 /// ```
 ///
 /// The key is read when the config is loaded (`check-config` reports a missing or
-/// malformed key with the file or variable, never the key); a relative
-/// `sm4_key_file` is relative to the config directory. Loading it with the config
+/// malformed key with the file or variable, never the key, and `run` goes on with
+/// that logger keyless; see `keys.rs`); a relative `sm4_key_file` is relative to
+/// the config directory. Loading it with the config
 /// means a reload after the sysadmin rotates the key file puts the new key in force
 /// for that logger, and only that logger is touched.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

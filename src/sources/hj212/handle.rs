@@ -286,7 +286,7 @@ fn decrypt(
     pending_crc: Option<u16>,
 ) -> Result<String, (&'static str, String)> {
     let Some(key) = &ep.sm4_key else {
-        let detail = "encrypted data area, but no sm4_key_file or sm4_key_env is configured";
+        let detail = "encrypted data area, but this logger has no usable SM4 key (none configured, or `pollwatch check-config` says why it cannot be read)";
         return Err(("bad_decrypt", detail.to_string()));
     };
     let plain = crypt::decrypt_segment(text, key).map_err(|e| {
