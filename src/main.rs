@@ -17,7 +17,7 @@ use pollwatch::store::ReadingQuery;
 use pollwatch::timefmt::{parse_user_time, rfc3339_local};
 
 mod cli;
-use cli::simulate::{simulate_cp, simulate_modbus};
+use cli::simulate::simulate_modbus;
 
 #[derive(Parser)]
 #[command(
@@ -92,29 +92,7 @@ enum SimulateWhat {
         base_port: u16,
     },
     /// An HJ 212 data logger: uploads values, waits for 9014, resends on timeout.
-    Hj212 {
-        /// Platform address.
-        #[arg(long, default_value = "127.0.0.1:9212")]
-        addr: std::net::SocketAddr,
-        #[arg(long)]
-        mn: String,
-        #[arg(long)]
-        password: String,
-        /// System code: 31 flue gas, 32 wastewater.
-        #[arg(long, default_value = "32")]
-        st: String,
-        /// 2011 real-time, 2051 minute, 2061 hourly, 2031 daily.
-        #[arg(long, default_value = "2011")]
-        cn: String,
-        /// Values as CODE=VALUE or CODE=VALUE:FLAG, e.g. a21026=41.2 or w01001=5.8:N.
-        #[arg(long = "value", required = true)]
-        values: Vec<String>,
-        /// Uploads to send, one per interval, DataTime advancing by the interval.
-        #[arg(long, default_value_t = 1)]
-        count: u32,
-        #[arg(long, default_value = "1s")]
-        interval: String,
-    },
+    Hj212(cli::simulate::Hj212SimArgs),
     /// A power-monitoring gateway publishing JSON over MQTT (QoS 1, persistent session).
     Mqtt {
         #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
@@ -296,44 +274,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 },
         }) => simulate_modbus(gateways, base_port).await,
         Command::Simulate(SimulateArgs {
-            what:
-                SimulateWhat::Hj212 {
-                    addr,
-                    mn,
-                    password,
-                    st,
-                    cn,
-                    values,
-                    count,
-                    interval,
-                },
-        }) => {
-            let interval = pollwatch::config::HumanDuration::parse(&interval)
-                .map_err(|e| anyhow::anyhow!("--interval: {e}"))?
-                .0;
-            let cp = simulate_cp(&cn, &values)?;
-            let mut sim = pollwatch::sim::LoggerSim::new(addr, &mn, &password);
-            sim.st = st;
-            let tz = chrono_tz::Asia::Shanghai;
-            for i in 0..count {
-                let now = chrono::Utc::now().with_timezone(&tz);
-                let t = pollwatch::sources::hj212::codec::time::LocalDateTime::parse_compact(
-                    &now.format("%Y%m%d%H%M%S").to_string(),
-                )
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-                let d = sim.upload(&cn, t, &cp).await?;
-                println!(
-                    "upload {}/{count} CN={cn} DataTime={t}: 9014 after {} attempt(s), {:.1} ms",
-                    i + 1,
-                    d.attempts,
-                    d.latency.as_secs_f64() * 1e3
-                );
-                if i + 1 < count {
-                    tokio::time::sleep(interval).await;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+            what: SimulateWhat::Hj212(args),
+        }) => cli::simulate::simulate_hj212(args).await,
         Command::Simulate(SimulateArgs {
             what:
                 SimulateWhat::Mqtt {
@@ -477,7 +419,7 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
     } else {
         for r in &rows {
             println!(
-                "{}  {:<8} {:<4} {}{:<3} {:>14} {:<6} {}  {}:{}",
+                "{}  {:<8} {:<4} {}{:<3} {:>14} {:<6} {}  {}:{}{}",
                 rfc3339_local(r.ts, tz),
                 r.factor,
                 r.kind.as_str(),
@@ -487,7 +429,9 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
                 r.unit,
                 r.flag.as_str(),
                 r.protocol.as_str(),
-                r.device
+                r.device,
+                // HJ 212-2025 RF=1: sent from the logger's backlog.
+                if r.resend { "  resend" } else { "" }
             );
         }
         eprintln!("{} readings", rows.len());

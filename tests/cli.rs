@@ -176,6 +176,7 @@ async fn readings_json_returns_what_was_written() {
         r.stat = Stat::Avg;
         r.converted = true;
         r.flag = if i == 1 { Flag::C } else { Flag::N };
+        r.source.resend = i == 1;
         written.push(r);
     }
     let mut noise = reading("DA001", "a21002", 0, 40.0);
@@ -227,6 +228,22 @@ async fn readings_json_returns_what_was_written() {
     assert_eq!(rows[1]["value"], 31.0);
     assert_eq!(rows[1]["flag"], "C");
     assert_eq!(rows[1]["source"]["protocol"], "hj212");
+    assert_eq!(rows[0]["source"]["resend"], false);
+    assert_eq!(rows[1]["source"]["resend"], true, "HJ 212-2025 RF=1");
+
+    // The text form marks the resend at the end of its line.
+    let out = bin()
+        .args(["readings", "--config"])
+        .arg(dir.path().join("config"))
+        .args(["--enterprise", "91320506MA1PW0001A", "--outlet", "DA001"])
+        .args(["--factor", "a21026", "--kind", "hour"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[1].ends_with("hj212:MN0001  resend"), "{text}");
+    assert!(lines[0].ends_with("hj212:MN0001"), "{text}");
 }
 
 #[test]

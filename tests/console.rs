@@ -455,6 +455,23 @@ async fn the_enterprise_page_shows_this_hour_power_linkage_and_orders() {
     let (_store, writer, task) =
         common::store_and_writer(&format!("sqlite://{}", cfg.db.display())).await;
     writer.write(Batch::readings(batch)).await.unwrap();
+    // An HJ 212-2025 logger asked for a key (1014); raw data is not listed.
+    for (status, detail) in [
+        (
+            "key_request",
+            "DataTime=20261201100000;SKCreateTime=20261201100000",
+        ),
+        ("raw_data", "a24088-PeakArea=1"),
+    ] {
+        let ev = pollwatch::store::StatusEvent {
+            at: now - ChronoDuration::minutes(2),
+            enterprise: "E3".into(),
+            device: "MN-E3-2025".into(),
+            status: status.into(),
+            detail: detail.into(),
+        };
+        writer.write(Batch::status_event(ev)).await.unwrap();
+    }
     drop(writer);
     task.finish(Duration::from_secs(5)).await;
 
@@ -498,9 +515,14 @@ async fn the_enterprise_page_shows_this_hour_power_linkage_and_orders() {
         "60%",
         "lisi 下达",
         "企业配置",
+        "设备上报",
+        "密钥申请（1014）",
+        "MN-E3-2025",
+        "SKCreateTime=20261201100000",
     ] {
         assert!(page.contains(needle), "{needle} missing:\n{page}");
     }
+    assert!(!page.contains("PeakArea"), "raw data is not listed");
     let (status, list) = get(&c, &format!("{base}/enterprises"), &cookie).await;
     assert_eq!(status, 200);
     assert!(list.contains(r#"<a href="/enterprises/E3">西山印染</a>"#));

@@ -4,89 +4,24 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pollwatch::clock::SystemClock;
-use pollwatch::model::{DataKind, LocationKind};
+use pollwatch::model::DataKind;
 use pollwatch::sim::hj212_logger::cp_values;
-use pollwatch::sim::LoggerSim;
 use pollwatch::sources::hj212::codec::crc::{crc16_modbus_swapped, CrcMode};
 use pollwatch::sources::hj212::codec::frame::FrameDecoder;
 use pollwatch::sources::hj212::codec::reply::encode_frame;
 use pollwatch::sources::hj212::codec::segment::DataSegment;
 use pollwatch::sources::hj212::codec::time::LocalDateTime;
-use pollwatch::sources::hj212::{Hj212Server, Hj212Stats, Registry, ServerConfig};
-use pollwatch::store::{ReadingQuery, Store, Writer, WriterTask};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
-struct Harness {
-    server: Option<Hj212Server>,
-    stats: Arc<Hj212Stats>,
-    store: Store,
-    writer: Option<(Writer, WriterTask)>,
-    stop: watch::Sender<bool>,
-    _dir: tempfile::TempDir,
-}
+use common::hj212::Harness;
 
-impl Harness {
-    async fn start(hj212_extra: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = common::hj212_config(dir.path(), hj212_extra);
-        let (store, writer, task) = common::store_and_writer(&cfg.storage_url).await;
-        let (stop, stop_rx) = watch::channel(false);
-        let (_tx, registry) = watch::channel(Arc::new(Registry::from_config(&cfg)));
-        let mut scfg = ServerConfig::from_config(&cfg);
-        scfg.quiet = Duration::from_millis(200);
-        let server = Hj212Server::start(
-            scfg,
-            registry,
-            writer.clone(),
-            Arc::new(SystemClock),
-            stop_rx,
-        )
-        .await
-        .unwrap();
-        Harness {
-            stats: server.stats(),
-            server: Some(server),
-            store,
-            writer: Some((writer, task)),
-            stop,
-            _dir: dir,
-        }
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        self.server.as_ref().unwrap().local_addr()
-    }
-
-    fn sim(&self, mn: &str, pw: &str) -> LoggerSim {
-        let mut s = LoggerSim::new(self.addr(), mn, pw);
-        s.answer_timeout = Duration::from_millis(800);
-        s
-    }
-
-    /// Stops the server and flushes the writer.
-    async fn stop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(s) = self.server.take() {
-            s.join().await;
-        }
-        if let Some((w, t)) = self.writer.take() {
-            drop(w);
-            t.finish(Duration::from_secs(5)).await;
-        }
-    }
-
-    async fn readings(&self, outlet: &str, factor: &str) -> Vec<pollwatch::store::StoredReading> {
-        self.store
-            .readings(&ReadingQuery::new("E1", LocationKind::Outlet, outlet).factor(factor))
-            .await
-            .unwrap()
-    }
+async fn start(hj212_extra: &str) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::hj212_config(dir.path(), hj212_extra);
+    Harness::start_with(cfg, dir, "E1").await
 }
 
 fn t(h: u8, m: u8) -> LocalDateTime {
@@ -133,7 +68,7 @@ async fn collect_replies(
 
 #[tokio::test]
 async fn fixture_replayed_in_random_chunks_is_answered_frame_by_frame() {
-    let mut h = Harness::start("").await;
+    let mut h = start("").await;
     let frames = common::fixture_frames();
     assert_eq!(frames.len(), 802);
     let mut stream: Vec<u8> = Vec::new();
@@ -215,7 +150,7 @@ async fn fixture_replayed_in_random_chunks_is_answered_frame_by_frame() {
 
 #[tokio::test]
 async fn wrong_password_and_unknown_mn_are_refused_and_the_connection_closed() {
-    let mut h = Harness::start("max_auth_failures = 3").await;
+    let mut h = start("max_auth_failures = 3").await;
     let mut bad = h.sim("23040281003022", "wrong");
     bad.tries = 1;
     let cp = cp_values("Rtd", &[("w01018", 20.0, 'N')]);
@@ -252,7 +187,7 @@ async fn wrong_password_and_unknown_mn_are_refused_and_the_connection_closed() {
 
 #[tokio::test]
 async fn bad_crc_gets_no_answer_and_the_resend_is_stored_once() {
-    let mut h = Harness::start("").await;
+    let mut h = start("").await;
     let mut sim = h.sim("23040281003022", "123456");
     sim.connect().await.unwrap();
     let (qn, seg) = sim.segment("2011", t(8, 1), &cp_values("Rtd", &[("w01018", 31.5, 'N')]));
@@ -285,7 +220,7 @@ async fn bad_crc_gets_no_answer_and_the_resend_is_stored_once() {
 
 #[tokio::test]
 async fn garbage_and_http_on_the_port_do_not_cost_good_frames() {
-    let mut h = Harness::start("").await;
+    let mut h = start("").await;
     let mut sim = h.sim("23040281003022", "123456");
     sim.connect().await.unwrap();
     sim.send_raw(b"GET / HTTP/1.1\r\nHost: pollwatch\r\nUser-Agent: scanner\r\n\r\n")
@@ -315,7 +250,7 @@ async fn garbage_and_http_on_the_port_do_not_cost_good_frames() {
 
 #[tokio::test]
 async fn oversize_length_is_refused_and_long_frames_within_the_limit_accepted() {
-    let mut h = Harness::start("max_frame_len = 3000").await;
+    let mut h = start("max_frame_len = 3000").await;
     let mut sim = h.sim("23040281003022", "123456");
     sim.connect().await.unwrap();
     sim.send_raw(b"##5000QN=20261127080000000;ST=32;CN=2011;PW=123456;MN=23040281003022;Flag=5;CP=&&&&0000\r\n").await.unwrap();
@@ -343,7 +278,7 @@ async fn oversize_length_is_refused_and_long_frames_within_the_limit_accepted() 
 
 #[tokio::test]
 async fn silent_connections_are_closed() {
-    let mut h = Harness::start("idle_timeout = \"400ms\"\nhandshake_timeout = \"300ms\"").await;
+    let mut h = start("idle_timeout = \"400ms\"\nhandshake_timeout = \"300ms\"").await;
     let mut scanner = h.sim("x", "y");
     scanner.connect().await.unwrap();
     assert!(
@@ -365,7 +300,7 @@ async fn silent_connections_are_closed() {
 
 #[tokio::test]
 async fn old_and_odd_frames_are_understood() {
-    let mut h = Harness::start("").await;
+    let mut h = start("").await;
     let mut sim = h.sim("23040281003022", "123456");
     sim.connect().await.unwrap();
     // 2005 style: no QN, no Flag (so no answer), old code 011 for COD.
@@ -414,7 +349,7 @@ async fn old_and_odd_frames_are_understood() {
 
 #[tokio::test]
 async fn configured_commands_and_swapped_crc() {
-    let mut h = Harness::start("").await;
+    let mut h = start("").await;
     let mut flue = h.sim("MN-FLUE-01", "pw1");
     flue.st = "31".into();
     flue.upload(
@@ -470,7 +405,7 @@ async fn configured_commands_and_swapped_crc() {
 
 #[tokio::test]
 async fn connection_limit_refuses_extra_connections() {
-    let mut h = Harness::start("max_connections = 2").await;
+    let mut h = start("max_connections = 2").await;
     let mut a = h.sim("23040281003022", "123456");
     let mut b = h.sim("A140100_2006", "624930");
     a.upload("2011", t(9, 0), &cp_values("Rtd", &[("w01018", 1.0, 'N')]))
@@ -492,7 +427,7 @@ async fn connection_limit_refuses_extra_connections() {
 
 #[tokio::test]
 async fn split_packets_are_answered_part_by_part_and_merged_by_time() {
-    let mut h = Harness::start("").await;
+    let mut h = start("").await;
     let mut sim = h.sim("23040281003022", "123456");
     sim.connect().await.unwrap();
     let parts = [

@@ -50,6 +50,7 @@ fn reading(loc: Location, factor: &str, ts: DateTime<Utc>, value: f64) -> Readin
         source: SourceRef {
             protocol: Protocol::Sim,
             device: "sim".into(),
+            resend: false,
         },
     }
 }
@@ -491,14 +492,19 @@ fn zero_negative_and_over_range_values() {
         ],
     );
     assert!(f.is_empty(), "at the range, positive: {f:#?}");
+    // A value from the logger's backlog (HJ 212-2025 RF=1) is judged like any
+    // other, and its evidence says where it came from.
+    let mut resent = outlet("DA001", "a21026", at(60), 200.1);
+    resent.source.resend = true;
     let f = feed(
         &mut ev,
-        vec![
-            outlet("DA001", "a19001", at(60), 6.0),
-            outlet("DA001", "a21026", at(60), 200.1),
-        ],
+        vec![outlet("DA001", "a19001", at(60), 6.0), resent],
     );
-    assert_eq!(of(&f, RuleName::OverRange).len(), 1);
+    let over = of(&f, RuleName::OverRange);
+    assert_eq!(over.len(), 1);
+    assert!(over[0].evidence.values[0].resend);
+    let json = serde_json::to_value(&over[0].evidence).unwrap();
+    assert_eq!(json["values"][0]["resend"], true);
     let f = feed(
         &mut ev,
         vec![
@@ -506,7 +512,13 @@ fn zero_negative_and_over_range_values() {
             outlet("DA001", "a21026", at(120), 0.0),
         ],
     );
-    assert_eq!(of(&f, RuleName::ZeroValue).len(), 1);
+    let zero = of(&f, RuleName::ZeroValue);
+    assert_eq!(zero.len(), 1);
+    let json = serde_json::to_value(&zero[0].evidence).unwrap();
+    assert!(
+        json["values"][0].get("resend").is_none(),
+        "written only when true"
+    );
     let f = feed(
         &mut ev,
         vec![

@@ -169,6 +169,7 @@ fn reading(
         source: SourceRef {
             protocol: Protocol::Sim,
             device: "sim".into(),
+            resend: false,
         },
     }
 }

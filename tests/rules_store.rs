@@ -58,6 +58,7 @@ fn reading(factor: &str, ts: DateTime<Utc>, value: f64) -> Reading {
         source: SourceRef {
             protocol: Protocol::Sim,
             device: "MN1".into(),
+            resend: false,
         },
     }
 }

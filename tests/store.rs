@@ -24,6 +24,8 @@ both_backends!(
     shutdown_flushes_lingering_batches,
     resend_after_compaction_keeps_the_first_value,
     rounds_of_moves_between_commits_keep_every_reading_once,
+    resend_marks_stay_with_their_readings,
+    device_events_of_one_enterprise,
 );
 
 fn clock() -> Arc<dyn Clock> {
@@ -319,4 +321,61 @@ async fn rounds_of_moves_between_commits_keep_every_reading_once(url: &str) {
     }
     store.compact().await.unwrap();
     assert_eq!(store.readings(&query("DA002")).await.unwrap().len(), 180);
+}
+
+/// The events an enterprise page lists: one enterprise, chosen kinds, newest first.
+async fn device_events_of_one_enterprise(url: &str) {
+    let store = open(url).await;
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    for (i, (enterprise, status)) in [
+        ("E1", "key_request"),
+        ("E2", "key_request"),
+        ("E1", "connected"),
+        ("E1", "qc_check"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ev = StatusEvent {
+            at: t0() + chrono::Duration::seconds(i as i64),
+            enterprise: enterprise.into(),
+            device: "MN1".into(),
+            status: status.into(),
+            detail: String::new(),
+        };
+        w.write(Batch::status_event(ev)).await.unwrap();
+    }
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+    let got = store
+        .device_events("E1", &["key_request", "qc_check"], 10)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = got.iter().map(|e| e.status.as_str()).collect();
+    assert_eq!(kinds, vec!["qc_check", "key_request"]);
+}
+
+/// HJ 212-2025 RF=1: a value from the logger's backlog keeps its mark through the
+/// recent tier's compaction, in queries and in the evaluator's replay.
+async fn resend_marks_stay_with_their_readings(url: &str) {
+    let store = open(url).await;
+    let (w, task) = Writer::spawn(store.clone(), WriterOptions::default(), clock());
+    let live = reading("DA001", "a21026", 120, 30.0);
+    let mut late = reading("DA001", "a21026", 60, 31.0);
+    late.source.resend = true;
+    w.write(Batch::readings(vec![live])).await.unwrap();
+    store.compact().await.unwrap();
+    w.write(Batch::readings(vec![late])).await.unwrap();
+    drop(w);
+    task.finish(Duration::from_secs(5)).await;
+    let rows = store.readings(&query("DA001")).await.unwrap();
+    let marks: Vec<(f64, bool)> = rows.iter().map(|r| (r.value, r.resend)).collect();
+    assert_eq!(marks, vec![(31.0, true), (30.0, false)]);
+    let replay = store
+        .enterprise_readings("E1", t0(), t0() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let marks: Vec<bool> = replay.iter().map(|r| r.source.resend).collect();
+    assert_eq!(marks, vec![true, false]);
+    assert_eq!(replay[0].source.device, replay[1].source.device);
 }

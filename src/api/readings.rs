@@ -52,7 +52,7 @@ pub fn reading_json(r: &StoredReading, tz: Tz) -> serde_json::Value {
         "converted": r.converted,
         "value": r.value,
         "flag": r.flag.as_str(),
-        "source": { "protocol": r.protocol.as_str(), "device": r.device },
+        "source": { "protocol": r.protocol.as_str(), "device": r.device, "resend": r.resend },
         "received": rfc3339_local(r.received, tz),
     })
 }

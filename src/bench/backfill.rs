@@ -90,6 +90,7 @@ fn hour_upload(id: &Id, ts: chrono::DateTime<Utc>, w: f64) -> [Reading; 4] {
         source: SourceRef {
             protocol: Protocol::Sim,
             device: "sim".into(),
+            resend: false,
         },
     };
     [

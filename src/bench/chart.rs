@@ -74,6 +74,7 @@ fn stored(factor: &str, ts: DateTime<Utc>, value: f64, flag: Flag) -> StoredRead
         protocol: Protocol::Hj212,
         device: "BENCH".to_string(),
         received: ts,
+        resend: false,
     }
 }
 

@@ -1,5 +1,7 @@
 //! HJ 212 figures: the codec alone on one core, and the whole path from simulated
-//! loggers over TCP to durable SQLite with 9014 answers.
+//! loggers over TCP to durable SQLite with 9014 answers — each for 2017 frames and
+//! for HJ 2025 frames whose data areas are SM4-encrypted (decrypted, then the CRC
+//! checked over the plaintext).
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,8 +14,9 @@ use crate::clock::SystemClock;
 use crate::sim::hj212_logger::cp_values;
 use crate::sim::LoggerSim;
 use crate::sources::hj212::codec::crc::CrcMode;
-use crate::sources::hj212::codec::frame::FrameDecoder;
-use crate::sources::hj212::codec::reply::encode_frame;
+use crate::sources::hj212::codec::crypt::{decrypt_segment, Sm4Key};
+use crate::sources::hj212::codec::frame::{Frame, FrameDecoder};
+use crate::sources::hj212::codec::reply::{encode_encrypted_frame, encode_frame};
 use crate::sources::hj212::codec::segment::DataSegment;
 use crate::sources::hj212::codec::time::LocalDateTime;
 use crate::sources::hj212::mapping::Origin;
@@ -21,8 +24,14 @@ use crate::sources::hj212::registry::Endpoint;
 use crate::sources::hj212::{Hj212Server, Registry, ServerConfig};
 use crate::store::{Store, StoreOptions, Writer, WriterOptions};
 
-/// A realistic flue-gas real-time upload with `factors` factors.
-pub fn sample_frame(factors: usize, minute: u8) -> Vec<u8> {
+/// The key of the benchmarks' 2025 loggers.
+fn bench_key() -> Sm4Key {
+    Sm4Key::new(*b"pollwatch-bench!")
+}
+
+/// A realistic flue-gas real-time upload with `factors` factors; with `key`, an
+/// HJ 212-2025 frame (Flag 9) with its data area encrypted.
+pub fn sample_frame(factors: usize, minute: u8, key: Option<&Sm4Key>) -> Vec<u8> {
     const CODES: [&str; 10] = [
         "a21026", "a21002", "a34013", "a19001", "a00000", "a01011", "a01012", "a01013", "a01014",
         "a21005",
@@ -30,15 +39,21 @@ pub fn sample_frame(factors: usize, minute: u8) -> Vec<u8> {
     let values: Vec<(&str, f64, char)> = (0..factors)
         .map(|i| (CODES[i % CODES.len()], 10.0 + i as f64 * 1.25, 'N'))
         .collect();
+    let flag = if key.is_some() { 9 } else { 5 };
     let seg = format!(
-        "QN=20261127100{minute:02}0000;ST=31;CN=2011;PW=123456;MN=88888880000001;Flag=5;CP=&&DataTime=2026112710{minute:02}00;{}&&",
+        "QN=20261127100{minute:02}0000;ST=31;CN=2011;PW=123456;MN=88888880000001;Flag={flag};CP=&&DataTime=2026112710{minute:02}00;{}&&",
         cp_values("Rtd", &values)
     );
-    encode_frame(&seg).unwrap_or_default()
+    match key {
+        Some(k) => encode_encrypted_frame(&seg, k, CrcMode::Hj212).unwrap_or_default(),
+        None => encode_frame(&seg).unwrap_or_default(),
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct CodecReport {
+    /// HJ 212-2025 frames with SM4-encrypted data areas.
+    pub sm4: bool,
     pub frames: u64,
     pub bytes: u64,
     pub elapsed: Duration,
@@ -49,9 +64,11 @@ impl fmt::Display for CodecReport {
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "hj212 codec: {} frames ({:.0} bytes each) framed, CRC-checked and parsed in {:.2} s on one core = {:.0} frames/s ({:.0} MB/s)",
+            "hj212 codec{}: {} frames ({:.0} bytes each) framed, {}CRC-checked and parsed in {:.2} s on one core = {:.0} frames/s ({:.0} MB/s)",
+            if self.sm4 { " (2025, SM4)" } else { "" },
             self.frames,
             self.bytes as f64 / self.frames.max(1) as f64,
+            if self.sm4 { "decrypted, " } else { "" },
             secs,
             self.frames as f64 / secs,
             self.bytes as f64 / secs / 1e6
@@ -60,9 +77,12 @@ impl fmt::Display for CodecReport {
 }
 
 /// Frames, checks and parses `frames` frames of 10 factors from a byte stream fed
-/// in 8 KiB reads, as the server reads a socket.
-pub fn codec(frames: usize) -> CodecReport {
-    let stream: Vec<u8> = (0..60u8).flat_map(|m| sample_frame(10, m)).collect();
+/// in 8 KiB reads, as the server reads a socket; with `sm4`, 2025 frames that are
+/// also decrypted (and their CRC checked over the plaintext) as the server does.
+pub fn codec(frames: usize, sm4: bool) -> CodecReport {
+    let key = bench_key();
+    let key = sm4.then_some(&key);
+    let stream: Vec<u8> = (0..60u8).flat_map(|m| sample_frame(10, m, key)).collect();
     let mut decoder = FrameDecoder::with_config(9999, CrcMode::Hj212);
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut done = 0u64;
@@ -76,8 +96,12 @@ pub fn codec(frames: usize) -> CodecReport {
         buf.extend_from_slice(chunk);
         bytes += chunk.len() as u64;
         while let Some(Ok(frame)) = decoder.decode(&mut buf) {
-            if let Ok(text) = std::str::from_utf8(&frame.segment) {
-                if let Ok(seg) = DataSegment::parse(text) {
+            let plain = match key {
+                Some(k) => plaintext(&frame, k),
+                None => String::from_utf8(frame.segment).ok(),
+            };
+            if let Some(text) = plain {
+                if let Ok(seg) = DataSegment::parse(&text) {
                     fields += seg.factors().count();
                 }
             }
@@ -88,14 +112,24 @@ pub fn codec(frames: usize) -> CodecReport {
     // Keeps the parse from being optimised away.
     std::hint::black_box(fields);
     CodecReport {
+        sm4,
         frames: done,
         bytes,
         elapsed,
     }
 }
 
+/// What the server does with an encrypted frame before parsing it.
+fn plaintext(frame: &Frame, key: &Sm4Key) -> Option<String> {
+    let plain = decrypt_segment(&frame.segment_text(), key).ok()?;
+    let crc_ok =
+        !frame.crc_pending || CrcMode::Hj212.checksum(plain.as_bytes()) == frame.crc_sent();
+    crc_ok.then_some(plain)
+}
+
 #[derive(Debug, Clone)]
 pub struct E2eReport {
+    pub sm4: bool,
     pub loggers: usize,
     pub frames: u64,
     pub readings: u64,
@@ -110,7 +144,8 @@ impl fmt::Display for E2eReport {
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "hj212 end-to-end: {} loggers, {} frames ({} readings) durable and answered in {:.2} s = {:.0} frames/s; send→9014 p50 {:.1} ms, p99 {:.1} ms; {} resends",
+            "hj212 end-to-end{}: {} loggers, {} frames ({} readings) durable and answered in {:.2} s = {:.0} frames/s; send→9014 p50 {:.1} ms, p99 {:.1} ms; {} resends",
+            if self.sm4 { " (2025, SM4)" } else { "" },
             self.loggers,
             self.frames,
             self.readings,
@@ -125,11 +160,12 @@ impl fmt::Display for E2eReport {
 
 /// `loggers` simulated loggers, each uploading `per_logger` real-time frames of 10
 /// factors and waiting for each 9014, against an in-process server writing to the
-/// store at `url`.
+/// store at `url`; with `sm4`, as HJ 212-2025 loggers encrypting their data areas.
 pub async fn end_to_end(
     url: &str,
     loggers: usize,
     per_logger: usize,
+    sm4: bool,
 ) -> Result<E2eReport, BenchError> {
     let store = Store::open(url, &StoreOptions::default()).await?;
     let (writer, task) = Writer::spawn(
@@ -149,6 +185,8 @@ pub async fn end_to_end(
             crc: CrcMode::Hj212,
             set_time_on_connect: false,
             rtd_interval: None,
+            sm4_key: sm4.then(bench_key),
+            require_encryption: sm4,
         });
     }
     let (_reg_tx, reg_rx) = watch::channel(Arc::new(registry));
@@ -178,6 +216,10 @@ pub async fn end_to_end(
             let mut sim = LoggerSim::new(addr, &format!("MN{i:08}"), "123456");
             sim.st = "31".into();
             sim.answer_timeout = Duration::from_secs(10);
+            if sm4 {
+                sim.flag = 9;
+                sim.sm4_key = Some(bench_key());
+            }
             let mut lat = Vec::with_capacity(per_logger);
             let mut resends = 0;
             let values: Vec<(&str, f64, char)> = [
@@ -233,6 +275,7 @@ pub async fn end_to_end(
     store.close().await;
     lat.sort();
     Ok(E2eReport {
+        sm4,
         loggers,
         // Every timed upload was answered with a 9014, i.e. stored: count those.
         frames: lat.len() as u64,

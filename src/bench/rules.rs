@@ -192,6 +192,7 @@ pub fn city_readings(enterprises: usize, hours: u32) -> Vec<Vec<Reading>> {
     let source = SourceRef {
         protocol: Protocol::Sim,
         device: "sim".into(),
+        resend: false,
     };
     let ids: Vec<Id> = (0..enterprises)
         .map(|i| Id::from(format!("E{i:04}")))

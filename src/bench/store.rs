@@ -108,6 +108,7 @@ pub fn synthetic_readings(n: usize, outlets: usize) -> Vec<Reading> {
                 source: SourceRef {
                     protocol: Protocol::Sim,
                     device: outlet.clone(),
+                    resend: false,
                 },
             }
         })

@@ -28,6 +28,9 @@ pub enum BenchWhat {
     Hj212Codec {
         #[arg(long, default_value_t = 2_000_000)]
         frames: usize,
+        /// HJ 212-2025 frames with SM4-encrypted data areas (decrypted too).
+        #[arg(long)]
+        sm4: bool,
     },
     /// HJ 212 end to end: simulated loggers → TCP → durable store → 9014.
     Hj212 {
@@ -38,6 +41,9 @@ pub enum BenchWhat {
         loggers: usize,
         #[arg(long, default_value_t = 200)]
         frames_per_logger: usize,
+        /// HJ 212-2025 loggers encrypting their data areas (SM4).
+        #[arg(long)]
+        sm4: bool,
     },
     /// MQTT: QoS 1 messages through a private Mosquitto to durable SQLite, beside
     /// mosquitto_sub on the same broker.
@@ -180,17 +186,18 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
         BenchWhat::Alerts { alerts } => {
             println!("{}", pollwatch::bench::alerts::alerts(alerts).await?);
         }
-        BenchWhat::Hj212Codec { frames } => {
-            println!("{}", pollwatch::bench::hj212::codec(frames));
+        BenchWhat::Hj212Codec { frames, sm4 } => {
+            println!("{}", pollwatch::bench::hj212::codec(frames, sm4));
         }
         BenchWhat::Hj212 {
             url,
             loggers,
             frames_per_logger,
+            sm4,
         } => {
             let (_dir, url) = store_url(url)?;
             let report =
-                pollwatch::bench::hj212::end_to_end(&url, loggers, frames_per_logger).await?;
+                pollwatch::bench::hj212::end_to_end(&url, loggers, frames_per_logger, sm4).await?;
             println!("{report}");
         }
         BenchWhat::Store {

@@ -166,7 +166,17 @@ pub struct Analyzer {
 ///
 /// ```toml
 /// hj212 = { mn = "32050600000001", password = "123456", set_time_on_connect = true, rtd_interval = "30s" }
+/// # An HJ 212-2025 logger that encrypts its data areas (SM4): the key is 32 hex
+/// # digits in a file (or an environment variable, sm4_key_env), never in this file.
+/// hj212 = { mn = "010000A8900016F000PW0001", password = "123456", sm4_key_file = "/etc/pollwatch/sm4/DA001.key", require_encryption = true }
 /// ```
+///
+/// The key is read when the config is loaded (`check-config` reports a missing or
+/// malformed key with the file or variable, never the key, and `run` goes on with
+/// that logger keyless; see `keys.rs`); a relative `sm4_key_file` is relative to
+/// the config directory. Loading it with the config
+/// means a reload after the sysadmin rotates the key file puts the new key in force
+/// for that logger, and only that logger is touched.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hj212Identity {
@@ -181,6 +191,17 @@ pub struct Hj212Identity {
     pub set_time_on_connect: bool,
     /// Send 1062 (set real-time interval) when the logger connects.
     pub rtd_interval: Option<super::HumanDuration>,
+    /// File holding the logger's SM4 key (HJ 212-2025 encrypted data areas).
+    pub sm4_key_file: Option<std::path::PathBuf>,
+    /// Environment variable holding the key, instead of a file.
+    pub sm4_key_env: Option<String>,
+    /// Refuse plaintext data uploads (CN 2xxx) from this logger: dead letter
+    /// `not_encrypted`, not answered. Default false (2017 loggers do not encrypt).
+    #[serde(default)]
+    pub require_encryption: bool,
+    /// The key itself, read at load time from `sm4_key_file` or `sm4_key_env`.
+    #[serde(skip)]
+    pub sm4_key: Option<crate::sources::hj212::codec::crypt::Sm4Key>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -17,6 +17,7 @@ mod diag;
 pub mod diff;
 mod duty;
 mod enterprise;
+mod keys;
 pub mod secrets;
 mod units;
 pub mod validate;
@@ -152,8 +153,9 @@ impl Config {
             };
             hasher.add(Some(&f));
             match diag::parse_file::<Enterprise>(&f.rel, &f.text, &f.map) {
-                Ok(e) => {
+                Ok(mut e) => {
                     validate::enterprise(&mut checker(&f, &mut errors), &e, &catalogue);
+                    keys::load_sm4_keys(&mut checker(&f, &mut errors), &mut e, dir);
                     enterprises.push((f, e));
                 }
                 Err(e) => errors.push(e),

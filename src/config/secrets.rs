@@ -1,6 +1,7 @@
 //! What `pollwatch check-config` checks beyond the files themselves: every
 //! secret or certificate the running daemon will read from a `*_file` or a
-//! `*_env` (as `nginx -t` checks certificate files).
+//! `*_env` (as `nginx -t` checks certificate files), and the HJ 212-2025 SM4 keys
+//! of loggers (present and 32 hex digits; see `keys.rs`).
 //!
 //! These are not load errors: `pollwatch run` starts with them broken, because
 //! readings must never stop for an SMS token — a channel whose secret cannot be
@@ -85,6 +86,20 @@ pub fn environment_problems(cfg: &Config) -> Vec<Diagnostic> {
         }
         if let Some(v) = &m.password_env {
             push("mqtt.password_env".into(), env_problem(v));
+        }
+    }
+    // HJ 212-2025 SM4 keys: unreadable or malformed (32 hex digits), by outlet.
+    for (e, file) in cfg.enterprises.iter().zip(&cfg.enterprise_files) {
+        for (i, o) in e.outlets.iter().enumerate() {
+            let Some(h) = &o.hj212 else { continue };
+            if let Some(Err((key, message))) = super::keys::read_sm4_key(h, &cfg.dir) {
+                out.push(Diagnostic {
+                    file: file.clone(),
+                    line: None,
+                    path: format!("outlets[{i}].hj212.{key}"),
+                    message,
+                });
+            }
         }
     }
     out

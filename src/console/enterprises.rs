@@ -4,7 +4,9 @@
 //! which production orders are in force.
 //!
 //! Orders come from the enterprise's file and from the runtime orders API
-//! (`/api/v1/orders`), merged in [`orders`].
+//! (`/api/v1/orders`), merged in [`orders`]. Loggers' own reports (HJ 212-2025
+//! hardware ids, key requests, standard-sample checks) are listed last: a key
+//! request is for the sysadmin to act on, since keys are never issued automatically.
 
 use std::fmt::Write as _;
 
@@ -27,7 +29,14 @@ use crate::model::LocationKind;
 use crate::rules::plan::POWER;
 use crate::rules::window::hour_start;
 use crate::store::StoredOrder;
-use crate::store::{ReadingQuery, Store, StoreError};
+use crate::store::{ReadingQuery, StatusEvent, Store, StoreError};
+
+/// Device events shown on the page, with their labels.
+const EVENTS: [(&str, &str); 3] = [
+    ("key_request", "密钥申请（1014）"),
+    ("hardware_ids", "硬件标识（1001）"),
+    ("qc_check", "标样核查（2062）"),
+];
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -117,6 +126,7 @@ struct Loaded {
     hours: Vec<Vec<FactorHour>>,
     power: Vec<Option<(DateTime<Utc>, f64)>>,
     orders: Vec<StoredOrder>,
+    events: Vec<StatusEvent>,
 }
 
 async fn load(
@@ -138,10 +148,13 @@ async fn load(
         power.push(last_power(&s.store, &e.id, &m.id, now).await?);
     }
     let orders = s.store.orders(Some(now)).await?;
+    let kinds: Vec<&str> = EVENTS.iter().map(|(k, _)| *k).collect();
+    let events = s.store.device_events(&e.id, &kinds, 20).await?;
     Ok(Loaded {
         hours,
         power,
         orders,
+        events,
     })
 }
 
@@ -183,12 +196,38 @@ async fn show(
     body.push_str(&meters(e, &live, &data.power, tz));
     body.push_str(&linkages(e, &data.power));
     body.push_str(&orders_html(e, &data.orders, now, tz));
+    body.push_str(&events_html(&data.events, tz));
     html::page_with_banner(
         &e.name,
         Some(&who),
         &html::channel_banner(&s.console.channels.down()),
         &body,
     )
+}
+
+fn events_html(events: &[StatusEvent], tz: Tz) -> String {
+    if events.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        r#"<h2>设备上报</h2><table class="events"><thead><tr><th>时间</th><th>数采仪 MN</th><th>事件</th><th>内容</th></tr></thead><tbody>"#,
+    );
+    for ev in events {
+        let label = EVENTS
+            .iter()
+            .find(|(k, _)| *k == ev.status)
+            .map_or(ev.status.as_str(), |(_, l)| *l);
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            time(ev.at, tz),
+            Esc(&ev.device),
+            Esc(label),
+            Esc(&ev.detail)
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
 fn status_cells(st: Status, tz: Tz) -> String {

@@ -122,6 +122,7 @@ mod tests {
             protocol: Protocol::Hj212,
             device: "MN".into(),
             received: ts,
+            resend: false,
         }
     }
 

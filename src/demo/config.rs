@@ -27,6 +27,9 @@ pub struct Setup {
     pub dlt645: SocketAddr,
     /// Real time between polls (30 simulated seconds).
     pub poll: Duration,
+    /// The cement works' logger speaks HJ 212-2025 and encrypts its data areas
+    /// with this SM4 key (32 hex digits, new each run), kept in `keys/cement.key`.
+    pub cement_sm4_key: String,
 }
 
 /// The data loggers: (enterprise, MN, password).
@@ -52,6 +55,8 @@ pub fn write(dir: &Path, s: &Setup) -> std::io::Result<()> {
     std::fs::create_dir_all(dir.join("enterprises"))?;
     std::fs::write(dir.join("pollwatch.toml"), daemon_toml(s))?;
     std::fs::write(dir.join("duty.toml"), DUTY_TOML)?;
+    std::fs::create_dir_all(dir.join("keys"))?;
+    std::fs::write(dir.join(CEMENT_KEY_FILE), format!("{}\n", s.cement_sm4_key))?;
     for (name, text) in enterprises(s) {
         std::fs::write(dir.join("enterprises").join(name), text)?;
     }
@@ -142,6 +147,8 @@ fn head(id: &str, name: &str, district: &str, industry: &str) -> String {
 fn outlet(id: &str, name: &str, kind: &str, extra: &str) -> String {
     format!("\n[[outlets]]\nid = \"{id}\"\nname = \"{name}\"\nkind = \"{kind}\"\n{extra}")
 }
+
+const CEMENT_KEY_FILE: &str = "keys/cement.key";
 
 fn hj212(logger: (&str, &str, &str)) -> String {
     format!(
@@ -285,7 +292,10 @@ grace = "15m"
             "DA001",
             "窑尾烟囱",
             "flue_gas",
-            &format!("o2_reference = 10.0\n{}", hj212(LOGGER_CEMENT)),
+            &format!(
+                "o2_reference = 10.0\nhj212 = {{ mn = \"{}\", password = \"{}\", sm4_key_file = \"{CEMENT_KEY_FILE}\", require_encryption = true }}\n",
+                LOGGER_CEMENT.1, LOGGER_CEMENT.2
+            ),
         ),
         flue_gas_limits("", 100.0),
     ];
@@ -314,6 +324,7 @@ mod tests {
             modbus: "127.0.0.1:15020".parse().unwrap(),
             dlt645: "127.0.0.1:15021".parse().unwrap(),
             poll: Duration::from_millis(500),
+            cement_sm4_key: "00112233445566778899AABBCCDDEEFF".into(),
         };
         write(&dir.path().join("config"), &setup).unwrap();
         let load = LoadOptions {

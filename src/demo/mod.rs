@@ -110,6 +110,11 @@ impl Demo {
         let mut sims = JoinSet::new();
         let devices = sims::start_devices(&clock, origin, &sims_stop, &mut sims).await?;
 
+        let cement_key = crate::console::session::random_hex()
+            .map_err(DemoError::Token)?
+            .chars()
+            .take(32)
+            .collect::<String>();
         let setup = config::Setup {
             state_dir: dir.path().join("state"),
             receiver_url: receiver.url.clone(),
@@ -118,6 +123,7 @@ impl Demo {
             modbus: devices.modbus,
             dlt645: devices.dlt645,
             poll: clock.real(sims::SAMPLE_EVERY_SIM),
+            cement_sm4_key: cement_key.clone(),
         };
         let config_dir = dir.path().join("config");
         config::write(&config_dir, &setup).map_err(DemoError::WriteConfig)?;
@@ -149,7 +155,16 @@ impl Demo {
             },
             r = &mut daemon => return Err(ended(r)),
         };
-        sims::start_loggers(bound.hj212, &clock, origin, tz, &sims_stop, &mut sims);
+        let cement_key = crate::sources::hj212::codec::crypt::Sm4Key::from_hex(&cement_key).ok();
+        sims::start_loggers(
+            bound.hj212,
+            &clock,
+            origin,
+            tz,
+            &sims_stop,
+            &mut sims,
+            cement_key,
+        );
 
         Ok(Demo {
             speed: opts.speed,

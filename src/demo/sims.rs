@@ -22,6 +22,7 @@ use crate::sim::hj212_logger::{cp_values, LoggerSim};
 use crate::sim::modbus::{serve_tcp, ModbusSim, Point, Profile, RegisterKind};
 use crate::sim::MeterSim;
 use crate::sources::dlt645::types::MeterAddress;
+use crate::sources::hj212::codec::crypt::Sm4Key;
 use crate::sources::hj212::codec::time::LocalDateTime;
 use crate::sources::modbus::decode::{DataType, WordOrder};
 
@@ -152,6 +153,8 @@ struct LoggerPlan {
     st: &'static str,
     values: fn(f64) -> Vec<(&'static str, f64)>,
     silent_after_min: Option<f64>,
+    /// An HJ 212-2025 logger encrypting its data areas with this key.
+    sm4: Option<Sm4Key>,
 }
 
 /// Starts the three HJ 212 loggers against the daemon's listener.
@@ -162,6 +165,7 @@ pub fn start_loggers(
     tz: Tz,
     stop: &watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
+    cement_key: Option<Sm4Key>,
 ) {
     let plans = [
         LoggerPlan {
@@ -169,18 +173,21 @@ pub fn start_loggers(
             st: "31",
             values: sc::power_values,
             silent_after_min: None,
+            sm4: None,
         },
         LoggerPlan {
             who: LOGGER_CHEMICAL,
             st: "32",
             values: sc::chemical_values,
             silent_after_min: Some(sc::CHEMICAL_SILENT_AFTER_MIN),
+            sm4: None,
         },
         LoggerPlan {
             who: LOGGER_CEMENT,
             st: "31",
             values: sc::cement_values,
             silent_after_min: None,
+            sm4: cement_key,
         },
     ];
     for plan in plans {
@@ -206,6 +213,11 @@ async fn run_logger(
     let (enterprise, mn, password) = plan.who;
     let mut logger = LoggerSim::new(addr, mn, password);
     logger.st = plan.st.to_string();
+    if let Some(key) = plan.sm4 {
+        // HJ 212-2025: this revision, reply wanted; encrypted data areas.
+        logger.flag = 9;
+        logger.sm4_key = Some(key);
+    }
     let mut tick = tokio::time::interval(clock.real(SAMPLE_EVERY_SIM));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

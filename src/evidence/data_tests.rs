@@ -30,6 +30,7 @@ fn r(
         protocol: Protocol::Hj212,
         device: "MN".into(),
         received: ts,
+        resend: false,
     }
 }
 

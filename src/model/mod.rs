@@ -230,6 +230,10 @@ pub struct SourceRef {
     pub protocol: Protocol,
     /// MN for HJ 212, device id for polled devices, client/topic for MQTT.
     pub device: Id,
+    /// Sent from the device's backlog, not as it was measured (HJ 212-2025 `RF=1`).
+    /// Such values arrive late and out of time order; the mark stays with the
+    /// stored reading and with the evidence a finding keeps of it.
+    pub resend: bool,
 }
 
 /// One measured or supplied value, normalised.

@@ -54,6 +54,7 @@ fn ev(r: &Reading) -> EvidenceValue {
         flag: r.flag,
         corrected: None,
         o2: None,
+        resend: r.source.resend,
     }
 }
 

@@ -194,6 +194,7 @@ impl Series {
             flag: r.flag,
             corrected: None,
             o2,
+            resend: r.source.resend,
         };
         let judged = if !r.flag.valid_for_judging() {
             None

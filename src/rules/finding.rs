@@ -118,6 +118,10 @@ pub struct EvidenceValue {
     /// Measured O2 (%) used for the correction.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub o2: Option<f64>,
+    /// The value came from the logger's backlog (HJ 212-2025 `RF=1`). Written
+    /// only when true, so evidence recorded before the mark existed reads the same.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub resend: bool,
 }
 
 /// The permit limit a finding refers to, and where it is written.

@@ -475,6 +475,7 @@ impl Series {
             flag: r.flag,
             corrected: None,
             o2: o2.flatten(),
+            resend: r.source.resend,
         };
         let judged = match (self.o2_reference, o2) {
             (Some(reference), Some(o2v)) => match o2::correct(r.value, reference, o2v) {

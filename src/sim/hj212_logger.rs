@@ -10,9 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::sources::hj212::codec::crc::CrcMode;
+use crate::sources::hj212::codec::crypt::Sm4Key;
 use crate::sources::hj212::codec::error::ReplyError;
 use crate::sources::hj212::codec::frame::{FrameDecoder, MAX_FRAME_LEN};
-use crate::sources::hj212::codec::reply::{encode_frame_with, make_qn};
+use crate::sources::hj212::codec::reply::{encode_encrypted_frame, encode_frame_with, make_qn};
 use crate::sources::hj212::codec::segment::DataSegment;
 use crate::sources::hj212::codec::time::LocalDateTime;
 
@@ -50,6 +51,10 @@ pub struct LoggerSim {
     pub tries: u32,
     /// The CRC this logger writes and expects (old loggers: swapped CRC-16/MODBUS).
     pub crc: CrcMode,
+    /// HJ 212-2025: encrypt data areas with this SM4 key (set `flag` to 9).
+    pub sm4_key: Option<Sm4Key>,
+    /// HJ 212-2025: mark uploads as resends from the backlog (`RF=1`).
+    pub resend: bool,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
     decoder: FrameDecoder,
@@ -73,6 +78,8 @@ impl LoggerSim {
             answer_timeout: Duration::from_secs(5),
             tries: 3,
             crc: CrcMode::Hj212,
+            sm4_key: None,
+            resend: false,
             stream: None,
             buf: Vec::new(),
             decoder: FrameDecoder::new(),
@@ -111,8 +118,9 @@ impl LoggerSim {
         } else {
             format!("DataTime={data_time};{cp}")
         };
+        let rf = if self.resend { ";RF=1" } else { "" };
         let seg = format!(
-            "QN={qn};ST={};CN={cn};PW={};MN={};Flag={};CP=&&{cp}&&",
+            "QN={qn};ST={};CN={cn};PW={};MN={};Flag={}{rf};CP=&&{cp}&&",
             self.st, self.password, self.mn, self.flag
         );
         (qn, seg)
@@ -126,8 +134,16 @@ impl LoggerSim {
         cp: &str,
     ) -> Result<Delivery, SimError> {
         let (qn, seg) = self.segment(cn, data_time, cp);
-        let frame = encode_frame_with(&seg, self.crc)?;
+        let frame = self.encode(&seg)?;
         self.send_until_answered(&qn, &frame).await
+    }
+
+    /// A segment as this logger sends it: encrypted when it has a key.
+    pub fn encode(&self, seg: &str) -> Result<Vec<u8>, SimError> {
+        Ok(match &self.sm4_key {
+            Some(key) => encode_encrypted_frame(seg, key, self.crc)?,
+            None => encode_frame_with(seg, self.crc)?,
+        })
     }
 
     /// Sends `frame` and waits for a 9014 with `qn`, up to `tries` times.

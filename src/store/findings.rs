@@ -251,7 +251,7 @@ impl Store {
                 }
                 b.push(format!(
                     "SELECT s.location_kind, s.location, s.factor, s.unit, s.kind, s.stat, s.converted,
-                            r.ts, r.value, r.flag, src.protocol, src.device
+                            r.ts, r.value, r.flag, src.protocol, src.device, src.resend
                      FROM series s
                      JOIN {table} r ON r.series_id = s.id
                      JOIN sources src ON src.id = r.source_id
@@ -310,6 +310,7 @@ impl Store {
                         source: SourceRef {
                             protocol: protocol.parse().map_err(corrupt)?,
                             device: device.into(),
+                            resend: r.get(12),
                         },
                     })
                 })

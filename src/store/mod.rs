@@ -34,6 +34,7 @@ macro_rules! on_pool {
 }
 
 mod alerts;
+mod events;
 mod findings;
 mod orders;
 mod postgres;
@@ -317,6 +318,8 @@ pub struct StoredReading {
     pub protocol: Protocol,
     pub device: String,
     pub received: DateTime<Utc>,
+    /// Sent from the logger's backlog (HJ 212-2025 `RF=1`).
+    pub resend: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -436,6 +439,7 @@ pub(crate) fn stored_reading(
     protocol: &str,
     device: String,
     received: i64,
+    resend: bool,
 ) -> Result<StoredReading, StoreError> {
     let corrupt = |e: crate::model::UnknownVariant| StoreError::Corrupt(e.to_string());
     Ok(StoredReading {
@@ -450,6 +454,7 @@ pub(crate) fn stored_reading(
         protocol: protocol.parse().map_err(corrupt)?,
         device,
         received: from_ms(received)?,
+        resend,
     })
 }
 
@@ -509,7 +514,7 @@ where
         }
         b.push(format!(
             "SELECT s.factor, s.unit, s.kind, s.stat, s.converted, r.ts, r.value, r.flag,
-                    src.protocol, src.device, r.received
+                    src.protocol, src.device, r.received, src.resend
              FROM {table} r
              JOIN series s ON s.id = r.series_id
              JOIN sources src ON src.id = r.source_id"
@@ -595,10 +600,13 @@ pub(crate) fn insert_source<'a, DB>(src: &'a SourceRef) -> sqlx::QueryBuilder<'a
 where
     DB: sqlx::Database,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    let mut b = sqlx::QueryBuilder::<DB>::new("INSERT INTO sources (protocol, device) ");
+    let mut b = sqlx::QueryBuilder::<DB>::new("INSERT INTO sources (protocol, device, resend) ");
     b.push_values([src], |mut row, s| {
-        row.push_bind(s.protocol.as_str()).push_bind(&*s.device);
+        row.push_bind(s.protocol.as_str())
+            .push_bind(&*s.device)
+            .push_bind(s.resend);
     });
     b.push(" ON CONFLICT DO NOTHING");
     b
@@ -608,9 +616,11 @@ pub(crate) fn select_source<'a, DB>(src: &'a SourceRef) -> sqlx::QueryBuilder<'a
 where
     DB: sqlx::Database,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     let mut b = sqlx::QueryBuilder::<DB>::new("SELECT id FROM sources WHERE protocol = ");
     b.push_bind(src.protocol.as_str());
     b.push(" AND device = ").push_bind(&*src.device);
+    b.push(" AND resend = ").push_bind(src.resend);
     b
 }

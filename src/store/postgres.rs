@@ -156,6 +156,7 @@ impl PgStore {
                     r.get(8),
                     r.get(9),
                     r.get(10),
+                    r.get(11),
                 )
             })
             .collect()

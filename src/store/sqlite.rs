@@ -376,6 +376,7 @@ impl SqliteStore {
                     r.get(8),
                     r.get(9),
                     r.get(10),
+                    r.get(11),
                 )
             })
             .collect()

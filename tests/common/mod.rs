@@ -33,6 +33,7 @@ pub mod alerting;
 pub mod console;
 pub mod daemon;
 pub mod field;
+pub mod hj212;
 pub mod proxy;
 pub mod tmpfs;
 pub mod wecom;
@@ -231,6 +232,7 @@ pub fn reading(outlet: &str, factor: &str, secs: i64, value: f64) -> Reading {
         source: SourceRef {
             protocol: Protocol::Hj212,
             device: Arc::from("MN0001"),
+            resend: false,
         },
     }
 }

@@ -364,6 +364,7 @@ impl LineTask {
                             source: SourceRef {
                                 protocol,
                                 device: dev.id.clone(),
+                                resend: false,
                             },
                         })
                     })

@@ -10,14 +10,13 @@
 //! frame decoder bounds the buffer, every error is a value, and a peer that keeps
 //! failing authentication, or never authenticates, is hung up on.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{Datelike, Timelike};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -25,15 +24,11 @@ use tokio::time::Instant;
 
 use super::codec::crc::{crc16_modbus_swapped, CrcMode};
 use super::codec::error::FrameError;
-use super::codec::frame::FrameDecoder;
-use super::codec::reply::{
-    data_answer_9014, encode_frame_with, make_qn, notification_answer_9013, set_rtd_interval_1062,
-    set_time_1012, RequestHeader,
-};
-use super::codec::segment::{DataSegment, Flag as HjFlag};
-use super::codec::time::LocalDateTime;
-use super::mapping::{self, Command, MapError, Mapped};
-use super::registry::Endpoint;
+use super::codec::frame::{Frame, FrameDecoder};
+use super::codec::reply::set_rtd_interval_1062;
+use super::codec::segment::DataSegment;
+use super::handle::header;
+use super::registry::{Endpoint, Registry};
 use super::server::Ctx;
 use crate::model::Protocol;
 use crate::store::{Batch, DeadLetter, StatusEvent};
@@ -42,18 +37,23 @@ use crate::store::{Batch, DeadLetter, StatusEvent};
 /// hostile peer cannot fill the database.
 const MAX_DEAD_LETTERS: u32 = 50;
 /// How long to wait for a peer to take an answer before giving up on it.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) struct Conn {
-    ctx: Arc<Ctx>,
-    peer: SocketAddr,
-    wr: OwnedWriteHalf,
+    pub(super) ctx: Arc<Ctx>,
+    pub(super) peer: SocketAddr,
+    pub(super) wr: OwnedWriteHalf,
+    /// The logger of the last authenticated frame (logs and counters name it).
     endpoint: Option<Arc<Endpoint>>,
+    /// Every MN authenticated on this connection. A platform or forwarder relays
+    /// many loggers over one connection: each is "connected" (event, 1012/1062)
+    /// once, on its first frame, and "disconnected" when the connection ends.
+    loggers: HashMap<String, Arc<Endpoint>>,
     auth_failures: u32,
     dead_letters: u32,
 }
 
-type Flow = ControlFlow<()>;
+pub(super) type Flow = ControlFlow<()>;
 
 impl Conn {
     pub(super) async fn serve(
@@ -68,6 +68,7 @@ impl Conn {
             peer,
             wr,
             endpoint: None,
+            loggers: HashMap::new(),
             auth_failures: 0,
             dead_letters: 0,
         };
@@ -86,7 +87,7 @@ impl Conn {
                 }
             }
             let mut deadline = last_rx + cfg.idle_timeout;
-            if conn.endpoint.is_none() {
+            if conn.loggers.is_empty() {
                 deadline = deadline.min(started + cfg.handshake_timeout);
             }
             let wake = if buf.is_empty() || quiet_done {
@@ -100,14 +101,8 @@ impl Conn {
                     // A reload: a logger whose MN is gone is hung up on; one whose
                     // settings changed goes on with the new ones.
                     let reg = registry.borrow_and_update().clone();
-                    if let Some(mn) = conn.mn().map(str::to_string) {
-                        match reg.get(&mn) {
-                            Some(ep) => conn.endpoint = Some(ep.clone()),
-                            None => {
-                                tracing::info!(peer = %peer, mn = %mn, "hj212: MN removed from config; closing its connection");
-                                break;
-                            }
-                        }
+                    if !conn.reloaded(&reg).await {
+                        break;
                     }
                 }
                 r = tokio::time::timeout_at(wake, rd.read(&mut chunk)) => match r {
@@ -129,7 +124,7 @@ impl Conn {
                         break;
                     }
                     Err(_) if Instant::now() >= deadline => {
-                        let reason = if conn.endpoint.is_none() { "handshake_timeout" } else { "idle_timeout" };
+                        let reason = if conn.loggers.is_empty() { "handshake_timeout" } else { "idle_timeout" };
                         conn.ctx.stats.reject(reason, conn.mn());
                         conn.log(reason, format_args!("closing: no frame for {:?}", Instant::now() - last_rx));
                         break;
@@ -150,18 +145,49 @@ impl Conn {
         conn.disconnected().await;
     }
 
-    fn mn(&self) -> Option<&str> {
+    /// Follows a reload: loggers whose MN is gone are disconnected; `false` when
+    /// none is left, and the connection is closed.
+    async fn reloaded(&mut self, reg: &Registry) -> bool {
+        if self.loggers.is_empty() {
+            return true;
+        }
+        let mut gone = Vec::new();
+        for (mn, ep) in self.loggers.iter_mut() {
+            match reg.get(mn) {
+                Some(new) => *ep = new.clone(),
+                None => gone.push(mn.clone()),
+            }
+        }
+        for mn in gone {
+            tracing::info!(peer = %self.peer, mn = %mn, "hj212: MN removed from config; its logger is disconnected");
+            if let Some(ep) = self.loggers.remove(&mn) {
+                self.status(&ep, "disconnected").await;
+            }
+        }
+        self.endpoint = match &self.endpoint {
+            Some(cur) => self.loggers.get(&*cur.origin.mn).cloned(),
+            None => None,
+        };
+        !self.loggers.is_empty()
+    }
+
+    pub(super) fn mn(&self) -> Option<&str> {
         self.endpoint.as_ref().map(|e| &*e.origin.mn)
     }
 
-    fn log(&self, reason: &str, detail: std::fmt::Arguments<'_>) {
+    pub(super) fn log(&self, reason: &str, detail: std::fmt::Arguments<'_>) {
         let key = format!("{} {reason}", self.peer.ip());
         if let Some(suppressed) = self.ctx.logs.allow(&key) {
             tracing::warn!(peer = %self.peer, mn = self.mn().unwrap_or("-"), reason, suppressed, "hj212: {detail}");
         }
     }
 
-    fn dead_letter(&mut self, reason: &'static str, detail: String, raw: &[u8]) -> Batch {
+    pub(super) fn dead_letter(
+        &mut self,
+        reason: &'static str,
+        detail: String,
+        raw: &[u8],
+    ) -> Batch {
         self.dead_letters += 1;
         if self.dead_letters > MAX_DEAD_LETTERS {
             return Batch::default();
@@ -177,7 +203,7 @@ impl Conn {
     }
 
     /// Queues a dead letter without waiting (nobody is answered for it).
-    async fn reject(&mut self, reason: &'static str, detail: String, raw: &[u8]) {
+    pub(super) async fn reject(&mut self, reason: &'static str, detail: String, raw: &[u8]) {
         self.ctx.stats.reject(reason, self.mn());
         self.log(reason, format_args!("{detail}"));
         let batch = self.dead_letter(reason, detail, raw);
@@ -188,9 +214,12 @@ impl Conn {
         }
     }
 
-    async fn event(&mut self, ev: Result<super::codec::frame::Frame, FrameError>) -> Flow {
+    async fn event(&mut self, ev: Result<Frame, FrameError>) -> Flow {
         match ev {
-            Ok(frame) => self.frame(&frame.segment, CrcMode::Hj212).await,
+            Ok(frame) => {
+                let pending = frame.crc_pending.then(|| frame.crc_sent());
+                self.frame(&frame.segment, CrcMode::Hj212, pending).await
+            }
             Err(FrameError::BadCrc {
                 sent,
                 computed,
@@ -200,7 +229,7 @@ impl Conn {
                 // from an MN configured for it.
                 if let Some(ep) = self.swapped_crc_endpoint(&segment, &sent) {
                     tracing::debug!(mn = %ep.origin.mn, "accepted swapped CRC-16/MODBUS");
-                    return self.frame(&segment, CrcMode::ModbusSwapped).await;
+                    return self.frame(&segment, CrcMode::ModbusSwapped, None).await;
                 }
                 let detail = format!("bad CRC: frame says {sent}, computed {computed:04X}");
                 self.reject("bad_crc", detail, &segment).await;
@@ -234,83 +263,9 @@ impl Conn {
         (ep.crc == CrcMode::ModbusSwapped).then(|| ep.clone())
     }
 
-    async fn frame(&mut self, raw: &[u8], crc: CrcMode) -> Flow {
-        let text = String::from_utf8_lossy(raw);
-        let seg = match DataSegment::parse(&text) {
-            Ok(seg) => seg,
-            Err(e) => {
-                self.reject("bad_segment", format!("data segment: {e}"), raw)
-                    .await;
-                return ControlFlow::Continue(());
-            }
-        };
-        let Some(ep) = self.authenticate(&seg, raw, crc).await? else {
-            return ControlFlow::Continue(());
-        };
-        let now = self.ctx.clock.now();
-        let command = Command::of(seg.cn);
-        match command {
-            Command::Data(kind) => {
-                let mapped = mapping::map_values(&seg, kind, &ep.origin, self.ctx.cfg.tz);
-                self.store_upload(&seg, &ep, raw, crc, mapped).await
-            }
-            Command::DeviceStatus | Command::DeviceRunTime => {
-                let mapped = mapping::map_devices(&seg, &ep.origin, self.ctx.cfg.tz);
-                self.store_upload(&seg, &ep, raw, crc, mapped).await
-            }
-            Command::Restart | Command::Info => {
-                let status = if command == Command::Restart {
-                    "restart"
-                } else {
-                    "info"
-                };
-                let batch = Batch::status_event(StatusEvent {
-                    at: now,
-                    enterprise: ep.origin.enterprise.to_string(),
-                    device: ep.origin.mn.to_string(),
-                    status: status.to_string(),
-                    detail: seg.cp_raw.unwrap_or("").chars().take(2000).collect(),
-                });
-                self.ctx.stats.seen(&ep.origin.mn, now, 0);
-                self.durable_then_answer(&seg, crc, batch).await
-            }
-            Command::Other => {
-                self.ctx.stats.seen(&ep.origin.mn, now, 0);
-                self.ctx.stats.reject("unsupported_cn", Some(&ep.origin.mn));
-                self.log(
-                    "unsupported_cn",
-                    format_args!("CN {} kept as a dead letter", seg.cn),
-                );
-                let batch = self.dead_letter(
-                    "unsupported_cn",
-                    format!("CN {} is not interpreted; kept raw", seg.cn),
-                    raw,
-                );
-                self.durable_then_answer(&seg, crc, batch).await
-            }
-            Command::TimeRequest => {
-                self.ctx.stats.seen(&ep.origin.mn, now, 0);
-                self.answer(notification_answer_9013(&seg), crc, true)
-                    .await?;
-                self.send_time(&seg, &ep, crc).await
-            }
-            Command::Heartbeat => {
-                self.ctx.stats.seen(&ep.origin.mn, now, 0);
-                if seg.reply_wanted() {
-                    return self.answer(notification_answer_9013(&seg), crc, true).await;
-                }
-                ControlFlow::Continue(())
-            }
-            Command::Answer => {
-                self.ctx.stats.seen(&ep.origin.mn, now, 0);
-                tracing::debug!(mn = %ep.origin.mn, cn = seg.cn, qn = seg.qn.unwrap_or("-"), cp = seg.cp_raw.unwrap_or(""), "hj212 answer from logger");
-                ControlFlow::Continue(())
-            }
-        }
-    }
-
-    /// Checks MN and password. `Break` hangs up after too many failures.
-    async fn authenticate(
+    /// Checks MN and password, each frame against its own MN. `Break` hangs up
+    /// after too many failures.
+    pub(super) async fn authenticate(
         &mut self,
         seg: &DataSegment<'_>,
         raw: &[u8],
@@ -350,112 +305,18 @@ impl Conn {
         let Some(ep) = found else {
             return ControlFlow::Continue(None);
         };
-        if self
-            .endpoint
-            .as_ref()
-            .is_none_or(|cur| cur.origin.mn != ep.origin.mn)
-        {
+        self.endpoint = Some(ep.clone());
+        if !self.loggers.contains_key(&*ep.origin.mn) {
             self.connected(seg, &ep, crc).await?;
         }
         ControlFlow::Continue(Some(ep))
     }
 
-    async fn store_upload(
-        &mut self,
-        seg: &DataSegment<'_>,
-        ep: &Endpoint,
-        raw: &[u8],
-        crc: CrcMode,
-        mapped: Result<Mapped, MapError>,
-    ) -> Flow {
-        let now = self.ctx.clock.now();
-        let batch = match mapped {
-            Ok(m) => {
-                for code in &m.unknown_codes {
-                    if self.ctx.stats.unknown_code(code) == 1 {
-                        tracing::info!(mn = %ep.origin.mn, code, "hj212: unknown factor code, stored as received");
-                    }
-                }
-                let mut batch = Batch::default();
-                if !m.problems.is_empty() {
-                    self.ctx.stats.reject("bad_value", Some(&ep.origin.mn));
-                    let detail = m
-                        .problems
-                        .iter()
-                        .map(|p| format!("{}={:?}: {}", p.key, p.value, p.reason))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    self.log("bad_value", format_args!("MN {}: {detail}", ep.origin.mn));
-                    batch = self.dead_letter("bad_value", detail, raw);
-                }
-                batch.readings = m.readings;
-                batch
-            }
-            Err(e) => {
-                self.ctx.stats.reject("bad_data_time", Some(&ep.origin.mn));
-                self.log("bad_data_time", format_args!("MN {}: {e}", ep.origin.mn));
-                self.dead_letter("bad_data_time", e.to_string(), raw)
-            }
-        };
-        self.ctx
-            .stats
-            .seen(&ep.origin.mn, now, batch.readings.len() as u64);
-        self.durable_then_answer(seg, crc, batch).await
-    }
-
-    /// Stores the batch, then sends 9014 if the logger asked for one.
-    async fn durable_then_answer(
-        &mut self,
-        seg: &DataSegment<'_>,
-        crc: CrcMode,
-        batch: Batch,
-    ) -> Flow {
-        if !batch.is_empty() {
-            if let Err(e) = self.ctx.writer.write(batch).await {
-                // Not durable: stay silent, the logger will resend.
-                tracing::error!(peer = %self.peer, error = %e, "hj212: upload not stored; no 9014 sent");
-                self.ctx.stats.reject("store_failed", self.mn());
-                return ControlFlow::Continue(());
-            }
-        }
-        if seg.reply_wanted() {
-            return self.answer(data_answer_9014(seg), crc, false).await;
-        }
-        ControlFlow::Continue(())
-    }
-
-    async fn answer(
-        &mut self,
-        segment: Result<String, super::codec::error::ReplyError>,
-        crc: CrcMode,
-        notification: bool,
-    ) -> Flow {
-        let bytes = match segment.and_then(|s| encode_frame_with(&s, crc)) {
-            Ok(b) => b,
-            Err(e) => {
-                self.log("reply", format_args!("cannot build answer: {e}"));
-                return ControlFlow::Continue(());
-            }
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, self.wr.write_all(&bytes)).await {
-            Ok(Ok(())) => {
-                let counter = if notification {
-                    &self.ctx.stats.replies_9013
-                } else {
-                    &self.ctx.stats.replies_9014
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                ControlFlow::Continue(())
-            }
-            _ => ControlFlow::Break(()),
-        }
-    }
-
     /// First authenticated frame of an MN on this connection.
     async fn connected(&mut self, seg: &DataSegment<'_>, ep: &Arc<Endpoint>, crc: CrcMode) -> Flow {
-        self.endpoint = Some(ep.clone());
-        tracing::info!(peer = %self.peer, enterprise = %ep.origin.enterprise, outlet = %ep.origin.outlet, mn = %ep.origin.mn, "hj212 logger connected");
-        self.status("connected").await;
+        self.loggers.insert(ep.origin.mn.to_string(), ep.clone());
+        tracing::info!(peer = %self.peer, enterprise = %ep.origin.enterprise, outlet = %ep.origin.outlet, mn = %ep.origin.mn, loggers = self.loggers.len(), "hj212 logger connected");
+        self.status(ep, "connected").await;
         if ep.set_time_on_connect {
             self.send_time(seg, ep, crc).await?;
         }
@@ -468,28 +329,7 @@ impl Conn {
         ControlFlow::Continue(())
     }
 
-    async fn send_time(&mut self, seg: &DataSegment<'_>, ep: &Endpoint, crc: CrcMode) -> Flow {
-        let (now, qn) = self.request_qn();
-        let h = header(seg, ep, &qn);
-        self.answer(set_time_1012(&h, now), crc, true).await
-    }
-
-    fn request_qn(&self) -> (LocalDateTime, String) {
-        let t = self.ctx.clock.now().with_timezone(&self.ctx.cfg.tz);
-        let local = LocalDateTime {
-            year: u16::try_from(t.year()).unwrap_or(0),
-            month: t.month() as u8,
-            day: t.day() as u8,
-            hour: t.hour() as u8,
-            minute: t.minute() as u8,
-            second: t.second() as u8,
-        };
-        let millis = (t.timestamp_subsec_millis()).min(999) as u16;
-        (local, make_qn(local, millis))
-    }
-
-    async fn status(&mut self, status: &str) {
-        let Some(ep) = &self.endpoint else { return };
+    async fn status(&self, ep: &Endpoint, status: &str) {
         let ev = StatusEvent {
             at: self.ctx.clock.now(),
             enterprise: ep.origin.enterprise.to_string(),
@@ -503,21 +343,9 @@ impl Conn {
     }
 
     async fn disconnected(&mut self) {
-        if let Some(ep) = &self.endpoint {
+        for ep in std::mem::take(&mut self.loggers).into_values() {
             tracing::info!(peer = %self.peer, mn = %ep.origin.mn, "hj212 logger disconnected");
+            self.status(&ep, "disconnected").await;
         }
-        self.status("disconnected").await;
-    }
-}
-
-/// Header for a platform request to this logger: its own ST, version, reply wanted.
-fn header<'a>(seg: &DataSegment<'a>, ep: &'a Endpoint, qn: &'a str) -> RequestHeader<'a> {
-    let version = seg.flag.map_or(1, |f| f.version_number());
-    RequestHeader {
-        qn,
-        st: seg.st.unwrap_or("32"),
-        pw: &ep.password,
-        mn: &ep.origin.mn,
-        flag: HjFlag((version << 2) | 1),
     }
 }

@@ -25,16 +25,20 @@ use crate::timefmt::local_to_utc;
 /// What an upload's CN asks of us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
-    /// 2011, 2051, 2061, 2031: values of a period (or an instant).
+    /// 2011, 2051, 2061, 2031: values of a period (or an instant); 2111 (2025):
+    /// furnace temperature 5-minute means, stored as minute data.
     Data(DataKind),
     /// 2021: device run status (`SBxx-RS`).
     DeviceStatus,
     /// 2041: device run time of a day (`SBxx-RT`).
     DeviceRunTime,
-    /// 2081: the logger restarted.
-    Restart,
-    /// 3020: site or log information.
-    Info,
+    /// Stored as a device event (`device_status`) under this name and answered:
+    /// 2081 `restart`, 3020 `info`, and from HJ 212-2025 1001 `hardware_ids`
+    /// (logger, CPU and MAC ids), 1014 `key_request` (keys are issued by the
+    /// sysadmin, never automatically), 2062 `qc_check` (an automatic
+    /// standard-sample check: quality control, not a pollutant reading) and 2013
+    /// `raw_data` (VOC raw data: retention times, peak areas; kept whole, as sent).
+    Event(&'static str),
     /// 1013: the logger asks for the time.
     TimeRequest,
     /// 9021 (vendor) or 9015 (2025): "I am alive".
@@ -52,10 +56,15 @@ impl Command {
             "2051" => Command::Data(DataKind::Min),
             "2061" => Command::Data(DataKind::Hour),
             "2031" => Command::Data(DataKind::Day),
+            "2111" => Command::Data(DataKind::Min),
             "2021" => Command::DeviceStatus,
             "2041" => Command::DeviceRunTime,
-            "2081" => Command::Restart,
-            "3020" => Command::Info,
+            "2081" => Command::Event("restart"),
+            "3020" => Command::Event("info"),
+            "1001" => Command::Event("hardware_ids"),
+            "1014" => Command::Event("key_request"),
+            "2062" => Command::Event("qc_check"),
+            "2013" => Command::Event("raw_data"),
             "1013" => Command::TimeRequest,
             "9021" | "9015" => Command::Heartbeat,
             "9011" | "9012" | "9013" | "9014" => Command::Answer,
@@ -70,8 +79,7 @@ impl Command {
             Command::Data(_)
                 | Command::DeviceStatus
                 | Command::DeviceRunTime
-                | Command::Restart
-                | Command::Info
+                | Command::Event(_)
                 | Command::Other
         )
     }
@@ -133,6 +141,7 @@ pub fn map_values(
     let source = SourceRef {
         protocol: Protocol::Hj212,
         device: origin.mn.clone(),
+        resend: seg.is_resend(),
     };
     let mut out = Mapped::default();
     let factors: Vec<Factor<'_>> = seg.factors().collect();
@@ -234,6 +243,7 @@ pub fn map_devices(seg: &DataSegment<'_>, origin: &Origin, tz: Tz) -> Result<Map
                 source: SourceRef {
                     protocol: Protocol::Hj212,
                     device: origin.mn.clone(),
+                    resend: seg.is_resend(),
                 },
             }),
             _ => out.problems.push(Problem {

@@ -4,11 +4,14 @@
 //!   byte vectors and real traffic;
 //! - [`mapping`]: a parsed segment to [`Reading`](crate::model::Reading)s;
 //! - [`registry`]: which MN speaks for which outlet, with its password;
-//! - [`server`] and `conn`: the TCP server that authenticates loggers, stores what
-//!   they send and answers only once it is durable.
+//! - [`server`], `conn` and `handle`: the TCP server that authenticates loggers
+//!   (each frame against its own MN, so one connection may relay many loggers),
+//!   decrypts HJ 212-2025 data areas, stores what they send and answers only once
+//!   it is durable.
 
 pub mod codec;
 mod conn;
+mod handle;
 pub mod mapping;
 pub mod registry;
 pub mod server;

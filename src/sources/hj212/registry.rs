@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::codec::crc::CrcMode;
+use super::codec::crypt::Sm4Key;
 use super::mapping::Origin;
 use crate::config::{Config, Hj212Crc};
 
@@ -17,6 +18,10 @@ pub struct Endpoint {
     pub set_time_on_connect: bool,
     /// Seconds, for a 1062 on connect.
     pub rtd_interval: Option<u32>,
+    /// HJ 212-2025: the key of the logger's SM4-encrypted data areas.
+    pub sm4_key: Option<Sm4Key>,
+    /// Plaintext data uploads (CN 2xxx) are refused (`not_encrypted`).
+    pub require_encryption: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,6 +48,8 @@ impl Registry {
                     },
                     set_time_on_connect: h.set_time_on_connect,
                     rtd_interval: h.rtd_interval.map(|d| d.0.as_secs() as u32),
+                    sm4_key: h.sm4_key.clone(),
+                    require_encryption: h.require_encryption,
                 };
                 by_mn.insert(h.mn.clone(), Arc::new(endpoint));
             }

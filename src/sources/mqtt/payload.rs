@@ -99,6 +99,7 @@ pub fn parse_json(
             source: SourceRef {
                 protocol: Protocol::Mqtt,
                 device: device.clone(),
+                resend: false,
             },
         });
     }

@@ -33,6 +33,12 @@
 //! takes the end of the buffer as the frame end. When the connection closes,
 //! [`FrameDecoder::finish`] gives up frames that can no longer complete.
 //!
+//! **Encrypted frames (HJ 212-2025).** Their CRC covers the *plaintext* segment and
+//! their length field often holds the plaintext length, so neither can be checked
+//! here. A segment whose data area is SM4 ciphertext (`CP=&&{0x…`) and whose end is
+//! found with a hard terminator, with no `"##"` inside it, is handed over with
+//! [`Frame::crc_pending`] set; the caller decrypts it and checks the CRC then.
+//!
 //! **A frame cut short** (logger reset, serial glitch behind a DTU) is given up
 //! as soon as a later `"##"` already holds a complete valid frame, instead of
 //! waiting for its declared length, so the resent frame is answered in time.
@@ -65,6 +71,9 @@ pub struct Frame {
     pub declared_len: usize,
     /// Deviations from the standard that were tolerated.
     pub quirks: Quirks,
+    /// The data area is SM4 ciphertext and the CRC did not match the segment as
+    /// sent: it must be checked over the plaintext after decryption.
+    pub crc_pending: bool,
 }
 
 impl Frame {
@@ -273,11 +282,14 @@ impl FrameDecoder {
                 let seg = buf.get(HEADER..seg_end).unwrap_or(&[]);
                 let computed = self.crc_mode.checksum(seg);
                 if computed == sent && (term.is_hard() || seg.ends_with(b"&&")) {
-                    return self.accept(buf, seg_end, term, term_len, declared);
+                    return self.accept(buf, seg_end, (term, term_len), declared, false);
                 }
                 // Length, hex and terminator all line up: the frame is where
                 // it says it is and only the CRC is wrong.
                 if computed != sent && term.is_hard() {
+                    if encrypted_span(buf, seg_end) {
+                        return self.accept(buf, seg_end, (term, term_len), declared, true);
+                    }
                     let err = bad_crc(buf, seg_end, computed);
                     return self.fail(buf, Some((seg_end + 4 + term_len, declared)), err);
                 }
@@ -317,7 +329,10 @@ impl FrameDecoder {
                     hashed = seg_end;
                     let computed = crc.finish();
                     if computed == sent {
-                        return self.accept(buf, seg_end, term, term_len, declared);
+                        return self.accept(buf, seg_end, (term, term_len), declared, false);
+                    }
+                    if term.is_hard() && encrypted_span(buf, seg_end) {
+                        return self.accept(buf, seg_end, (term, term_len), declared, true);
                     }
                     if term.is_hard() && may_reject {
                         let err = bad_crc(buf, seg_end, computed);
@@ -390,13 +405,15 @@ impl FrameDecoder {
         false
     }
 
+    /// `crc_pending`: an encrypted frame whose CRC is checked after decryption;
+    /// either length (plaintext or as sent) is normal for it.
     fn accept(
         &self,
         buf: &[u8],
         seg_end: usize,
-        term: Term,
-        term_len: usize,
+        (term, term_len): (Term, usize),
         declared: usize,
+        crc_pending: bool,
     ) -> Step {
         let segment = buf.get(HEADER..seg_end).unwrap_or(&[]).to_vec();
         let mut crc_text = [b'0'; 4];
@@ -407,8 +424,8 @@ impl FrameDecoder {
             && std::str::from_utf8(&segment).is_ok_and(|s| s.chars().count() == declared);
         let quirks = Quirks {
             lowercase_crc: crc_text.iter().any(u8::is_ascii_lowercase),
-            char_counted_length: counted_chars,
-            wrong_length: segment.len() != declared && !counted_chars,
+            char_counted_length: counted_chars && !crc_pending,
+            wrong_length: segment.len() != declared && !counted_chars && !crc_pending,
             missing_crlf: term != Term::Crlf,
         };
         let frame = Frame {
@@ -416,6 +433,7 @@ impl FrameDecoder {
             crc_text,
             declared_len: declared,
             quirks,
+            crc_pending,
         };
         Step::Frame(frame, seg_end + 4 + term_len)
     }
@@ -438,6 +456,14 @@ impl FrameDecoder {
             }
         }
     }
+}
+
+/// Does the span from the frame start to `seg_end` hold an SM4 data area and no
+/// later frame start? Only then may it be accepted before its CRC is known:
+/// consuming it can never swallow a `"##"`.
+fn encrypted_span(buf: &[u8], seg_end: usize) -> bool {
+    let seg = buf.get(HEADER..seg_end).unwrap_or(&[]);
+    super::crypt::is_encrypted(seg) && next_start(buf).is_none_or(|at| at >= seg_end)
 }
 
 fn bad_crc(buf: &[u8], seg_end: usize, computed: u16) -> FrameError {

@@ -5,11 +5,12 @@
 //! keep evidence of every step: [`frame`] finds frames in a TCP byte stream,
 //! [`segment`] parses a frame's data segment, [`reply`] builds what a platform
 //! sends back, [`crc`] holds the checksums, [`time`] the zone-less
-//! timestamps, [`error`] the error types and the private `scan` the frame
+//! timestamps, [`crypt`] the SM4 data areas of HJ 212-2025, [`error`] the error types and the private `scan` the frame
 //! finder's byte-level helpers. The modules refer to each other only as
 //! siblings (`super::x`), so they can be moved under any parent module as-is.
 
 pub mod crc;
+pub mod crypt;
 pub mod error;
 pub mod frame;
 pub mod reply;

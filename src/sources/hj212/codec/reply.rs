@@ -38,6 +38,23 @@ pub fn encode_frame_with(segment: &str, mode: CrcMode) -> Result<Vec<u8>, ReplyE
     Ok(out)
 }
 
+/// An HJ 212-2025 frame with an encrypted data area, as loggers send it: the
+/// length field and the CRC are those of the plaintext segment (as in the
+/// standard's examples), the data area's whole blocks are SM4 ciphertext.
+pub fn encode_encrypted_frame(
+    segment: &str,
+    key: &super::crypt::Sm4Key,
+    mode: CrcMode,
+) -> Result<Vec<u8>, ReplyError> {
+    let len = segment.len();
+    if len > MAX_FRAME_LEN {
+        return Err(ReplyError::TooLong(len));
+    }
+    let crc = mode.checksum(segment.as_bytes());
+    let sent = super::crypt::encrypt_segment(segment, key);
+    Ok(format!("##{len:04}{sent}{crc:04X}\r\n").into_bytes())
+}
+
 /// Data answer (CN 9014) to an upload that had Flag bit A set.
 pub fn data_answer_9014(upload: &DataSegment<'_>) -> Result<String, ReplyError> {
     answer("9014", upload)

@@ -130,6 +130,15 @@ pub struct DataSegment<'a> {
 }
 
 impl<'a> DataSegment<'a> {
+    /// HJ 212-2025 `RF=1`: the packet is a resend from the logger's backlog. A
+    /// real-time packet has no RF at all; other values are not refused, only
+    /// not taken as a resend.
+    pub fn is_resend(&self) -> bool {
+        self.other
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("RF") && v.trim() == "1")
+    }
+
     /// Parses a segment (the bytes between the length field and the CRC).
     pub fn parse(text: &'a str) -> Result<Self, SegmentError> {
         let mut seg = DataSegment {
