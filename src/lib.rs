@@ -2,9 +2,10 @@
 //!
 //! Readings from enterprises' pollution-source monitors and power-usage meters come
 //! in through [`sources`](crate::model) in many protocols, are normalised to one
-//! vocabulary ([`model`]), stored durably ([`store`]) and — in later stages — judged
-//! against each enterprise's permit and turned into alerts for the duty officer.
-//! See `../shared/design/ARCHITECTURE.md` for the pipeline and its invariants.
+//! vocabulary ([`model`]), stored durably ([`store`]), judged against each
+//! enterprise's permit ([`rules`]) and turned into alerts for the duty officer
+//! ([`alerts`], [`notify`]). README.md describes the pipeline, its guarantees and
+//! the layout; each module's docs say why it is built the way it is.
 
 pub mod alerts;
 pub mod api;
