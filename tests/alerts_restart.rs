@@ -10,9 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use pollwatch::sim::hj212_logger::cp_values;
-use pollwatch::sim::LoggerSim;
-use pollwatch::sources::hj212::codec::time::LocalDateTime;
 
 const N: usize = 500;
 
@@ -108,23 +105,8 @@ async fn five_hundred_notifications_queued_at_sigkill_are_delivered_once_each() 
     let db = dir.path().join("state/pollwatch.db");
     let mut daemon = Daemon::start(&cfg, Some(&dir.path().join("daemon.log")));
     let port = hj212_port(&daemon);
-    let hour = LocalDateTime {
-        year: 2026,
-        month: 11,
-        day: 27,
-        hour: 9,
-        minute: 0,
-        second: 0,
-    };
-    let cp = cp_values("Avg", &[("a21026", 41.2, 'N'), ("a19001", 6.0, 'N')]);
     for i in 0..N {
-        let mut logger = LoggerSim::new(
-            format!("127.0.0.1:{port}").parse().unwrap(),
-            &format!("MN-{i:03}"),
-            "123456",
-        );
-        logger.st = "31".into();
-        logger.upload("2061", hour, &cp).await.unwrap();
+        common::console::upload_exceedance_as(port, &format!("MN-{i:03}")).await;
     }
     let t = Instant::now();
     loop {

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use tokio::sync::{watch, Notify};
 
+use super::alerts::config;
 use super::{cpu_time, BenchError};
 use crate::alerts::{AlertEngine, DispatchTask, Dispatcher};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, LoadOptions};
 use crate::model::Location;
 use crate::notify::Notifier;
 use crate::rules::{Evidence, Finding, RuleName, Severity};
@@ -69,31 +69,6 @@ async fn hanging_peer() -> Result<String, BenchError> {
     Ok(format!("http://{addr}/cgi-bin/webhook/send?key=bench"))
 }
 
-fn config(dir: &std::path::Path, url: &str, storage: &str) -> Result<Config, BenchError> {
-    let io = |e: std::io::Error| BenchError::Setup(e.to_string());
-    let cfg = dir.join("config");
-    std::fs::create_dir_all(cfg.join("enterprises")).map_err(io)?;
-    std::fs::write(
-        cfg.join("pollwatch.toml"),
-        format!(
-            "[daemon]\nstate_dir = {:?}\n[storage]\nurl = {storage:?}\n[[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\ntimeout = \"60s\"\n",
-            dir.join("state").display().to_string()
-        ),
-    )
-    .map_err(io)?;
-    std::fs::write(
-        cfg.join("duty.toml"),
-        "[[officers]]\nid = \"o1\"\nname = \"值班员\"\nmobile = \"13800000001\"\n[[teams]]\nid = \"t\"\nname = \"大队\"\nmembers = [\"o1\"]\n[[routes]]\nteam = \"t\"\nchannels = [\"wecom\"]\n",
-    )
-    .map_err(io)?;
-    std::fs::write(
-        cfg.join("enterprises/e1.toml"),
-        "id = \"E1\"\nname = \"基准企业\"\ndistrict = \"吴中区\"\nindustry = \"火电\"\n",
-    )
-    .map_err(io)?;
-    Config::load(&cfg, &LoadOptions::default()).map_err(|e| BenchError::Setup(e.to_string()))
-}
-
 async fn rows(store: &Store) -> Result<usize, BenchError> {
     let open = store
         .alerts(&AlertQuery {
@@ -121,7 +96,15 @@ pub async fn alert_load(
         .map(str::to_string)
         .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
     let peer = hanging_peer().await?;
-    let cfg = Arc::new(config(dir.path(), &peer, &storage)?);
+    // The alerts are for outlets the config does not list; the engine records
+    // them all the same (names fall back to ids).
+    let cfg = Arc::new(config(
+        dir.path(),
+        &peer,
+        Some(&storage),
+        "timeout = \"60s\"\n",
+        0,
+    )?);
     let store = Store::open(&cfg.storage_url, &StoreOptions::default()).await?;
     let backend = if storage.starts_with("postgres") {
         "PostgreSQL"

@@ -90,14 +90,26 @@ async fn receiver() -> Result<String, BenchError> {
     Ok(format!("http://{addr}/cgi-bin/webhook/send?key=bench"))
 }
 
-fn config(dir: &std::path::Path, url: &str, outlets: usize) -> Result<Config, BenchError> {
+/// A bench config: one WeCom channel at `url` with `channel_extra` lines, the
+/// store at `storage` (default: SQLite in the state directory), one enterprise
+/// with `outlets` SO2-limited outlets.
+pub(super) fn config(
+    dir: &std::path::Path,
+    url: &str,
+    storage: Option<&str>,
+    channel_extra: &str,
+    outlets: usize,
+) -> Result<Config, BenchError> {
     let io = |e: std::io::Error| BenchError::Setup(e.to_string());
     let cfg = dir.join("config");
     std::fs::create_dir_all(cfg.join("enterprises")).map_err(io)?;
+    let storage = storage
+        .map(|u| format!("[storage]\nurl = {u:?}\n"))
+        .unwrap_or_default();
     std::fs::write(
         cfg.join("pollwatch.toml"),
         format!(
-            "[daemon]\nstate_dir = {:?}\n[[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\nrate_limit = 1000000\n",
+            "[daemon]\nstate_dir = {:?}\n{storage}[[channels]]\nid = \"wecom\"\nkind = \"wecom\"\nurl = \"{url}\"\nformat = \"text\"\n{channel_extra}",
             dir.join("state").display().to_string()
         ),
     )
@@ -123,7 +135,7 @@ pub async fn alerts(n: usize) -> Result<AlertsReport, BenchError> {
     let setup = |e: &dyn fmt::Display| BenchError::Setup(e.to_string());
     let dir = tempfile::tempdir().map_err(|e| setup(&e))?;
     let url = receiver().await?;
-    let cfg = Arc::new(config(dir.path(), &url, n)?);
+    let cfg = Arc::new(config(dir.path(), &url, None, "rate_limit = 1000000\n", n)?);
     let store = Store::open(&cfg.storage_url, &StoreOptions::default()).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let notifier = Arc::new(Notifier::from_config(&cfg, clock.clone()));

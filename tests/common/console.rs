@@ -72,11 +72,12 @@ pub const DUTY_TOML: &str =
 /// E1's logger uploads an SO2 hourly mean of 41.2 mg/m³ (limit 35) for
 /// 2026-11-27 09:00 over the real HJ 212 listener on `port`.
 pub async fn upload_exceedance(port: u16) {
-    let mut logger = LoggerSim::new(
-        format!("127.0.0.1:{port}").parse().unwrap(),
-        "MN-DS-01",
-        "123456",
-    );
+    upload_exceedance_as(port, "MN-DS-01").await
+}
+
+/// The same hour's SO2 exceedance from the logger `mn` (password 123456).
+pub async fn upload_exceedance_as(port: u16, mn: &str) {
+    let mut logger = LoggerSim::new(format!("127.0.0.1:{port}").parse().unwrap(), mn, "123456");
     logger.st = "31".into();
     let hour = LocalDateTime {
         year: 2026,
