@@ -6,19 +6,11 @@
 #[macro_use]
 mod common;
 
-use std::sync::Arc;
-use std::time::Duration as StdDuration;
-
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use pollwatch::clock::ManualClock;
+use chrono::{DateTime, Duration, Utc};
+use common::rules_rig::{local, Rig};
 use pollwatch::config::Config;
-use pollwatch::rules::task::{RulesTask, TaskOptions};
-use pollwatch::rules::{Finding, Plan, RuleName};
-use pollwatch::sim::LoggerSim;
-use pollwatch::sources::hj212::codec::time::LocalDateTime;
-use pollwatch::sources::hj212::{Hj212Server, Registry, ServerConfig};
-use pollwatch::store::{FindingQuery, Store, StoreOptions, StoredFinding, Writer};
-use tokio::sync::watch;
+use pollwatch::rules::{Finding, RuleName};
+use pollwatch::store::StoredFinding;
 
 both_backends!(
     hourly_uploads_with_cou_judge_the_flow_weighted_day,
@@ -73,30 +65,6 @@ fn config(dir: &std::path::Path, outlet_extra: &str) -> Config {
     )
 }
 
-/// A local (Asia/Shanghai) time of late November 2026, for the logger and in UTC.
-fn local(day: u8, hour: u8, minute: u8) -> (LocalDateTime, DateTime<Utc>) {
-    let lt = LocalDateTime {
-        year: 2026,
-        month: 11,
-        day,
-        hour,
-        minute,
-        second: 0,
-    };
-    let utc = Utc
-        .with_ymd_and_hms(
-            2026,
-            11,
-            u32::from(day),
-            u32::from(hour),
-            u32::from(minute),
-            0,
-        )
-        .unwrap()
-        - Duration::hours(8);
-    (lt, utc)
-}
-
 /// The day judged: 27 November, local.
 const DAY: u8 = 27;
 
@@ -104,122 +72,13 @@ fn day_start() -> DateTime<Utc> {
     local(DAY, 0, 0).1
 }
 
-/// The HJ 212 server, the store writer and the rules task on a manual clock.
-struct Rig {
-    store: Store,
-    clock: Arc<ManualClock>,
-    server: Option<Hj212Server>,
-    stop: watch::Sender<bool>,
-    writer: Option<(Writer, pollwatch::store::WriterTask)>,
-    rules: Option<RulesTask>,
-    logger: LoggerSim,
-    _dir: tempfile::TempDir,
-}
-
-impl Rig {
-    async fn start(url: &str, outlet_extra: &str) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(dir.path(), outlet_extra);
-        let store = Store::open(url, &StoreOptions::default()).await.unwrap();
-        let clock = Arc::new(ManualClock::new(local(DAY - 1, 12, 0).1));
-        let (writer, wtask, rules) = common::rules_pipeline(
-            &store,
-            &clock,
-            watch::channel(Arc::new(Plan::new(&cfg))).1,
-            TaskOptions {
-                tick: StdDuration::from_millis(20),
-                rejudge_quiet: StdDuration::from_millis(300),
-                ..TaskOptions::default()
-            },
-            None,
-        );
-        let (stop, stop_rx) = watch::channel(false);
-        let (_tx, registry) = watch::channel(Arc::new(Registry::from_config(&cfg)));
-        let mut scfg = ServerConfig::from_config(&cfg);
-        scfg.quiet = StdDuration::from_millis(200);
-        let server = Hj212Server::start(scfg, registry, writer.clone(), clock.clone(), stop_rx)
-            .await
-            .unwrap();
-        let mut logger = LoggerSim::new(server.local_addr(), MN, PW);
-        logger.st = "32".into();
-        Rig {
-            store,
-            clock,
-            server: Some(server),
-            stop,
-            writer: Some((writer, wtask)),
-            rules: Some(rules),
-            logger,
-            _dir: dir,
-        }
-    }
-
-    /// Uploads `cn` for the period starting at local `day hour:minute`, on a
-    /// clock set to when a logger sends it: two minutes after the period ends.
-    async fn upload(&mut self, cn: &str, (day, hour, minute): (u8, u8, u8), cp: &str) {
-        let (lt, utc) = local(day, hour, minute);
-        let span = match cn {
-            "2051" => Duration::minutes(1),
-            "2061" => Duration::hours(1),
-            _ => Duration::days(1),
-        };
-        self.at(utc + span + Duration::minutes(2));
-        self.upload_now(cn, lt, cp).await;
-    }
-
-    /// Uploads on the clock as it is (a late upload).
-    async fn upload_now(&mut self, cn: &str, lt: LocalDateTime, cp: &str) {
-        self.logger
-            .upload(cn, lt, cp)
-            .await
-            .unwrap_or_else(|e| panic!("upload {cn} {lt}: {e:?}"));
-    }
-
-    fn at(&self, t: DateTime<Utc>) {
-        let now = pollwatch::clock::Clock::now(&*self.clock);
-        if t > now {
-            self.clock.set(t);
-        }
-    }
-
-    async fn findings(&self) -> Vec<StoredFinding> {
-        self.store
-            .findings(&FindingQuery {
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-    }
-
-    /// Waits until a finding matching `want` is stored.
-    async fn wait_for(&self, want: impl Fn(&Finding) -> bool) -> StoredFinding {
-        for _ in 0..500 {
-            if let Some(f) = self.findings().await.into_iter().find(|f| want(&f.finding)) {
-                return f;
-            }
-            tokio::time::sleep(StdDuration::from_millis(20)).await;
-        }
-        panic!("not found within 10 s: {:#?}", self.findings().await);
-    }
-
-    /// Stops the server, the writer and the rules task (which judges what is
-    /// left), and returns every stored finding.
-    async fn finish(mut self) -> (Store, Vec<StoredFinding>) {
-        let _ = self.stop.send(true);
-        if let Some(s) = self.server.take() {
-            s.join().await;
-        }
-        if let Some((w, t)) = self.writer.take() {
-            drop(w);
-            t.finish(StdDuration::from_secs(5)).await;
-        }
-        if let Some(r) = self.rules.take() {
-            r.join(StdDuration::from_secs(20)).await;
-        }
-        let found = self.findings().await;
-        (self.store.clone(), found)
-    }
+/// The rig on `url` with the outlet's extra config, the clock at noon the day
+/// before the judged one.
+async fn start(url: &str, outlet_extra: &str) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), outlet_extra);
+    let now = local(DAY - 1, 12, 0).1;
+    Rig::start(url, &cfg, Some(dir), now, (MN, PW, "32")).await
 }
 
 /// COD and flow per hour: 16 hours of 80 mg/L at 100 m³, 8 hours of 130 mg/L at
@@ -279,7 +138,7 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 async fn hourly_uploads_with_cou_judge_the_flow_weighted_day(url: &str) {
-    let mut rig = Rig::start(url, "").await;
+    let mut rig = start(url, "").await;
     upload_day(&mut rig, true, |_| 'N').await;
     let (_, found) = rig.finish().await;
     let ex = of_day(&found, RuleName::Exceedance);
@@ -313,7 +172,7 @@ async fn hourly_uploads_with_cou_judge_the_flow_weighted_day(url: &str) {
 }
 
 async fn hourly_uploads_without_cou_weigh_by_the_mean_flow(url: &str) {
-    let mut rig = Rig::start(url, "").await;
+    let mut rig = start(url, "").await;
     upload_day(&mut rig, false, |_| 'N').await;
     let (_, found) = rig.finish().await;
     let ex = of_day(&found, RuleName::Exceedance);
@@ -327,7 +186,7 @@ async fn hourly_uploads_without_cou_weigh_by_the_mean_flow(url: &str) {
 }
 
 async fn nineteen_valid_hours_are_not_a_valid_day(url: &str) {
-    let mut rig = Rig::start(url, "").await;
+    let mut rig = start(url, "").await;
     // Hours 19–23 flagged M, F, C, D, B: received, not valid.
     let flags = ['M', 'F', 'C', 'D', 'B'];
     upload_day(&mut rig, true, |h| {
@@ -357,7 +216,7 @@ async fn nineteen_valid_hours_are_not_a_valid_day(url: &str) {
 /// (`aggregates = "supplied"`), and caught by the cross-check against the day
 /// built from its hours.
 async fn a_plain_daily_mean_hiding_a_weighted_exceedance_is_a_mismatch(url: &str) {
-    let mut rig = Rig::start(url, "").await;
+    let mut rig = start(url, "").await;
     for h in 0..24 {
         let (cod, m3) = hour_of_day(h);
         rig.upload("2061", (DAY, h, 0), &hourly_cp(cod, m3, 'N', true))
@@ -385,7 +244,7 @@ async fn a_plain_daily_mean_hiding_a_weighted_exceedance_is_a_mismatch(url: &str
 }
 
 async fn with_computed_aggregates_the_built_day_is_judged(url: &str) {
-    let mut rig = Rig::start(url, "aggregates = \"computed\"").await;
+    let mut rig = start(url, "aggregates = \"computed\"").await;
     for h in 0..24 {
         let (cod, m3) = hour_of_day(h);
         rig.upload("2061", (DAY, h, 0), &hourly_cp(cod, m3, 'N', true))
@@ -407,7 +266,7 @@ async fn with_computed_aggregates_the_built_day_is_judged(url: &str) {
 async fn daily_uploads_only_are_judged(url: &str) {
     let mut url = url.to_string();
     for extra in ["", "aggregates = \"computed\""] {
-        let mut rig = Rig::start(&url, extra).await;
+        let mut rig = start(&url, extra).await;
         rig.upload("2031", (DAY, 0, 0), "w01018-Avg=120.5,w01018-Flag=N")
             .await;
         let (_, found) = rig.finish().await;
@@ -432,7 +291,7 @@ async fn another_database(url: &str) -> String {
 /// Minute averages only (2051): 50 minutes of NH3-N at 20 mg/L give an hourly
 /// mean above 15.
 async fn minute_uploads_only_judge_the_hourly_limit(url: &str) {
-    let mut rig = Rig::start(url, "").await;
+    let mut rig = start(url, "").await;
     for m in 0..50 {
         rig.upload("2051", (DAY, 9, m), "w21003-Avg=20,w21003-Flag=N")
             .await;
@@ -462,14 +321,14 @@ async fn prefix(rig: &mut Rig) {
 /// being offline): the same daily verdict, and the `missing_data` raised while
 /// the data was missing is superseded.
 async fn a_day_arriving_a_day_late_gets_the_same_verdicts(url: &str) {
-    let mut rig = Rig::start(url, "").await;
+    let mut rig = start(url, "").await;
     prefix(&mut rig).await;
     upload_day(&mut rig, true, |_| 'N').await;
     let (_, on_time) = rig.finish().await;
     let want = of_day(&on_time, RuleName::Exceedance);
     assert_eq!(want.len(), 1, "{on_time:#?}");
 
-    let mut rig = Rig::start(&another_database(url).await, "").await;
+    let mut rig = start(&another_database(url).await, "").await;
     prefix(&mut rig).await;
     // The day passes in silence: judged missing once it is over.
     rig.at(local(DAY + 1, 1, 10).1);

@@ -177,7 +177,15 @@ impl AlertEngine {
             .config
             .enterprise(&f.finding.enterprise)
             .is_some_and(|e| e.positive_list);
-        let severity = a.severity_of(f.finding.rule.as_str(), positive);
+        let mut severity = a.severity_of(f.finding.rule.as_str(), positive);
+        // A finding that is itself the breach of a rule that otherwise only warns
+        // (the furnace's sixth low mean of a day) is at least major, unless
+        // [alerts.severity] sets that rule's severity explicitly.
+        if f.finding.severity == crate::rules::Severity::Violation
+            && !a.severity.contains_key(f.finding.rule.as_str())
+        {
+            severity = severity.min(crate::config::Severity::Major);
+        }
         let facts = facts_for(&self.config, &f.finding, severity);
         let new = NewAlert {
             key: format!(
@@ -227,6 +235,9 @@ impl AlertEngine {
             "threshold": f.finding.threshold,
             "message": f.finding.message,
             "evidence": f.finding.evidence,
+            // Values from a logger's backlog (HJ 212-2025 RF=1): the timeline says
+            // the finding was made on resent data, which arrived late.
+            "resend": f.finding.evidence.values.iter().any(|v| v.resend),
         })
         .to_string();
         Ok(FindingOnAlert {

@@ -21,6 +21,7 @@ mod keys;
 pub mod secrets;
 mod units;
 pub mod validate;
+mod validate_2025;
 mod validate_http;
 mod validate_notify;
 mod validate_rules;
@@ -38,8 +39,9 @@ pub use duty::{
     ShiftKind, Team,
 };
 pub use enterprise::{
-    Aggregates, Analyzer, Basis, Contact, EmissionCap, Enterprise, Hj212Crc, Hj212Identity, Limit,
-    Linkage, Meter, MeterRole, Order, OrderKind, Outlet, OutletKind,
+    Aggregates, Analyzer, Basis, Contact, EmissionCap, Enterprise, Furnace, Hj212Crc,
+    Hj212Identity, Limit, Linkage, Meter, MeterHj212, MeterRole, Order, OrderKind, Outlet,
+    OutletKind,
 };
 pub use units::{HumanDuration, ListenAddr, MinFree};
 pub use validate::parse_di;

@@ -238,6 +238,7 @@ pub fn enterprise(c: &mut Checker<'_>, e: &Enterprise, cat: &Catalogue<'_>) {
             non_zero(c, &format!("meters[{i}].offline_after"), d);
         }
     }
+    super::validate_2025::meter_power(c, e, cat);
     rules(c, e, cat);
 }
 
@@ -524,6 +525,9 @@ fn outlet(c: &mut Checker<'_>, p: &str, o: &Outlet, cat: &Catalogue<'_>) {
             );
         }
         positive(c, &format!("{ap}.range"), a.range);
+    }
+    if let Some(f) = &o.furnace {
+        super::validate_2025::furnace(c, &format!("{p}.furnace"), o.kind, f, cat);
     }
     let mut seen = HashSet::new();
     for (j, l) in o.limits.iter().enumerate() {

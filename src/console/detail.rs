@@ -236,12 +236,22 @@ fn detail_text(e: &AlertEvent) -> String {
 /// Short details inline; long ones (evidence JSON) folded, still all there.
 fn detail_html(e: &AlertEvent) -> String {
     let text = detail_text(e);
+    // A finding made on values a logger resent from its backlog (RF=1) says so.
+    let resend = serde_json::from_str::<serde_json::Value>(&e.detail)
+        .ok()
+        .and_then(|v| v.get("resend").and_then(|r| r.as_bool()))
+        .unwrap_or(false);
+    let mark = if resend {
+        r#"<span class="resend">补发数据（RF=1，迟到上传）</span> "#
+    } else {
+        ""
+    };
     if text.chars().count() <= 120 {
-        return html::esc(&text);
+        return format!("{mark}{}", html::esc(&text));
     }
     let head: String = text.chars().take(60).collect();
     format!(
-        "<details><summary>{}…</summary><code>{}</code></details>",
+        "{mark}<details><summary>{}…</summary><code>{}</code></details>",
         Esc(&head),
         Esc(&text)
     )

@@ -46,7 +46,7 @@ pub(crate) struct SeriesView<'a> {
     pub range_hour: &'a mut Option<DateTime<Utc>>,
 }
 
-fn ev(r: &Reading) -> EvidenceValue {
+pub(super) fn ev(r: &Reading) -> EvidenceValue {
     EvidenceValue {
         ts: r.ts,
         factor: r.factor.clone(),

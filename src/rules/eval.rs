@@ -4,6 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::finding::{Evidence, Finding, RuleName, Severity};
+use super::furnace::FurnaceState;
 use super::outlet::OutletState;
 use super::plan::{EnterprisePlan, Plan, GAS_FLOW, O2, WATER_FLOW};
 use super::power::{MeterState, PowerState};
@@ -76,6 +77,8 @@ pub(crate) struct EntState {
     pub meters: Vec<MeterState>,
     pub power: PowerState,
     pub caps: Vec<CapState>,
+    /// Per outlet; only those with a furnace rule ever hold anything.
+    pub furnaces: Vec<FurnaceState>,
 }
 
 impl EntState {
@@ -85,6 +88,7 @@ impl EntState {
             meters: e.meters.iter().map(|_| MeterState::default()).collect(),
             power: PowerState::new(e),
             caps: e.caps.iter().map(|_| CapState::default()).collect(),
+            furnaces: e.outlets.iter().map(|_| FurnaceState::default()).collect(),
         }
     }
 }
@@ -206,6 +210,9 @@ impl Evaluator {
                 };
                 let plan = &self.plan.enterprises[e];
                 let ent = &mut self.ents[e];
+                if plan.outlets[i].furnace.is_some() {
+                    ent.furnaces[i].reading(&plan.id, &plan.outlets[i], self.plan.tz, r, out);
+                }
                 let late = ent.outlets[i].reading(
                     plan,
                     i,

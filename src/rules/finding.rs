@@ -54,6 +54,7 @@ rule_names!(
     TreatmentUnderpowered = "treatment_underpowered",
     OrderViolation = "order_violation",
     EmissionTotal = "emission_total",
+    FurnaceTemperature = "furnace_temperature",
     // Not a rule on readings: the daemon raises it when free disk space falls
     // below [storage] min_free (see daemon/disk.rs); duty.toml routes it by rule.
     DiskLow = "disk_low",

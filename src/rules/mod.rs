@@ -72,6 +72,11 @@
 //! allowed_share = 0.6
 //! grace = "15m"                  # default
 //!
+//! [[outlets]]                    # furnace_temperature (waste incineration)
+//! id = "DA002"
+//! kind = "flue_gas"
+//! furnace = { factor = "a01902", min_c = 850.0, max_per_day = 5 }
+//!
 //! [[emission_caps]]              # emission_total
 //! factor = "w01018"
 //! tonnes_per_year = 36.5
@@ -113,6 +118,7 @@ mod close;
 pub mod day;
 mod eval;
 pub mod finding;
+mod furnace;
 mod limits;
 mod o2;
 mod outlet;

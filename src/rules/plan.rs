@@ -96,6 +96,18 @@ pub struct OutletPlan {
     pub constant_epsilon: f64,
     pub maintenance_max_share: f64,
     pub factors: IdMap<FactorPlan>,
+    /// A waste incinerator's furnace temperature rule ([`super::furnace`]).
+    pub furnace: Option<FurnacePlan>,
+}
+
+/// `outlets[].furnace`, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FurnacePlan {
+    pub factor: Id,
+    pub min_c: f64,
+    pub max_per_day: u32,
+    /// Where the rule is written (`min` = `min_c`, basis `5min`).
+    pub source: LimitRef,
 }
 
 impl OutletPlan {
@@ -304,6 +316,25 @@ fn enterprise(e: &Enterprise, file: &str, runtime: &[&StoredOrder]) -> Enterpris
                     .maintenance_max_share
                     .unwrap_or(Outlet::DEFAULT_MAINTENANCE_MAX_SHARE),
                 factors,
+                furnace: o.furnace.as_ref().map(|f| {
+                    let min_c = f.min_c.unwrap_or(crate::config::Furnace::DEFAULT_MIN_C);
+                    FurnacePlan {
+                        factor: Id::from(f.factor.as_str()),
+                        min_c,
+                        max_per_day: f
+                            .max_per_day
+                            .unwrap_or(crate::config::Furnace::DEFAULT_MAX_PER_DAY),
+                        source: LimitRef {
+                            min: Some(min_c),
+                            max: None,
+                            basis: "5min".to_string(),
+                            warn_at: None,
+                            o2_reference: None,
+                            file: file.to_string(),
+                            key: format!("outlets[{i}].furnace"),
+                        },
+                    }
+                }),
             }
         })
         .collect();

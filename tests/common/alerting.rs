@@ -21,7 +21,7 @@ max = 35.0
 basis = "hour"
 "#;
 
-const DUTY: &str = r#"
+pub const DUTY: &str = r#"
 [[officers]]
 id = "zhangwei"
 name = "张伟"

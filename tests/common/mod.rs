@@ -35,6 +35,7 @@ pub mod daemon;
 pub mod field;
 pub mod hj212;
 pub mod proxy;
+pub mod rules_rig;
 pub mod tmpfs;
 pub mod wecom;
 

@@ -102,7 +102,10 @@ impl Conn {
         let now = self.ctx.clock.now();
         match Command::of(seg.cn) {
             Command::Data(kind) => {
-                let mapped = mapping::map_values(seg, kind, &ep.origin, self.ctx.cfg.tz);
+                let mut mapped = mapping::map_values(seg, kind, &ep.origin, self.ctx.cfg.tz);
+                if let Ok(m) = &mut mapped {
+                    mapping::route_power(&mut m.readings, &ep.power);
+                }
                 self.store_upload(seg, ep, raw, crc, mapped).await
             }
             Command::DeviceStatus | Command::DeviceRunTime => {

@@ -93,6 +93,32 @@ pub struct Origin {
     pub mn: Id,
 }
 
+/// A meter fed by a logger (HJ 212-2025 power-use data): values of `factor` in
+/// the logger's uploads are the meter's active power.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PowerFeed {
+    pub factor: Id,
+    pub meter: Id,
+    /// Multiplies the value into kW.
+    pub scale: f64,
+}
+
+/// Moves the values of power factors from the logger's outlet to their meters,
+/// as active power (`e_p`, kW): linkage rules then see them like a polled meter's.
+pub fn route_power(readings: &mut [Reading], feeds: &[PowerFeed]) {
+    if feeds.is_empty() {
+        return;
+    }
+    for r in readings {
+        if let Some(f) = feeds.iter().find(|f| f.factor == r.factor) {
+            r.location = Location::Meter(f.meter.clone());
+            r.factor = Id::from("e_p");
+            r.unit = Id::from("kW");
+            r.value *= f.scale;
+        }
+    }
+}
+
 /// One value of a frame that could not be used, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::codec::crc::CrcMode;
 use super::codec::crypt::Sm4Key;
-use super::mapping::Origin;
+use super::mapping::{Origin, PowerFeed};
 use crate::config::{Config, Hj212Crc};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +22,8 @@ pub struct Endpoint {
     pub sm4_key: Option<Sm4Key>,
     /// Plaintext data uploads (CN 2xxx) are refused (`not_encrypted`).
     pub require_encryption: bool,
+    /// HJ 212-2025 power-use data: factors of this logger that are meters' power.
+    pub power: Vec<PowerFeed>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,6 +37,18 @@ impl Registry {
         for e in &cfg.enterprises {
             for o in &e.outlets {
                 let Some(h) = &o.hj212 else { continue };
+                let power = e
+                    .meters
+                    .iter()
+                    .filter_map(|m| {
+                        let feed = m.hj212.as_ref().filter(|f| f.mn == h.mn)?;
+                        Some(PowerFeed {
+                            factor: feed.factor.as_str().into(),
+                            meter: m.id.as_str().into(),
+                            scale: feed.scale.unwrap_or(1.0),
+                        })
+                    })
+                    .collect();
                 let endpoint = Endpoint {
                     origin: Origin {
                         enterprise: e.id.as_str().into(),
@@ -50,6 +64,7 @@ impl Registry {
                     rtd_interval: h.rtd_interval.map(|d| d.0.as_secs() as u32),
                     sm4_key: h.sm4_key.clone(),
                     require_encryption: h.require_encryption,
+                    power,
                 };
                 by_mn.insert(h.mn.clone(), Arc::new(endpoint));
             }

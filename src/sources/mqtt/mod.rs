@@ -455,7 +455,8 @@ fn hj212_payload(
             ))
         }
     };
-    let mapped = mapped.map_err(|e| ("bad_data_time", e.to_string()))?;
+    let mut mapped = mapped.map_err(|e| ("bad_data_time", e.to_string()))?;
+    mapping::route_power(&mut mapped.readings, &ep.power);
     if !mapped.problems.is_empty() {
         let detail = mapped
             .problems
