@@ -19,6 +19,7 @@ pub mod evidence;
 pub mod model;
 pub mod notify;
 pub mod ratelimit;
+pub mod report;
 pub mod rules;
 pub mod sim;
 pub mod sources;

@@ -67,6 +67,8 @@ enum Command {
     Findings(FindingsArgs),
     /// Alerts: list, show, ack, resolve, verify.
     Alerts(alerts_cmd::AlertsArgs),
+    /// The bureau's reports: `report monthly --month YYYY-MM --out DIR`.
+    Report(cli::report::ReportArgs),
     /// Measure throughput on this machine.
     Bench(cli::bench::BenchArgs),
     /// Run a simulated device against a pollwatch (or any platform).
@@ -262,6 +264,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Readings(args) => readings(args).await,
         Command::Findings(args) => findings(args).await,
         Command::Alerts(args) => alerts_cmd::run(args).await,
+        Command::Report(args) => cli::report::run(args).await,
         Command::Bench(args) => {
             cli::bench::run(args.what).await?;
             Ok(ExitCode::SUCCESS)

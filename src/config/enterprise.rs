@@ -8,6 +8,7 @@
 //! district = "吴中区"
 //! industry = "火电"
 //! positive_list = false            # 正面清单: supervised off-site only
+//! platform = "provincial"          # or "city": the monitoring platform it reports to
 //! contacts = [{ name = "王工", role = "环保专员", mobile = "13800000000" }]
 //!
 //! [[outlets]]
@@ -40,6 +41,9 @@ pub struct Enterprise {
     pub industry: String,
     #[serde(default)]
     pub positive_list: bool,
+    /// Which online-monitoring platform the enterprise's loggers also report to
+    /// (the monthly report counts enterprises by it).
+    pub platform: Option<Platform>,
     #[serde(default)]
     pub contacts: Vec<Contact>,
     #[serde(default)]
@@ -55,6 +59,30 @@ pub struct Enterprise {
     /// Annual permitted emission quantities.
     #[serde(default)]
     pub emission_caps: Vec<EmissionCap>,
+}
+
+/// `platform = "provincial" | "city"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Provincial,
+    City,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Provincial => "provincial",
+            Platform::City => "city",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Platform::Provincial => "省级平台",
+            Platform::City => "市级平台",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -29,31 +29,7 @@ pub fn state_zh(s: &str) -> &'static str {
     }
 }
 
-/// A rule's name for officers; unknown names are shown as they are.
-pub fn rule_zh(r: &str) -> &str {
-    match r {
-        "exceedance" => "超标",
-        "early_warning" => "超标预警",
-        "projected_exceedance" => "日均值预计超标",
-        "missing_data" => "数据缺失",
-        "not_judgeable" => "无法判定",
-        "data_mismatch" => "均值不符",
-        "offline" => "离线",
-        "constant_value" => "数据恒值",
-        "zero_value" => "数据为零",
-        "negative_value" => "数据为负",
-        "over_range" => "超量程",
-        "maintenance_overuse" => "维护标记过多",
-        "flow_mismatch" => "流量不符",
-        "treatment_not_running" => "治污设施未运行",
-        "treatment_underpowered" => "治污设施功率不足",
-        "order_violation" => "违反停限产令",
-        "emission_total" => "排放总量超许可",
-        "disk_low" => "存储空间不足",
-        "furnace_temperature" => "炉温低于850℃",
-        other => other,
-    }
-}
+pub use crate::rules::finding::rule_zh;
 
 /// Display names for an alert's enterprise, location and factor.
 pub struct Names<'a> {

@@ -38,6 +38,7 @@ mod events;
 mod findings;
 mod orders;
 mod postgres;
+mod report;
 mod series;
 pub mod space;
 mod sqlite;
@@ -52,6 +53,7 @@ pub use alerts::{
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};
+pub use report::{LastSeen, ReportAlert, ReportFinding};
 pub use space::{Space, SpaceWatch};
 pub use url::{StoreUrl, UrlError};
 pub use writer::{Committed, Durable, WriteError, Writer, WriterOptions, WriterStats, WriterTask};
