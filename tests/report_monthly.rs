@@ -444,3 +444,75 @@ async fn the_month_in_numbers(url: &str) {
         ]
     );
 }
+
+/// The daemon serves the same report: JSON and xlsx from the API (viewer token),
+/// and `/reports` in the console with the month picker and the download links.
+#[tokio::test]
+async fn the_api_and_the_console_serve_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _daemon) = common::console::start(dir.path());
+    let base = cfg.base();
+    let c = common::console::client();
+    let bearer = format!("Bearer {}", common::console::VIEWER);
+    let json: serde_json::Value = c
+        .get(format!("{base}/api/v1/reports/monthly?month=2026-11"))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["month"], "2026-11");
+    assert_eq!(json["overview"]["enterprises"], 2, "{json}");
+    let xlsx = c
+        .get(format!(
+            "{base}/api/v1/reports/monthly?month=2026-11&format=xlsx"
+        ))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xlsx.status(), 200);
+    let disposition = xlsx.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        disposition.contains("filename*=UTF-8''%E9%9D%9E"),
+        "{disposition}"
+    );
+    let bytes = xlsx.bytes().await.unwrap();
+    let path = dir.path().join("r.xlsx");
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(num(&cells(&path, "概况"), "纳入监管企业"), 2.0);
+    for bad in ["2026-13", "11-2026", "", "2026-11&format=pdf"] {
+        let r = c
+            .get(format!("{base}/api/v1/reports/monthly?month={bad}"))
+            .header("authorization", &bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let r = c
+        .get(format!("{base}/api/v1/reports/monthly?month=2026-11"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no token, no report");
+    let cookie = common::console::session(&c, &base, common::console::VIEWER).await;
+    let (status, page) =
+        common::console::get(&c, &format!("{base}/reports?month=2026-11"), &cookie).await;
+    assert_eq!(status, 200);
+    for want in [
+        "type=\"month\"",
+        "value=\"2026-11\"",
+        "format=xlsx",
+        "一、概况",
+        "三、告警",
+        "<svg",
+    ] {
+        assert!(page.contains(want), "{want} not in {page}");
+    }
+}

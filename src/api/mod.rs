@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod orders;
 pub mod readings;
 pub mod reload;
+pub mod report_monthly;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -121,6 +122,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(readings::routes())
         .merge(orders::routes())
         .merge(reload::routes())
+        .merge(report_monthly::routes())
         .with_state(state)
 }
 

@@ -35,7 +35,9 @@ pub fn routes() -> Router<ApiState> {
                         (CONTENT_TYPE, "text/css; charset=utf-8"),
                         (CACHE_CONTROL, "max-age=300"),
                     ],
-                    STYLE,
+                    // The monthly report's tables and charts (`/reports`) are
+                    // styled by the report module itself.
+                    format!("{STYLE}\n{}\n", crate::report::html::style()),
                 )
                     .into_response()
             }),

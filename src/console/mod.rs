@@ -31,6 +31,7 @@ pub mod hour;
 pub mod html;
 pub mod labels;
 pub mod login;
+pub mod reports;
 pub mod session;
 mod throttle;
 
@@ -79,6 +80,7 @@ pub fn routes() -> Router<ApiState> {
         .merge(events::routes())
         .merge(detail::routes())
         .merge(enterprises::routes())
+        .merge(reports::routes())
         .merge(assets::routes())
 }
 

@@ -8,11 +8,14 @@ use super::svg::esc;
 use super::table::{sections, Block, Value};
 use super::{file_stem, MonthlyReport};
 
-const STYLE: &str = "body{font-family:'WenQuanYi Micro Hei','Noto Sans CJK SC',sans-serif;margin:1.5em;color:#222}\
-.report h1{font-size:1.5em}.report h2{font-size:1.15em;border-bottom:2px solid #1565c0;padding-bottom:.2em;margin-top:1.6em}\
+/// The standalone page's own body style (the console has its own).
+const PAGE: &str =
+    "body{font-family:'WenQuanYi Micro Hei','Noto Sans CJK SC',sans-serif;margin:1.5em;color:#222}";
+/// The report's style, scoped to `.report` so the console can serve it too.
+const STYLE: &str = ".report h1{font-size:1.5em}.report h2{font-size:1.15em;border-bottom:2px solid #1565c0;padding-bottom:.2em;margin-top:1.6em}\
 .report table{border-collapse:collapse;margin:.5em 0;font-size:.9em}.report td,.report th{border:1px solid #bbb;padding:.25em .5em;text-align:left}\
 .report th{background:#eef3fb}.report td.n{text-align:right}.report tr.low td{background:#fde8e8}.report .note{color:#666;font-size:.85em}\
-.report svg{max-width:100%;height:auto}@media print{body{margin:0}.report h2{page-break-after:avoid}.report table{page-break-inside:avoid}}";
+.report svg{max-width:100%;height:auto}@media print{.report{margin:0}.report h2{page-break-after:avoid}.report table{page-break-inside:avoid}}";
 
 /// The whole page (`standalone`) or the report's body for the console's layout
 /// (with [`style`]).
@@ -22,7 +25,7 @@ pub fn page(r: &MonthlyReport, standalone: bool) -> String {
         return body;
     }
     format!(
-        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{PAGE}{STYLE}</style></head><body>{body}</body></html>",
         esc(&file_stem(&r.month))
     )
 }
