@@ -4,7 +4,7 @@
 use crate::config::{Config, Severity};
 use crate::model::{factor, Location};
 use crate::notify::AlertFacts;
-use crate::rules::Finding;
+use crate::rules::{Finding, RuleName};
 
 pub fn facts_for(config: &Config, f: &Finding, severity: Severity) -> AlertFacts {
     let e = config.enterprise(&f.enterprise);
@@ -50,6 +50,15 @@ pub fn facts_for(config: &Config, f: &Finding, severity: Severity) -> AlertFacts
         // Rules about a whole location (offline, linkage) carry no number.
         value: f.value.unwrap_or(0.0),
         limit: f.threshold.unwrap_or(0.0),
+        permit_limit: match f.rule {
+            RuleName::EarlyWarning | RuleName::ProjectedExceedance => f
+                .evidence
+                .limit
+                .as_ref()
+                .and_then(|l| l.max.or(l.min))
+                .filter(|p| Some(*p) != f.threshold),
+            _ => None,
+        },
         unit: cat.map(|c| c.unit.to_string()).unwrap_or_default(),
         basis: basis.to_string(),
         converted: f

@@ -17,8 +17,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::html::{self, num, opt_time, time, Esc};
-use super::labels::{rule_zh, severity_zh, state_zh, Names, SEVERITIES};
+use super::html::{self, opt_time, time, Esc};
+use super::labels::{
+    alert_rule_zh, rule_zh, severity_zh, state_zh, value_vs_limit, Names, SEVERITIES,
+};
 use super::{events, Officer};
 use crate::api::ApiState;
 use crate::config::{Config, HttpRole};
@@ -230,7 +232,7 @@ pub fn table(
     for a in &page.rows {
         let _ = write!(
             s,
-            r#"<tr class="sev-{sev} state-{state}" data-alert="{id}"><td><a href="/alerts/{id}">#{id}</a></td><td><span class="badge sev-{sev}">{sev_zh}</span></td><td>{state_zh}{by}</td><td>{ent}</td><td>{loc}</td><td>{factor}</td><td>{rule}</td><td class="num">{value} / {limit}</td><td>{opened}</td><td>{updated}</td><td class="num">{count}</td>"#,
+            r#"<tr class="sev-{sev} state-{state}" data-alert="{id}"><td><a href="/alerts/{id}">#{id}</a></td><td><span class="badge sev-{sev}">{sev_zh}</span></td><td>{state_zh}{by}</td><td>{ent}</td><td>{loc}</td><td>{factor}</td><td>{rule}</td><td class="num">{value_limit}</td><td>{opened}</td><td>{updated}</td><td class="num">{count}</td>"#,
             id = a.id,
             sev = Esc(&a.severity),
             sev_zh = severity_zh(&a.severity),
@@ -243,9 +245,8 @@ pub fn table(
             ent = Esc(names.enterprise(&a.enterprise)),
             loc = Esc(names.location(&a.enterprise, &a.location)),
             factor = Esc(&Names::factor(&a.factor)),
-            rule = Esc(rule_zh(&a.rule)),
-            value = num(a.value),
-            limit = num(a.limit),
+            rule = Esc(&alert_rule_zh(a)),
+            value_limit = Esc(&value_vs_limit(a)),
             opened = time(a.opened_at, tz),
             updated = opt_time(Some(a.updated_at), tz),
             count = a.count,

@@ -13,8 +13,8 @@ use axum::{Form, Router};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::html::{self, num, opt_time, time, Esc};
-use super::labels::{rule_zh, severity_zh, state_zh, Names};
+use super::html::{self, opt_time, time, Esc};
+use super::labels::{alert_rule_zh, severity_zh, state_zh, value_vs_limit, Names};
 use super::{session, Officer};
 use crate::api::ApiState;
 use crate::config::HttpRole;
@@ -122,7 +122,8 @@ async fn show(Officer(who): Officer, State(s): State<ApiState>, Path(id): Path<i
         state = a.state.as_str(),
         state_zh = state_zh(a.state.as_str()),
     );
-    body.push_str(&facts(a, &names, tz));
+    // On a phone as on a desk: what was said, the value against the permit limit
+    // and the acknowledge form come first; the facts, chart and timeline follow.
     // What the officer's phone showed (the Chinese measurement line), then the
     // rules engine's own wording of the finding.
     let told = crate::alerts::parse_facts(a)
@@ -135,6 +136,11 @@ async fn show(Officer(who): Officer, State(s): State<ApiState>, Path(id): Path<i
         let _ = write!(body, r#"<p class="told">{}</p>"#, Esc(&told));
     }
     let _ = write!(body, r#"<pre class="message">{}</pre>"#, Esc(&a.message));
+    let _ = write!(
+        body,
+        r#"<p class="vs" id="value-vs-limit">数值 / 限值：<b>{}</b></p>"#,
+        Esc(&value_vs_limit(a))
+    );
     if who.role >= HttpRole::Operator && a.state != AlertState::Resolved {
         let ack = if a.state == AlertState::Open {
             r#"<button type="submit" name="act" value="ack">确认告警</button>"#
@@ -147,6 +153,7 @@ async fn show(Officer(who): Officer, State(s): State<ApiState>, Path(id): Path<i
             csrf = Esc(&who.csrf),
         );
     }
+    body.push_str(&facts(a, &names, tz));
     let _ = write!(
         body,
         r#"<h2>证据图</h2><figure class="chart"><img id="chart" src="/api/v1/alerts/{id}/chart.svg" alt="告警 #{id} 前后的监测数据、限值线和小时均值"><figcaption><a href="/api/v1/alerts/{id}/chart.svg" download="alert-{id}.svg">下载 SVG</a> · <a href="/api/v1/alerts/{id}/chart.png" download="alert-{id}.png">下载 PNG</a></figcaption></figure>"#
@@ -176,11 +183,8 @@ fn facts(a: &AlertRow, names: &Names<'_>, tz: Tz) -> String {
             html::esc(names.location(&a.enterprise, &a.location)),
         ),
         ("因子", html::esc(&Names::factor(&a.factor))),
-        ("规则", html::esc(rule_zh(&a.rule))),
-        (
-            "数值 / 限值",
-            format!("{} / {}", num(a.value), num(a.limit)),
-        ),
+        ("规则", html::esc(&alert_rule_zh(a))),
+        ("数值 / 限值", html::esc(&value_vs_limit(a))),
         ("发生时间", time(a.opened_at, tz)),
         ("最近更新", time(a.updated_at, tz)),
         ("次数", a.count.to_string()),

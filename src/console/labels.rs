@@ -31,6 +31,46 @@ pub fn state_zh(s: &str) -> &'static str {
 
 pub use crate::rules::finding::rule_zh;
 
+/// What an alert's facts say of its basis and limits (tolerant of older rows).
+#[derive(Debug, Default, serde::Deserialize)]
+struct LimitFacts {
+    #[serde(default)]
+    basis: String,
+    #[serde(default)]
+    permit_limit: Option<f64>,
+}
+
+fn limit_facts(a: &crate::store::AlertRow) -> LimitFacts {
+    serde_json::from_str(&a.facts).unwrap_or_default()
+}
+
+/// The rule's name for this alert: a projected exceedance says which mean
+/// (小时均值预计超标 for an hourly limit, 日均值预计超标 for a daily one).
+pub fn alert_rule_zh(a: &crate::store::AlertRow) -> String {
+    if a.rule == "projected_exceedance" {
+        let basis = limit_facts(a).basis;
+        if !basis.is_empty() {
+            return format!("{basis}预计超标");
+        }
+    }
+    rule_zh(&a.rule).to_string()
+}
+
+/// Value against the permit limit; an early warning also names its warning line
+/// (`30.1 / 限值 35（预警线 28）`), never the line as if it were the limit.
+pub fn value_vs_limit(a: &crate::store::AlertRow) -> String {
+    let num = super::html::num;
+    match limit_facts(a).permit_limit {
+        Some(p) => format!(
+            "{} / 限值 {}（预警线 {}）",
+            num(a.value),
+            num(Some(p)),
+            num(a.limit)
+        ),
+        None => format!("{} / {}", num(a.value), num(a.limit)),
+    }
+}
+
 /// Display names for an alert's enterprise, location and factor.
 pub struct Names<'a> {
     pub cfg: &'a Config,
@@ -108,5 +148,70 @@ mod tests {
         for s in ["open", "acknowledged", "resolved"] {
             assert_ne!(state_zh(s), "未知");
         }
+    }
+}
+
+#[cfg(test)]
+mod alert_tests {
+    use super::*;
+    use crate::store::{AlertRow, AlertState};
+
+    fn row(rule: &str, value: f64, limit: f64, facts: &str) -> AlertRow {
+        let t = chrono::DateTime::UNIX_EPOCH;
+        AlertRow {
+            id: 1,
+            enterprise: "E1".into(),
+            location: "outlet:DA001".into(),
+            factor: "a21026".into(),
+            rule: rule.into(),
+            severity: "warning".into(),
+            state: AlertState::Open,
+            opened_at: t,
+            updated_at: t,
+            count: 1,
+            value: Some(value),
+            limit: Some(limit),
+            message: String::new(),
+            facts: facts.into(),
+            flapping: false,
+            acked_by: None,
+            acked_at: None,
+            resolved_by: None,
+            resolved_at: None,
+            cycle_started_at: None,
+            reopens: 0,
+        }
+    }
+
+    #[test]
+    fn an_early_warning_shows_the_permit_limit_and_its_warning_line() {
+        let a = row(
+            "early_warning",
+            30.1,
+            28.0,
+            r#"{"basis":"小时均值","permit_limit":35.0}"#,
+        );
+        assert_eq!(value_vs_limit(&a), "30.1 / 限值 35（预警线 28）");
+        // An exceedance (and an alert recorded before the field existed).
+        let b = row("exceedance", 41.2, 35.0, r#"{"basis":"小时均值"}"#);
+        assert_eq!(value_vs_limit(&b), "41.2 / 35");
+        assert_eq!(
+            value_vs_limit(&row("exceedance", 1.0, 2.0, "not json")),
+            "1 / 2"
+        );
+    }
+
+    #[test]
+    fn a_projected_exceedance_names_its_mean() {
+        let hourly = row(
+            "projected_exceedance",
+            30.0,
+            28.0,
+            r#"{"basis":"小时均值"}"#,
+        );
+        assert_eq!(alert_rule_zh(&hourly), "小时均值预计超标");
+        let daily = row("projected_exceedance", 30.0, 28.0, r#"{"basis":"日均值"}"#);
+        assert_eq!(alert_rule_zh(&daily), "日均值预计超标");
+        assert_eq!(alert_rule_zh(&row("exceedance", 1.0, 2.0, "{}")), "超标");
     }
 }

@@ -82,7 +82,13 @@ pub struct AlertFacts {
     /// As officers say it, e.g. `SO2` or `二氧化硫`.
     pub factor_name: String,
     pub value: f64,
+    /// The threshold judged against: the permit limit, or for an early warning
+    /// (and a projected exceedance) the warning line.
     pub limit: f64,
+    /// The permit limit itself when `limit` is a warning line below it (预警线 28,
+    /// 限值 35); absent otherwise and on alerts recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permit_limit: Option<f64>,
     pub unit: String,
     /// How the value was formed, e.g. `小时均值`.
     pub basis: String,

@@ -459,6 +459,7 @@ mod tests {
             factor_name: "pH值".into(),
             value: 5.8,
             limit: 6.0,
+            permit_limit: None,
             unit: String::new(),
             basis: "实时值".into(),
             converted: false,

@@ -74,6 +74,7 @@ async function live(page) {
   console.log(`SHOT ${join(shots, 'board.png')}`);
 
   await Promise.all([page.waitForURL(/\/alerts\/\d+$/), row.first().locator('a').first().click()]);
+  const detailPath = new URL(page.url()).pathname;
   // The console's script replaces the image with a message if it fails to load.
   await page.waitForFunction(() => {
     const i = document.getElementById('chart');
@@ -103,6 +104,30 @@ async function live(page) {
   if (!outlet.includes('在线')) throw new Error(`outlet not online: ${outlet}`);
   await page.screenshot({ path: join(shots, 'enterprise.png'), fullPage: true });
   console.log(`SHOT ${join(shots, 'enterprise.png')}`);
+
+  // The monthly report: the page, then the workbook through its link.
+  const month = new Date().toISOString().slice(0, 7);
+  await page.goto(`${url}/reports?month=${month}`);
+  const report = await page.locator('.report').innerText();
+  for (const needle of ['一、概况', '三、告警', '七、正面清单']) {
+    if (!report.includes(needle)) throw new Error(`report lacks ${needle}`);
+  }
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#xlsx')]);
+  const saved = join(shots, `report-${month}.xlsx`);
+  await download.saveAs(saved);
+  if (!download.suggestedFilename().endsWith('.xlsx')) throw new Error(`download: ${download.suggestedFilename()}`);
+  console.log(`SHOT ${saved}`);
+
+  // A duty officer's phone (390 × 844): the board as cards, the alert with the
+  // message, value against the limit and the form first; nothing scrolls sideways.
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const [path, shot] of [['/', 'phone-board.png'], [detailPath, 'phone-alert.png'], [`/reports?month=${month}`, 'phone-report.png']]) {
+    await page.goto(`${url}${path}`);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    if (wide > 390) throw new Error(`${path} scrolls sideways on a phone: ${wide}px`);
+    await page.screenshot({ path: join(shots, shot), fullPage: true });
+    console.log(`SHOT ${join(shots, shot)}`);
+  }
 }
 
 async function load(page) {

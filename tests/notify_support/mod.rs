@@ -241,6 +241,7 @@ pub fn facts(alert_id: &str) -> AlertFacts {
         factor_name: "SO2".into(),
         value: 41.2,
         limit: 35.0,
+        permit_limit: None,
         unit: "mg/m³".into(),
         basis: "小时均值".into(),
         converted: true,
