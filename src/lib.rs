@@ -20,6 +20,7 @@ pub mod model;
 pub mod notify;
 pub mod ratelimit;
 pub mod rules;
+pub mod seal;
 pub mod sim;
 pub mod sources;
 pub mod store;

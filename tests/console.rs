@@ -153,6 +153,19 @@ async fn login_cookie_csrf_roles_and_logout() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The token's name is the recorded actor; `by` is the client's word, kept
+    // as on_behalf_of (issue 18).
+    let a: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(a["resolved_by"], "desk");
+    let row = store
+        .alert_events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.kind == "resolved")
+        .expect("a resolved row");
+    assert_eq!(row.actor, "desk");
+    assert_eq!(row.on_behalf_of.as_deref(), Some("zhangwei"));
 
     // The alert page's own form: CSRF field and role checked, then back to the page.
     let other = seed_alert(

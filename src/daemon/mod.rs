@@ -96,7 +96,27 @@ pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         sqlite_synchronous: config.daemon.storage.sqlite_synchronous,
         min_free: config.daemon.storage.min_free,
+        keys: evidence_keys(config),
         ..StoreOptions::default()
+    }
+}
+
+/// The evidence keys of `[evidence]`. A key that cannot be used does not stop
+/// the daemon (readings must never stop for it): timelines are chained unkeyed
+/// and it says so loudly; check-config names the problem.
+pub fn evidence_keys(config: &Config) -> crate::seal::Keyring {
+    let ev = &config.daemon.evidence;
+    match crate::seal::Keyring::load(ev.key_file.as_deref(), &ev.old_key_files) {
+        Ok(k) => {
+            if k.current_id().is_empty() {
+                tracing::warn!("no [evidence] key_file: alert timelines are chained UNKEYED; alerts verify will say \"not keyed\"");
+            }
+            k
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "evidence key unusable: alert timelines are chained UNKEYED until it is fixed");
+            crate::seal::Keyring::default()
+        }
     }
 }
 
