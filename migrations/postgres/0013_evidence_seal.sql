@@ -6,11 +6,9 @@ ALTER TABLE alert_events ADD COLUMN on_behalf_of TEXT;
 ALTER TABLE alert_events ADD COLUMN facts TEXT NOT NULL DEFAULT '';
 ALTER TABLE alert_events ADD COLUMN readings_digest TEXT NOT NULL DEFAULT '';
 ALTER TABLE alert_events ADD COLUMN readings TEXT NOT NULL DEFAULT '';
-ALTER TABLE alert_events ADD COLUMN written BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX alert_events_written ON alert_events (written);
+-- The daily anchor reads a day's rows by time.
+CREATE INDEX alert_events_at ON alert_events (at);
 
-ALTER TABLE alerts ADD COLUMN acked_for TEXT;
-ALTER TABLE alerts ADD COLUMN resolved_for TEXT;
 ALTER TABLE orders ADD COLUMN on_behalf_of TEXT;
 ALTER TABLE orders ADD COLUMN cancelled_for TEXT;
 

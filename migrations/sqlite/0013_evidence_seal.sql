@@ -14,13 +14,11 @@ ALTER TABLE alert_events ADD COLUMN on_behalf_of TEXT;
 ALTER TABLE alert_events ADD COLUMN facts TEXT NOT NULL DEFAULT '';
 ALTER TABLE alert_events ADD COLUMN readings_digest TEXT NOT NULL DEFAULT '';
 ALTER TABLE alert_events ADD COLUMN readings TEXT NOT NULL DEFAULT '';
-ALTER TABLE alert_events ADD COLUMN written INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX alert_events_written ON alert_events (written);
+-- The daily anchor reads a day's rows by time.
+CREATE INDEX alert_events_at ON alert_events (at);
 
 -- The recorded actor is the authenticated token's (or console session's) name;
--- what a client says in `by` is kept here.
-ALTER TABLE alerts ADD COLUMN acked_for TEXT;
-ALTER TABLE alerts ADD COLUMN resolved_for TEXT;
+-- what a client says in `by` is kept apart: alert_events.on_behalf_of, and here.
 ALTER TABLE orders ADD COLUMN on_behalf_of TEXT;
 ALTER TABLE orders ADD COLUMN cancelled_for TEXT;
 

@@ -72,7 +72,6 @@ pub struct DaemonFile {
 /// key_file = "/run/credentials/pollwatch.service/evidence-key"
 /// old_key_files = ["/etc/pollwatch/evidence-2025.key"]   # after a rotation
 /// anchor_time = "00:10"              # local time the previous day is anchored
-/// anchor_topic = "pollwatch/anchors" # also publish each anchor over [mqtt]
 /// ```
 ///
 /// Without `key_file` the daemon runs and chains rows unkeyed; check-config
@@ -84,7 +83,6 @@ pub struct EvidenceSection {
     pub old_key_files: Vec<PathBuf>,
     /// `HH:MM` local; default 00:10.
     pub anchor_time: Option<String>,
-    pub anchor_topic: Option<String>,
 }
 
 impl EvidenceSection {

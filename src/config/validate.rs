@@ -104,19 +104,6 @@ pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
             "expected a local time as HH:MM, such as \"00:10\"",
         );
     }
-    if let Some(t) = &d.evidence.anchor_topic {
-        if t.is_empty() || t.contains(['#', '+', '\0']) {
-            c.error(
-                "evidence.anchor_topic",
-                "expected an MQTT topic name without wildcards or NUL",
-            );
-        } else if d.mqtt.is_none() {
-            c.error(
-                "evidence.anchor_topic",
-                "anchors are published over [mqtt], which is not configured",
-            );
-        }
-    }
     if d.storage.queue == 0 {
         c.error("storage.queue", "must be at least 1");
     }

@@ -10,6 +10,7 @@
 //! Between start-up and shutdown the main loop serves reloads ([`reload`], applied
 //! in [`live`]); systemd hears about all of it ([`systemd`]).
 
+mod anchor;
 mod disk;
 mod instrument;
 mod live;
@@ -313,6 +314,14 @@ pub async fn run(
         aux_stop.clone(),
     ));
 
+    // The previous day's evidence anchor, outside the database.
+    let anchors = tokio::spawn(anchor::daily(
+        store.clone(),
+        config_rx.clone(),
+        clock.clone(),
+        aux_stop.clone(),
+    ));
+
     // Free disk space below [storage] min_free: a disk_low alert (SQLite only).
     let disk = store.space().cloned().map(|space| {
         tokio::spawn(disk::watch(
@@ -429,6 +438,7 @@ pub async fn run(
         let _ = d.task.await;
     }
     let _ = heartbeat.await;
+    let _ = anchors.await;
     if let Some(d) = disk {
         let _ = d.await;
     }

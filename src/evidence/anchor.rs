@@ -1,8 +1,7 @@
 //! The daily anchor (issue 18): a Merkle root over every timeline row, readings
 //! digest and chain head written on a (local) day, in
-//! `<state_dir>/anchors/YYYY-MM-DD.json` — a copy outside the database, which
-//! can also be pushed where the database's owner cannot reach (see
-//! `[evidence] anchor_topic`). `alerts verify` checks the store against the
+//! `<state_dir>/anchors/YYYY-MM-DD.json` — a copy outside the database, to be
+//! copied where the database's owner cannot reach (README: "Evidence"). `alerts verify` checks the store against the
 //! anchors; a third party checks an exported record against a published one
 //! without the key (see [`check_export`]).
 //!
