@@ -215,7 +215,7 @@ async fn login_cookie_csrf_roles_and_logout() {
     assert_eq!(status, 200);
     for needle in [
         "已电话核实",
-        "哈希链校验通过",
+        "哈希链一致，但未加密钥",
         &format!("/api/v1/alerts/{id}/chart.svg"),
         &format!("/api/v1/alerts/{id}/chart.png"),
     ] {
@@ -526,7 +526,8 @@ async fn the_enterprise_page_shows_this_hour_power_linkage_and_orders() {
         "RT-7",
         "限产",
         "60%",
-        "lisi 下达",
+        // The token issued it; the name the client gave is shown as such.
+        "desk 下达（代 lisi）",
         "企业配置",
         "设备上报",
         "密钥申请（1014）",

@@ -111,12 +111,13 @@ async fn show(_: Viewer, State(s): State<ApiState>, Path(id): Path<i64>) -> Resp
             .filter(|e| e.kind == "opened" || e.kind == "finding")
             .filter_map(|e| serde_json::from_str(&e.detail).ok())
             .collect();
-        let chain_intact = crate::store::verify_chain(&timeline).is_ok();
+        let chain_intact = crate::store::verify_chain_with(s.store.keys(), &timeline).is_ok();
         Ok::<_, crate::store::StoreError>(Some(serde_json::json!({
             "alert": alert_json(&alert),
             "evidence": evidence,
             "timeline": timeline,
             "timeline_intact": chain_intact,
+            "timeline_keyed": !timeline.is_empty() && timeline.iter().all(|e| !e.key_id.is_empty()),
             "notifications": s.store.outbox(None, Some(id), 1000).await?,
             "attempts": s.store.alert_attempts(id).await?,
         })))

@@ -84,6 +84,7 @@ pub async fn export(
             "evidence": f.finding.evidence,
         })).collect::<Vec<_>>(),
         "timeline": timeline,
+        "timeline_intact": pollwatch::store::verify_chain_with(store.keys(), &timeline).is_ok(),
         "key_ids": checked.store.key_ids,
         "verification": checked,
         "anchors": evidence::anchor::proofs(id, &anchors),
