@@ -4,8 +4,11 @@
 -- (alert_events, findings, finding_revisions, readings, retention_log) — on top
 -- of the triggers that refuse those statements for anyone.
 --
--- Run once as a superuser, after the owner has migrated the schema
--- (`pollwatch check-config` or the first `pollwatch run` as the owner):
+-- Run once as a superuser, after the schema is migrated (any pollwatch command
+-- that opens the store, e.g. `pollwatch alerts list`, run with the owner's url).
+-- Checked on PostgreSQL 15+: the daemon role then opens the store, writes, and
+-- gets "permission denied" for UPDATE/DELETE on alert_events and readings, for
+-- INSERT into retention_log, and "must be owner" for dropping a trigger.
 --   psql -v ON_ERROR_STOP=1 -d pollwatch -f deploy/postgres-roles.sql
 -- then point the daemon's [storage] url at pollwatch_daemon, and run
 -- `pollwatch evidence retain` (and schema upgrades) with the owner's url.
@@ -26,7 +29,12 @@ BEGIN
 END $$;
 ALTER VIEW public.findings_current OWNER TO pollwatch_owner;
 
-GRANT USAGE ON SCHEMA public TO pollwatch_daemon;
+-- CREATE on the schema only because sqlx runs `CREATE TABLE IF NOT EXISTS
+-- _sqlx_migrations` at every start; tables the daemon does not own it cannot
+-- alter, drop or strip of their triggers. Pending migrations (an upgrade) must
+-- be applied as the owner first: any command that opens the store migrates it,
+-- e.g. `pollwatch alerts list` with the owner's url.
+GRANT USAGE, CREATE ON SCHEMA public TO pollwatch_daemon;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO pollwatch_daemon;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO pollwatch_daemon;
 -- Working tables the daemon changes in place (alert state, the outbox, orders'
