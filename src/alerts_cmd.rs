@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use pollwatch::config::Config;
 use pollwatch::evidence;
-use pollwatch::store::{verify_chain, AlertQuery, AlertState, Store};
+use pollwatch::store::{AlertQuery, AlertState, Store, Verdict};
 
 #[derive(Args)]
 pub struct AlertsArgs {
@@ -54,8 +54,14 @@ enum AlertsWhat {
         #[arg(long, default_value = "")]
         note: String,
     },
-    /// Recompute the timeline's SHA-256 chain; exit 1 if any row was altered.
-    Verify { id: i64 },
+    /// Check the alert's record: the keyed chain row by row, the alert's own
+    /// facts, its findings, the readings they were judged on, and the daily
+    /// anchors. Exit 0 intact, 1 altered (naming what), 2 not keyed.
+    Verify {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the alert's record for a case file into a directory: JSON (alert,
     /// findings with evidence, timeline and chain check, notifications, attempts,
     /// readings), the chart as SVG and PNG, and SHA256SUMS.
@@ -152,25 +158,22 @@ async fn run_on(store: &Store, cfg: &Config, what: AlertsWhat) -> anyhow::Result
         AlertsWhat::Resolve { id, by, note } => {
             transition(store, id, AlertState::Resolved, &by, &note).await
         }
-        AlertsWhat::Verify { id } => {
-            let events = store.alert_events(id).await?;
-            if events.is_empty() {
-                anyhow::bail!("alert #{id} has no timeline");
-            }
-            match verify_chain(&events) {
-                Ok(()) => {
-                    println!(
-                        "alert #{id}: timeline of {} rows intact; last hash {}",
-                        events.len(),
-                        events.last().map(|e| e.hash.as_str()).unwrap_or("")
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(seq) => {
-                    println!("alert #{id}: timeline ALTERED at row {seq}: its hash does not follow from its content and the rows before it");
-                    Ok(ExitCode::from(1))
+        AlertsWhat::Verify { id, json } => {
+            let checked = evidence::report::verify(store, &cfg.state_dir, id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no alert #{id}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checked)?);
+            } else {
+                for l in checked.lines() {
+                    println!("{l}");
                 }
             }
+            Ok(match checked.verdict {
+                Verdict::Intact => ExitCode::SUCCESS,
+                Verdict::Altered => ExitCode::from(1),
+                Verdict::NotKeyed => ExitCode::from(2),
+            })
         }
         AlertsWhat::Export { id, out } => {
             let files = super::cli::export::export(store, cfg, id, &out).await?;
@@ -179,7 +182,8 @@ async fn run_on(store: &Store, cfg: &Config, what: AlertsWhat) -> anyhow::Result
                 println!("  {hash}  {name}");
             }
             println!(
-                "  check with: (cd {} && sha256sum -c SHA256SUMS)",
+                "  check with: (cd {} && sha256sum -c SHA256SUMS) and pollwatch evidence check {}",
+                out.display(),
                 out.display()
             );
             Ok(ExitCode::SUCCESS)

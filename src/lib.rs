@@ -21,6 +21,7 @@ pub mod notify;
 pub mod ratelimit;
 pub mod report;
 pub mod rules;
+pub mod seal;
 pub mod sim;
 pub mod sources;
 pub mod store;

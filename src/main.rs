@@ -2,6 +2,7 @@
 //! the environment, signals, printing. The work is in the library.
 
 mod alerts_cmd;
+mod evidence_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,8 @@ enum Command {
     Alerts(alerts_cmd::AlertsArgs),
     /// The bureau's reports: `report monthly --month YYYY-MM --out DIR`.
     Report(cli::report::ReportArgs),
+    /// Evidence: create the key, anchor a day, retention, check an export.
+    Evidence(evidence_cmd::EvidenceArgs),
     /// Measure throughput on this machine.
     Bench(cli::bench::BenchArgs),
     /// Run a simulated device against a pollwatch (or any platform).
@@ -233,6 +236,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(c) => match Config::load(&c.config, &load_options()) {
             Ok(cfg) => {
                 let missing = pollwatch::config::secrets::environment_problems(&cfg);
+                if let Some(w) = pollwatch::config::secrets::evidence_warning(&cfg) {
+                    eprintln!("{w}");
+                }
                 if missing.is_empty() {
                     print!("{}", cfg.summary());
                     return Ok(ExitCode::SUCCESS);
@@ -265,6 +271,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Findings(args) => findings(args).await,
         Command::Alerts(args) => alerts_cmd::run(args).await,
         Command::Report(args) => cli::report::run(args).await,
+        Command::Evidence(args) => evidence_cmd::run(args).await,
         Command::Bench(args) => {
             cli::bench::run(args.what).await?;
             Ok(ExitCode::SUCCESS)

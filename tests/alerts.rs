@@ -529,17 +529,24 @@ async fn alerts_verify_detects_an_edited_timeline_row() {
             .output()
             .unwrap()
     };
+    // No [evidence] key here: consistent, but "not keyed" (exit 2), never "intact".
     let ok = verify();
-    assert!(
-        ok.status.success(),
+    assert_eq!(
+        ok.status.code(),
+        Some(2),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("intact"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("NOT KEYED"));
 
-    // Someone lowers the recorded value in the database afterwards.
+    // Someone lowers the recorded value in the database afterwards (dropping
+    // the append-only trigger first, as the database's owner can).
     use sqlx::Connection;
     let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("DROP TRIGGER alert_events_append_only_u")
+        .execute(&mut c)
         .await
         .unwrap();
     sqlx::query("UPDATE alert_events SET detail = replace(detail, '41.2', '34.9') WHERE alert_id = ? AND seq = 1")
@@ -551,7 +558,8 @@ async fn alerts_verify_detects_an_edited_timeline_row() {
     let bad = verify();
     assert_eq!(bad.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&bad.stdout).contains("ALTERED at row 1"),
+        String::from_utf8_lossy(&bad.stdout).contains("ALTERED")
+            && String::from_utf8_lossy(&bad.stdout).contains("row 1 "),
         "{}",
         String::from_utf8_lossy(&bad.stdout)
     );

@@ -348,8 +348,13 @@ async fn chart_routes(url: &str) {
     );
     assert_eq!(
         String::from_utf8_lossy(&ok.stdout).lines().count(),
-        3,
-        "json, svg, png"
+        4,
+        "json, verification.md, svg, png (no anchor yet)"
+    );
+    let report = std::fs::read_to_string(case.join("verification.md")).unwrap();
+    assert!(
+        report.contains("证据核验报告") && report.contains("未加密钥"),
+        "{report}"
     );
     // An edited file no longer matches.
     let json = case.join(format!("alert-{alert}.json"));
@@ -369,11 +374,15 @@ async fn chart_routes(url: &str) {
     files.sort();
     assert_eq!(
         files,
-        ["SHA256SUMS".to_string(), format!("alert-{offline}.json")]
+        [
+            "SHA256SUMS".to_string(),
+            format!("alert-{offline}.json"),
+            "verification.md".to_string()
+        ]
     );
     let ok = check(&plain);
     assert!(ok.status.success());
-    assert_eq!(String::from_utf8_lossy(&ok.stdout).lines().count(), 1);
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).lines().count(), 2);
     // No such alert: an error that says so, and nothing written.
     let none = export(999_999, &dir.path().join("case-none"));
     assert!(!none.status.success());

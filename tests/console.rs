@@ -153,6 +153,19 @@ async fn login_cookie_csrf_roles_and_logout() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The token's name is the recorded actor; `by` is the client's word, kept
+    // as on_behalf_of (issue 18).
+    let a: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(a["resolved_by"], "desk");
+    let row = store
+        .alert_events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.kind == "resolved")
+        .expect("a resolved row");
+    assert_eq!(row.actor, "desk");
+    assert_eq!(row.on_behalf_of.as_deref(), Some("zhangwei"));
 
     // The alert page's own form: CSRF field and role checked, then back to the page.
     let other = seed_alert(
@@ -202,7 +215,7 @@ async fn login_cookie_csrf_roles_and_logout() {
     assert_eq!(status, 200);
     for needle in [
         "已电话核实",
-        "哈希链校验通过",
+        "哈希链一致，但未加密钥",
         &format!("/api/v1/alerts/{id}/chart.svg"),
         &format!("/api/v1/alerts/{id}/chart.png"),
     ] {
@@ -513,7 +526,8 @@ async fn the_enterprise_page_shows_this_hour_power_linkage_and_orders() {
         "RT-7",
         "限产",
         "60%",
-        "lisi 下达",
+        // The token issued it; the name the client gave is shown as such.
+        "desk 下达（代 lisi）",
         "企业配置",
         "设备上报",
         "密钥申请（1014）",

@@ -192,7 +192,9 @@ async fn orders_are_issued_judged_cancelled_and_kept() {
     assert_eq!(st, StatusCode::CREATED, "{issued}");
     assert_eq!(issued["source"], "api");
     assert_eq!(issued["state"], "in_force");
-    assert_eq!(issued["issued_by"], "zhangwei");
+    // The token issued it; the client's `by` is kept apart (issue 18).
+    assert_eq!(issued["issued_by"], "desk");
+    assert_eq!(issued["on_behalf_of"], "zhangwei");
     let id = issued["id"].as_i64().unwrap();
     let line = daemon
         .wait_for_log(from, "order_violation", Duration::from_secs(20))
@@ -241,7 +243,8 @@ async fn orders_are_issued_judged_cancelled_and_kept() {
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "cancelled");
-    assert_eq!(body["cancelled"]["by"], "lisi");
+    assert_eq!(body["cancelled"]["by"], "desk");
+    assert_eq!(body["cancelled"]["on_behalf_of"], "lisi");
     assert_eq!(
         api.send(
             M::DELETE,
@@ -285,7 +288,8 @@ async fn orders_are_issued_judged_cancelled_and_kept() {
         .filter(|o| o["id"] == id)
         .collect();
     assert_eq!(kept.len(), 1, "{all}");
-    assert_eq!(kept[0]["cancelled"]["by"], "lisi");
+    assert_eq!(kept[0]["cancelled"]["by"], "desk");
+    assert_eq!(kept[0]["cancelled"]["on_behalf_of"], "lisi");
     assert_eq!(kept[0]["reason"], "橙色预警 重污染天气应急响应");
 
     // A reload rebuilds the rules plan: a stop order written into the file now is

@@ -111,7 +111,14 @@ async fn api_checks(port: u16) -> Result<(), String> {
         .iter()
         .filter_map(|e| e["kind"].as_str())
         .collect();
-    if rec["alert"]["acked_by"] != "zhangwei"
+    // The token acted; "by" is kept as on_behalf_of (issue 18).
+    let last = rec["timeline"]
+        .as_array()
+        .and_then(|t| t.last())
+        .cloned()
+        .unwrap_or_default();
+    if rec["alert"]["acked_by"] != "desk"
+        || last["on_behalf_of"] != "zhangwei"
         || !kinds.contains(&"notified")
         || kinds.last() != Some(&"acknowledged")
         || rec["timeline_intact"] != true

@@ -245,6 +245,7 @@ impl AlertEngine {
             finding_id: Some(f.id),
             evidence,
             window_start: f.finding.window_start,
+            window_end: f.finding.window_end,
             first_steps,
             // Hours missing inside an outage belong to the offline alert.
             inhibited_by: (f.finding.rule == RuleName::MissingData)

@@ -8,8 +8,10 @@
 //! | `POST /api/v1/alerts/{id}/ack` `{"by": "zhangwei", "note": "…"}` | operator |
 //! | `POST /api/v1/alerts/{id}/resolve` `{"by": "…", "note": "…"}` | operator |
 //!
-//! `by` names the officer for the audit trail; without it the token's name is
-//! recorded (the web console sends none: its session is the officer's token).
+//! The recorded actor is always the authenticated token's name (the console's:
+//! the session's officer). `by`, if sent, names whom the token acted for and is
+//! kept apart in the timeline row as `on_behalf_of` — it is the client's word,
+//! not an identity (issue 18).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -109,12 +111,13 @@ async fn show(_: Viewer, State(s): State<ApiState>, Path(id): Path<i64>) -> Resp
             .filter(|e| e.kind == "opened" || e.kind == "finding")
             .filter_map(|e| serde_json::from_str(&e.detail).ok())
             .collect();
-        let chain_intact = crate::store::verify_chain(&timeline).is_ok();
+        let chain_intact = crate::store::verify_chain_with(s.store.keys(), &timeline).is_ok();
         Ok::<_, crate::store::StoreError>(Some(serde_json::json!({
             "alert": alert_json(&alert),
             "evidence": evidence,
             "timeline": timeline,
             "timeline_intact": chain_intact,
+            "timeline_keyed": !timeline.is_empty() && timeline.iter().all(|e| !e.key_id.is_empty()),
             "notifications": s.store.outbox(None, Some(id), 1000).await?,
             "attempts": s.store.alert_attempts(id).await?,
         })))
@@ -136,14 +139,17 @@ struct ActBody {
 }
 
 async fn act(s: ApiState, token: String, id: i64, to: AlertState, body: ActBody) -> Response {
-    let by = match body.by.trim() {
-        "" => token.as_str(),
-        by => by,
-    };
-    tracing::info!(alert = id, by = %by, token = %token, to = to.as_str(), "alert transition requested");
+    let on_behalf_of = Some(body.by.trim()).filter(|b| !b.is_empty());
+    if on_behalf_of.is_some_and(|b| b.len() > 200 || b.chars().any(char::is_control)) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "by: at most 200 bytes, no control characters",
+        );
+    }
+    tracing::info!(alert = id, token = %token, on_behalf_of = ?on_behalf_of, to = to.as_str(), "alert transition requested");
     match s
         .store
-        .transition_alert(id, to, by, &body.note, s.clock.now())
+        .transition_alert_for(id, to, &token, on_behalf_of, &body.note, s.clock.now())
         .await
     {
         Ok(Some(a)) => Json(alert_json(&a)).into_response(),

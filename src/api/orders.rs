@@ -17,6 +17,9 @@
 //!  "reason": "橙色预警 重污染天气应急响应", "by": "zhangwei"}
 //! ```
 //!
+//! The order is recorded as issued (or cancelled) by the authenticated token's
+//! name; `by` is the client's word for whom, kept as `on_behalf_of`.
+//!
 //! Times without an offset are local to `[daemon] timezone`. The order is checked
 //! exactly as a config `[[orders]]` entry is (meters exist, a baseline is known, a
 //! limit order has a share, ids are unique in the enterprise); every problem is
@@ -99,8 +102,9 @@ pub fn stored_json(o: &StoredOrder, tz: Tz, now: DateTime<Utc>) -> serde_json::V
             "state": state(o.order.start.with_timezone(&Utc), o.effective_end(), o.cancelled.is_some(), now),
             "reason": o.reason,
             "issued_by": o.issued_by,
+            "on_behalf_of": o.on_behalf_of,
             "issued_at": rfc3339_local(o.issued_at, tz),
-            "cancelled": o.cancelled.as_ref().map(|c| json!({"by": c.by, "at": rfc3339_local(c.at, tz)})),
+            "cancelled": o.cancelled.as_ref().map(|c| json!({"by": c.by, "on_behalf_of": c.on_behalf_of, "at": rfc3339_local(c.at, tz)})),
         }),
     )
 }
@@ -197,6 +201,8 @@ fn parse(b: &IssueBody, tz: Tz) -> Result<Order, Vec<String>> {
     for (key, v) in [("reason", &b.reason), ("by", &b.by)] {
         if v.trim().is_empty() {
             problems.push(format!("{key}: must not be empty"));
+        } else if key == "by" && (v.len() > 200 || v.chars().any(char::is_control)) {
+            problems.push("by: at most 200 bytes, no control characters".into());
         }
     }
     match (start, end, problems.is_empty()) {
@@ -252,7 +258,14 @@ async fn issue(
     }
     let stored = match s
         .store
-        .insert_order(&enterprise.id, &order, b.reason.trim(), b.by.trim(), now)
+        .insert_order_for(
+            &enterprise.id,
+            &order,
+            b.reason.trim(),
+            &token,
+            Some(b.by.trim()),
+            now,
+        )
         .await
     {
         Ok(o) => o,
@@ -313,11 +326,21 @@ async fn cancel(
             "no rules engine runs here to judge orders",
         );
     };
-    let by = p.by.unwrap_or_else(|| token.clone());
+    // The recorded actor is the token; what the client names is kept apart.
+    let by = token.clone();
+    let on_behalf_of =
+        p.by.as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(str::to_string);
     let mut inputs = plans.lock().await;
     let now = s.clock.now();
     let tz = config.timezone;
-    match s.store.cancel_order(num, &by, now).await {
+    match s
+        .store
+        .cancel_order_for(num, &by, on_behalf_of.as_deref(), now)
+        .await
+    {
         Ok(CancelOutcome::NotFound) => error(StatusCode::NOT_FOUND, format!("no order {num}")),
         Ok(CancelOutcome::AlreadyCancelled(o)) => error(
             StatusCode::CONFLICT,

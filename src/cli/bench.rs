@@ -99,6 +99,15 @@ pub enum BenchWhat {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Evidence (issue 18): the keyed chain and readings digest per alert event,
+    /// and alerts verify per alert.
+    Evidence {
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
+        /// Readings in each finding's window (60: an hour of minute values).
+        #[arg(long, default_value_t = 60)]
+        window: usize,
+    },
     /// Alert latency: finding → alert → notification accepted by a local receiver.
     Alerts {
         #[arg(long, default_value_t = 1000)]
@@ -182,6 +191,12 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
         BenchWhat::AlertLoad { alerts, ticks, url } => {
             let r = pollwatch::bench::alert_load::alert_load(alerts, ticks, url.as_deref()).await?;
             println!("{r}");
+        }
+        BenchWhat::Evidence { events, window } => {
+            println!(
+                "{}",
+                pollwatch::bench::evidence::evidence(events, window).await?
+            );
         }
         BenchWhat::Alerts { alerts } => {
             println!("{}", pollwatch::bench::alerts::alerts(alerts).await?);

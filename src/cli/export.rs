@@ -7,7 +7,13 @@
 //!   attempt, and the readings around the alert that the chart draws;
 //! - `alert-ID.svg`, `alert-ID.png` — the evidence chart (absent for alerts with
 //!   no single series, such as offline);
-//! - `SHA256SUMS` — `sha256sum -c` checks that nothing changed since the export.
+//! - `verification.md` — the verification report in Chinese: what was checked
+//!   (keyed chain, alert facts, findings, readings, anchors) and what was found;
+//! - `anchor-YYYY-MM-DD.json` — each daily anchor the alert's rows fall under,
+//!   with the audit paths of its leaves in `alert-ID.json` (`anchors`), so that
+//!   a third party checks the record against a published anchor without the key
+//!   (`pollwatch evidence check DIR`);
+//! - `SHA256SUMS` — `sha256sum -c` checks that the files match each other.
 //!
 //! The export reads; it changes nothing in the store.
 
@@ -16,7 +22,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use pollwatch::config::Config;
 use pollwatch::evidence;
-use pollwatch::store::{verify_chain, FindingQuery, Store};
+use pollwatch::store::{FindingQuery, Store};
 use pollwatch::timefmt::rfc3339_local;
 use sha2::{Digest, Sha256};
 
@@ -34,6 +40,10 @@ pub async fn export(
         .await?
         .ok_or_else(|| anyhow::anyhow!("no alert #{id}"))?;
     let timeline = store.alert_events(id).await?;
+    let checked = evidence::report::verify(store, &cfg.state_dir, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no alert #{id}"))?;
+    let anchors = evidence::anchor::read_dir(&evidence::anchor::anchor_dir(&cfg.state_dir));
     let findings = store
         .findings(&FindingQuery {
             alert: Some(id),
@@ -74,7 +84,10 @@ pub async fn export(
             "evidence": f.finding.evidence,
         })).collect::<Vec<_>>(),
         "timeline": timeline,
-        "timeline_intact": verify_chain(&timeline).is_ok(),
+        "timeline_intact": pollwatch::store::verify_chain_with(store.keys(), &timeline).is_ok(),
+        "key_ids": checked.store.key_ids,
+        "verification": checked,
+        "anchors": evidence::anchor::proofs(id, &anchors),
         "notifications": store.outbox(None, Some(id), 10_000).await?,
         "attempts": store.alert_attempts(id).await?,
         "readings": {
@@ -86,10 +99,25 @@ pub async fn export(
         },
     });
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut files = vec![(
-        format!("alert-{id}.json"),
-        serde_json::to_vec_pretty(&record)?,
-    )];
+    let mut files = vec![
+        (
+            format!("alert-{id}.json"),
+            serde_json::to_vec_pretty(&record)?,
+        ),
+        (
+            "verification.md".to_string(),
+            checked.report_zh().into_bytes(),
+        ),
+    ];
+    for (path, a) in &anchors {
+        if let Ok(a) = a {
+            if a.leaves.iter().any(|l| l.alert == id) {
+                let bytes =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                files.push((format!("anchor-{}.json", a.date), bytes));
+            }
+        }
+    }
     if let Some(c) = &chart {
         let svg = evidence::render_svg(c);
         let png = evidence::render_png(&svg, &evidence::Fonts::system(), evidence::PNG_SCALE)?;

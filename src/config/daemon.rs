@@ -57,6 +57,42 @@ pub struct DaemonFile {
     /// How findings become alerts; see [`super::alerts`].
     #[serde(default)]
     pub alerts: super::AlertsSection,
+    /// The evidence key and the daily anchor; see [`EvidenceSection`].
+    #[serde(default)]
+    pub evidence: EvidenceSection,
+}
+
+/// The key alert timelines are chained under, and where the daily anchor goes
+/// (issue 18; see `crate::seal` and `crate::evidence::anchor`).
+///
+/// ```toml
+/// [evidence]
+/// # 32 random bytes, mode 0600; `pollwatch evidence init-key --out PATH` makes one.
+/// # Under systemd: LoadCredential=evidence-key:/etc/pollwatch/evidence.key
+/// key_file = "/run/credentials/pollwatch.service/evidence-key"
+/// old_key_files = ["/etc/pollwatch/evidence-2025.key"]   # after a rotation
+/// anchor_time = "00:10"              # local time the previous day is anchored
+/// ```
+///
+/// Without `key_file` the daemon runs and chains rows unkeyed; check-config
+/// warns and `alerts verify` says "not keyed", never "intact".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceSection {
+    pub key_file: Option<PathBuf>,
+    pub old_key_files: Vec<PathBuf>,
+    /// `HH:MM` local; default 00:10.
+    pub anchor_time: Option<String>,
+}
+
+impl EvidenceSection {
+    /// The anchor time as (hour, minute), if it is a valid `HH:MM`.
+    pub fn anchor_at(&self) -> Option<(u32, u32)> {
+        let t = self.anchor_time.as_deref().unwrap_or("00:10");
+        let (h, m) = t.split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60 && t.len() == 5).then_some((h, m))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -68,6 +68,19 @@ pub fn environment_problems(cfg: &Config) -> Vec<Diagnostic> {
             }
         }
     }
+    let ev = &cfg.daemon.evidence;
+    if let Some(f) = &ev.key_file {
+        push(
+            "evidence.key_file".into(),
+            crate::seal::read_key(f).err().map(|e| e.to_string()),
+        );
+    }
+    for (i, f) in ev.old_key_files.iter().enumerate() {
+        push(
+            format!("evidence.old_key_files[{i}]"),
+            crate::seal::read_key(f).err().map(|e| e.to_string()),
+        );
+    }
     for (i, t) in cfg.daemon.http.tokens.iter().enumerate() {
         if let Some(f) = &t.token_file {
             push(format!("http.tokens[{i}].token_file"), file_problem(f));
@@ -103,4 +116,14 @@ pub fn environment_problems(cfg: &Config) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// What check-config says (without failing) when no evidence key is set.
+pub fn evidence_warning(cfg: &Config) -> Option<String> {
+    cfg.daemon.evidence.key_file.is_none().then(|| {
+        "warning: [evidence] key_file is not set: alert timelines are chained without a key \
+         (anyone who can write the database can rewrite them) and `pollwatch alerts verify` \
+         reports them \"not keyed\"; create one with `pollwatch evidence init-key --out PATH`"
+            .to_string()
+    })
 }

@@ -98,6 +98,12 @@ pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
     if d.storage.max_batch == 0 {
         c.error("storage.max_batch", "must be at least 1");
     }
+    if d.evidence.anchor_at().is_none() {
+        c.error(
+            "evidence.anchor_time",
+            "expected a local time as HH:MM, such as \"00:10\"",
+        );
+    }
     if d.storage.queue == 0 {
         c.error("storage.queue", "must be at least 1");
     }

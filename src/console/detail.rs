@@ -19,7 +19,7 @@ use super::{session, Officer};
 use crate::api::ApiState;
 use crate::config::HttpRole;
 use crate::store::{
-    verify_chain, AlertEvent, AlertRow, AlertState, Attempt, OutboxRow, StoreError,
+    verify_chain_with, AlertEvent, AlertRow, AlertState, Attempt, OutboxRow, StoreError,
 };
 
 pub fn routes() -> Router<ApiState> {
@@ -81,6 +81,9 @@ async fn act(
 struct Record {
     alert: AlertRow,
     timeline: Vec<AlertEvent>,
+    /// The chain under the store's evidence keys: `Err(seq)` names the first row
+    /// that does not hold.
+    chain: Result<(), i64>,
     outbox: Vec<OutboxRow>,
     attempts: Vec<Attempt>,
 }
@@ -89,9 +92,11 @@ async fn load(s: &ApiState, id: i64) -> Result<Option<Record>, StoreError> {
     let Some(alert) = s.store.alert(id).await? else {
         return Ok(None);
     };
+    let timeline = s.store.alert_events(id).await?;
     Ok(Some(Record {
         alert,
-        timeline: s.store.alert_events(id).await?,
+        chain: verify_chain_with(s.store.keys(), &timeline),
+        timeline,
         outbox: s.store.outbox(None, Some(id), 1000).await?,
         attempts: s.store.alert_attempts(id).await?,
     }))
@@ -158,7 +163,7 @@ async fn show(Officer(who): Officer, State(s): State<ApiState>, Path(id): Path<i
         body,
         r#"<h2>证据图</h2><figure class="chart"><img id="chart" src="/api/v1/alerts/{id}/chart.svg" alt="告警 #{id} 前后的监测数据、限值线和小时均值"><figcaption><a href="/api/v1/alerts/{id}/chart.svg" download="alert-{id}.svg">下载 SVG</a> · <a href="/api/v1/alerts/{id}/chart.png" download="alert-{id}.png">下载 PNG</a></figcaption></figure>"#
     );
-    body.push_str(&timeline(&r.timeline, tz));
+    body.push_str(&timeline(&r.timeline, r.chain, tz));
     body.push_str(&notifications(&r.outbox, &r.attempts, tz));
     html::page_with_banner(
         &format!("告警 #{id}"),
@@ -261,10 +266,13 @@ fn detail_html(e: &AlertEvent) -> String {
     )
 }
 
-fn timeline(events: &[AlertEvent], tz: Tz) -> String {
-    let chain = match verify_chain(events) {
+fn timeline(events: &[AlertEvent], chain: Result<(), i64>, tz: Tz) -> String {
+    let chain = match chain {
+        Ok(()) if events.iter().any(|e| e.key_id.is_empty()) => {
+            r#"<p class="chain" id="chain">哈希链一致，但未加密钥（未配置 [evidence] key_file）：不能据此证明未被改动。完整核验：pollwatch alerts verify。</p>"#.to_string()
+        }
         Ok(()) => {
-            r#"<p class="chain ok" id="chain">哈希链校验通过：时间线未被改动。</p>"#.to_string()
+            r#"<p class="chain ok" id="chain">哈希链（密钥 HMAC）校验通过：时间线未被改动。完整核验（告警、研判、监测数据、锚定）：pollwatch alerts verify。</p>"#.to_string()
         }
         Err(seq) => format!(
             r#"<p class="chain broken" id="chain">哈希链在第 {seq} 条断开：时间线在记录后被改动过，请联系系统管理员。</p>"#
@@ -281,7 +289,10 @@ fn timeline(events: &[AlertEvent], tz: Tz) -> String {
             seq = e.seq,
             at = time(e.at, tz),
             what = Esc(event_zh(&e.kind)),
-            actor = Esc(&e.actor),
+            actor = Esc(&match &e.on_behalf_of {
+                Some(o) => format!("{}（代 {o}）", e.actor),
+                None => e.actor.clone(),
+            }),
             detail = detail_html(e),
         );
     }

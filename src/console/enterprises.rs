@@ -100,10 +100,13 @@ async fn list(Officer(who): Officer, State(s): State<ApiState>) -> Response {
 /// over at `now`, each with where it came from.
 fn orders(e: &Enterprise, runtime: &[StoredOrder], now: DateTime<Utc>) -> Vec<(Order, String)> {
     let file = e.orders.iter().map(|o| (o.clone(), "企业配置".to_string()));
-    let api = runtime
-        .iter()
-        .filter(|r| r.enterprise == e.id)
-        .map(|r| (r.effective_order(), format!("{} 下达", r.issued_by)));
+    let api = runtime.iter().filter(|r| r.enterprise == e.id).map(|r| {
+        let who = match &r.on_behalf_of {
+            Some(o) => format!("{} 下达（代 {o}）", r.issued_by),
+            None => format!("{} 下达", r.issued_by),
+        };
+        (r.effective_order(), who)
+    });
     file.chain(api)
         .filter(|(o, _)| o.end.with_timezone(&Utc) > now)
         .collect()

@@ -10,6 +10,7 @@
 //! Between start-up and shutdown the main loop serves reloads ([`reload`], applied
 //! in [`live`]); systemd hears about all of it ([`systemd`]).
 
+mod anchor;
 mod disk;
 mod instrument;
 mod live;
@@ -96,7 +97,27 @@ pub fn store_options(config: &Config) -> StoreOptions {
     StoreOptions {
         sqlite_synchronous: config.daemon.storage.sqlite_synchronous,
         min_free: config.daemon.storage.min_free,
+        keys: evidence_keys(config),
         ..StoreOptions::default()
+    }
+}
+
+/// The evidence keys of `[evidence]`. A key that cannot be used does not stop
+/// the daemon (readings must never stop for it): timelines are chained unkeyed
+/// and it says so loudly; check-config names the problem.
+pub fn evidence_keys(config: &Config) -> crate::seal::Keyring {
+    let ev = &config.daemon.evidence;
+    match crate::seal::Keyring::load(ev.key_file.as_deref(), &ev.old_key_files) {
+        Ok(k) => {
+            if k.current_id().is_empty() {
+                tracing::warn!("no [evidence] key_file: alert timelines are chained UNKEYED; alerts verify will say \"not keyed\"");
+            }
+            k
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "evidence key unusable: alert timelines are chained UNKEYED until it is fixed");
+            crate::seal::Keyring::default()
+        }
     }
 }
 
@@ -293,6 +314,14 @@ pub async fn run(
         aux_stop.clone(),
     ));
 
+    // The previous day's evidence anchor, outside the database.
+    let anchors = tokio::spawn(anchor::daily(
+        store.clone(),
+        config_rx.clone(),
+        clock.clone(),
+        aux_stop.clone(),
+    ));
+
     // Free disk space below [storage] min_free: a disk_low alert (SQLite only).
     let disk = store.space().cloned().map(|space| {
         tokio::spawn(disk::watch(
@@ -409,6 +438,7 @@ pub async fn run(
         let _ = d.task.await;
     }
     let _ = heartbeat.await;
+    let _ = anchors.await;
     if let Some(d) = disk {
         let _ = d.await;
     }

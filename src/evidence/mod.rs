@@ -7,9 +7,11 @@
 //! span. [`data`] gathers that from the store and config, [`chart`] draws it as
 //! deterministic SVG, [`png`] rasterises the same SVG.
 
+pub mod anchor;
 pub mod chart;
 pub mod data;
 pub mod png;
+pub mod report;
 pub mod scale;
 
 pub use chart::{render_svg, ChartData, ChartPoint, HourMean};
@@ -50,6 +52,14 @@ pub enum EvidenceError {
     NotChartable { id: i64, reason: String },
     #[error("cannot render the chart as PNG: {0}")]
     Png(String),
+    #[error("{path} exists with root {old}, but the store now gives root {new}: the day's record changed after it was anchored (the old file is kept; investigate with pollwatch alerts verify)")]
+    AnchorConflict {
+        path: std::path::PathBuf,
+        old: String,
+        new: String,
+    },
+    #[error("anchor: {0}")]
+    Anchor(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: std::path::PathBuf,

@@ -2,12 +2,13 @@
 //! 3): every change to an alert and the notifications it causes are written in one
 //! transaction, and a notification is marked sent only after a channel took it.
 //!
-//! Each timeline row carries `hash = SHA-256(prev_hash | alert | seq | at | kind |
-//! actor | detail)`, so editing, inserting or deleting a row afterwards breaks the
-//! chain; `pollwatch alerts verify` recomputes it.
+//! Each timeline row carries a keyed hash over its content, the previous row's
+//! hash, the alert's own facts after the change and a digest of the readings a
+//! finding was judged on (see [`chain`]), so editing, inserting or deleting a row
+//! afterwards — or editing the alert or a reading behind it — breaks the chain;
+//! `pollwatch alerts verify` recomputes it (see [`verify`]).
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use super::{from_ms, to_ms, Store, StoreError};
 
@@ -101,7 +102,7 @@ impl AlertRow {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlertEvent {
     pub alert_id: i64,
     pub seq: i64,
@@ -111,54 +112,35 @@ pub struct AlertEvent {
     pub detail: String,
     pub prev_hash: String,
     pub hash: String,
+    /// 1: the plain SHA-256 chain of before; 2: see [`chain`].
+    pub version: i64,
+    /// The evidence key the row was chained under; `""` = none (not keyed).
+    pub key_id: String,
+    /// Whom the actor said they acted for (the API's `by`), as the client sent it.
+    pub on_behalf_of: Option<String>,
+    /// The alert's own facts right after this row (canonical JSON).
+    pub facts: String,
+    /// SHA-256 of `readings`; empty when the row records no finding.
+    pub readings_digest: String,
+    /// The readings the finding was judged on, as recorded with the row.
+    pub readings: String,
 }
 
-impl AlertEvent {
-    /// The hash this row must carry given its content and the previous hash.
-    pub fn expected_hash(&self) -> String {
-        chain_hash(
-            &self.prev_hash,
-            self.alert_id,
-            self.seq,
-            to_ms(self.at),
-            &self.kind,
-            &self.actor,
-            &self.detail,
-        )
-    }
-}
-
-fn chain_hash(
-    prev: &str,
-    alert: i64,
-    seq: i64,
-    at: i64,
-    kind: &str,
-    actor: &str,
-    detail: &str,
-) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        prev,
-        &alert.to_string(),
-        &seq.to_string(),
-        &at.to_string(),
-        kind,
-        actor,
-        detail,
-    ] {
-        h.update(part.as_bytes());
-        h.update([0x1f]);
-    }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Checks a timeline's chain; `Err(seq)` names the first row that does not hold.
+/// Checks a timeline's chain without a key (rows chained under a key count as
+/// broken here); `Err(seq)` names the first row that does not hold. See
+/// [`Store::verify_alert`] for the full check.
 pub fn verify_chain(events: &[AlertEvent]) -> Result<(), i64> {
+    verify_chain_with(&crate::seal::Keyring::default(), events)
+}
+
+/// Checks a timeline's chain under `keys`; `Err(seq)` names the first row that
+/// does not hold or whose key is missing.
+pub fn verify_chain_with(keys: &crate::seal::Keyring, events: &[AlertEvent]) -> Result<(), i64> {
     let mut prev = String::new();
     for (i, e) in events.iter().enumerate() {
-        if e.seq != i as i64 + 1 || e.prev_hash != prev || e.hash != e.expected_hash() {
-            return Err(e.seq);
+        match chain::check_row(keys, e, &prev, i as i64 + 1) {
+            chain::RowCheck::Keyed | chain::RowCheck::Unkeyed => {}
+            _ => return Err(e.seq),
         }
         prev = e.hash.clone();
     }
@@ -209,12 +191,38 @@ pub struct Recorded {
     pub inhibited: bool,
 }
 
-/// A timeline row as read back.
-type EventTuple = (i64, i64, i64, String, String, String, String, String);
+/// The timeline columns read back, in [`event_row`]'s order.
+const EVENT_COLUMNS: &str = "alert_id, seq, at, kind, actor, detail, prev_hash, hash, version, key_id, on_behalf_of, facts, readings_digest, readings";
 
-const ALERT_COLUMNS: &str = "id, enterprise, location, factor, rule, severity, state, opened_at, updated_at, count, value, threshold, message, facts, flapping, acked_by, acked_at, resolved_by, resolved_at, cycle_started_at, reopens";
+fn event_row<R: sqlx::Row>(r: &R) -> Result<AlertEvent, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let g = |e: sqlx::Error| StoreError::Corrupt(format!("timeline row: {e}"));
+    Ok(AlertEvent {
+        alert_id: r.try_get("alert_id").map_err(g)?,
+        seq: r.try_get("seq").map_err(g)?,
+        at: from_ms(r.try_get("at").map_err(g)?)?,
+        kind: r.try_get("kind").map_err(g)?,
+        actor: r.try_get("actor").map_err(g)?,
+        detail: r.try_get("detail").map_err(g)?,
+        prev_hash: r.try_get("prev_hash").map_err(g)?,
+        hash: r.try_get("hash").map_err(g)?,
+        version: r.try_get("version").map_err(g)?,
+        key_id: r.try_get("key_id").map_err(g)?,
+        on_behalf_of: r.try_get("on_behalf_of").map_err(g)?,
+        facts: r.try_get("facts").map_err(g)?,
+        readings_digest: r.try_get("readings_digest").map_err(g)?,
+        readings: r.try_get("readings").map_err(g)?,
+    })
+}
 
-fn alert_row<R: sqlx::Row>(r: &R) -> Result<AlertRow, StoreError>
+pub(crate) const ALERT_COLUMNS: &str = "id, enterprise, location, factor, rule, severity, state, opened_at, updated_at, count, value, threshold, message, facts, flapping, acked_by, acked_at, resolved_by, resolved_at, cycle_started_at, reopens";
+
+pub(crate) fn alert_row<R: sqlx::Row>(r: &R) -> Result<AlertRow, StoreError>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
     for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
@@ -252,9 +260,32 @@ where
     })
 }
 
-/// Appends one timeline row inside `$tx`, continuing the chain.
+/// The readings of a window (`chain::Window`) with when each was received, on
+/// `$exec` (a pool or a transaction).
+macro_rules! window_rows {
+    ($exec:expr, $store:expr, $w:expr) => {{
+        let w: &$crate::store::alerts::chain::Window = $w;
+        let (lk, loc) = $crate::store::alerts::chain::split_location(&w.location);
+        let sql = $crate::store::alerts::chain::window_sql($store.reading_tables());
+        let rows: Vec<(String, i64, f64, String, i64)> = sqlx::query_as(&sql)
+            .bind(w.enterprise.as_str())
+            .bind(lk)
+            .bind(loc)
+            .bind(w.factor.as_str())
+            .bind($crate::store::to_ms(w.from))
+            .bind($crate::store::to_ms(w.to))
+            .fetch_all($exec)
+            .await
+            .map_err(StoreError::db("read the finding's readings"))?;
+        rows
+    }};
+}
+
+/// Appends one timeline row inside `$tx`, continuing the chain under the
+/// store's evidence key: reads the alert as it now stands (its facts are
+/// chained) and, for a row that records a finding, the readings of `$window`.
 macro_rules! append_event {
-    ($tx:expr, $alert:expr, $at:expr, $kind:expr, $actor:expr, $detail:expr) => {{
+    ($tx:expr, $store:expr, $alert:expr, $at:expr, $kind:expr, $actor:expr, $obo:expr, $detail:expr, $window:expr) => {{
         let last: Option<(i64, String)> = sqlx::query_as(
             "SELECT seq, hash FROM alert_events WHERE alert_id = $1 ORDER BY seq DESC LIMIT 1",
         )
@@ -266,10 +297,50 @@ macro_rules! append_event {
             Some((s, h)) => (s + 1, h),
             None => (1, String::new()),
         };
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM alerts WHERE id = $1",
+            $crate::store::alerts::ALERT_COLUMNS
+        ))
+        .bind($alert)
+        .fetch_one(&mut *$tx)
+        .await
+        .map_err(StoreError::db("read alert"))?;
+        let facts = $crate::store::alerts::chain::alert_facts(
+            &$crate::store::alerts::alert_row(&row)?,
+        );
+        let window: Option<&$crate::store::alerts::chain::Window> = $window;
+        let (readings, digest) = match window {
+            Some(w) => {
+                let rows = window_rows!(&mut *$tx, $store, w);
+                let rows: Vec<$crate::store::alerts::chain::WindowReading> =
+                    rows.into_iter().map(|(s, t, v, f, _)| (s, t, v, f)).collect();
+                $crate::store::alerts::chain::readings_manifest(w, &rows)
+            }
+            None => (String::new(), String::new()),
+        };
         let at = to_ms($at);
         let (kind, actor, detail): (&str, &str, &str) = ($kind, $actor, $detail);
-        let hash = chain_hash(&prev, $alert, seq, at, kind, actor, detail);
-        sqlx::query("INSERT INTO alert_events (alert_id, seq, at, kind, actor, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        let obo: Option<&str> = $obo;
+        let keys = $store.keys();
+        let key_id = keys.current_id();
+        let hash = $crate::store::alerts::chain::hash_v2(
+            keys,
+            &$crate::store::alerts::chain::Fields {
+                key_id,
+                prev: &prev,
+                alert: $alert,
+                seq,
+                at,
+                kind,
+                actor,
+                on_behalf_of: obo,
+                detail,
+                facts: &facts,
+                readings_digest: &digest,
+            },
+        )
+        .ok_or_else(|| StoreError::Corrupt("the evidence key is not in its own ring".into()))?;
+        sqlx::query("INSERT INTO alert_events (alert_id, seq, at, kind, actor, detail, prev_hash, hash, version, key_id, on_behalf_of, facts, readings_digest, readings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
             .bind($alert)
             .bind(seq)
             .bind(at)
@@ -278,6 +349,12 @@ macro_rules! append_event {
             .bind(detail)
             .bind(prev)
             .bind(hash)
+            .bind($crate::store::alerts::chain::CHAIN_VERSION)
+            .bind(key_id)
+            .bind(obo)
+            .bind(facts)
+            .bind(digest)
+            .bind(readings)
             .execute(&mut *$tx)
             .await
             .map_err(StoreError::db("append alert timeline"))?;
@@ -359,29 +436,14 @@ impl Store {
 
     pub async fn alert_events(&self, id: i64) -> Result<Vec<AlertEvent>, StoreError> {
         on_pool!(self, |pool, _Db| {
-            let rows: Vec<EventTuple> = sqlx::query_as(
-                "SELECT alert_id, seq, at, kind, actor, detail, prev_hash, hash FROM alert_events WHERE alert_id = $1 ORDER BY seq",
-            )
+            let rows = sqlx::query(&format!(
+                "SELECT {EVENT_COLUMNS} FROM alert_events WHERE alert_id = $1 ORDER BY seq"
+            ))
             .bind(id)
             .fetch_all(pool)
             .await
             .map_err(StoreError::db("read alert timeline"))?;
-            rows.into_iter()
-                .map(
-                    |(alert_id, seq, at, kind, actor, detail, prev_hash, hash)| {
-                        Ok(AlertEvent {
-                            alert_id,
-                            seq,
-                            at: from_ms(at)?,
-                            kind,
-                            actor,
-                            detail,
-                            prev_hash,
-                            hash,
-                        })
-                    },
-                )
-                .collect()
+            rows.iter().map(event_row).collect()
         })
     }
 
@@ -399,10 +461,13 @@ impl Store {
 }
 
 mod board;
+pub mod chain;
 mod outbox;
 mod record;
 mod revise;
 mod transition;
+mod verify;
 pub use board::{BoardMark, BoardPage, BoardQuery};
 pub use record::{AlertPolicy, FindingOnAlert};
 pub use revise::{FindingHistory, FindingRevision, Revised};
+pub use verify::{anchor_leaves, AnchorRow, Verdict, VerifyReport};

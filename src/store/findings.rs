@@ -100,7 +100,7 @@ impl Store {
     pub async fn findings(&self, q: &FindingQuery) -> Result<Vec<StoredFinding>, StoreError> {
         on_pool!(self, |pool, Db| {
             let mut b = sqlx::QueryBuilder::<Db>::new(
-                "SELECT id, created, rule, severity, enterprise, location, factor, window_start, window_end, at, value, threshold, detail, message, evidence FROM findings WHERE 1=1",
+                "SELECT id, created, rule, severity, enterprise, location, factor, window_start, window_end, at, value, threshold, detail, message, evidence FROM findings_current WHERE 1=1",
             );
             if let Some(e) = &q.enterprise {
                 b.push(" AND enterprise = ").push_bind(e.as_str());

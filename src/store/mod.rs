@@ -39,6 +39,7 @@ mod findings;
 mod orders;
 mod postgres;
 mod report;
+mod retention;
 mod series;
 pub mod space;
 mod sqlite;
@@ -47,13 +48,14 @@ mod url;
 pub mod writer;
 
 pub use alerts::{
-    verify_chain, AlertEvent, AlertPolicy, AlertQuery, AlertRow, AlertState, Attempt, BoardMark,
-    BoardPage, BoardQuery, FindingHistory, FindingOnAlert, FindingRevision, NewAlert, OutboxRow,
-    Recorded, Revised,
+    anchor_leaves, chain, verify_chain, verify_chain_with, AlertEvent, AlertPolicy, AlertQuery,
+    AlertRow, AlertState, AnchorRow, Attempt, BoardMark, BoardPage, BoardQuery, FindingHistory,
+    FindingOnAlert, FindingRevision, NewAlert, OutboxRow, Recorded, Revised, Verdict, VerifyReport,
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};
 pub use report::{LastSeen, ReportAlert, ReportFinding};
+pub use retention::RetentionRun;
 pub use space::{Space, SpaceWatch};
 pub use url::{StoreUrl, UrlError};
 pub use writer::{Committed, Durable, WriteError, Writer, WriterOptions, WriterStats, WriterTask};
@@ -97,6 +99,9 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("stored row is corrupt: {0}")]
     Corrupt(String),
+    /// A request the store will not carry out, with why.
+    #[error("refused: {0}")]
+    Refused(String),
     #[error(transparent)]
     Url(#[from] UrlError),
 }
@@ -153,6 +158,9 @@ pub struct StoreOptions {
     /// space. Not a config key.
     #[doc(hidden)]
     pub sqlite_page_limit: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// The evidence key timeline rows are chained under (`[evidence]`; none:
+    /// rows are written unkeyed). See [`crate::seal`].
+    pub keys: crate::seal::Keyring,
 }
 
 impl Default for StoreOptions {
@@ -165,6 +173,7 @@ impl Default for StoreOptions {
             min_free: crate::config::MinFree::default(),
             space_every: Duration::from_secs(1),
             sqlite_page_limit: None,
+            keys: crate::seal::Keyring::default(),
         }
     }
 }
@@ -349,6 +358,22 @@ impl Store {
         match self {
             Store::Sqlite(s) => Some(&s.space),
             Store::Postgres(_) => None,
+        }
+    }
+
+    /// The evidence keys timeline rows are chained and checked with.
+    pub fn keys(&self) -> &crate::seal::Keyring {
+        match self {
+            Store::Sqlite(s) => &s.keys,
+            Store::Postgres(s) => &s.keys,
+        }
+    }
+
+    /// The tables readings live in, the authoritative one first.
+    pub(crate) fn reading_tables(&self) -> &'static [&'static str] {
+        match self {
+            Store::Sqlite(_) => &["readings", "readings_recent"],
+            Store::Postgres(_) => &["readings"],
         }
     }
 

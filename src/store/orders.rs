@@ -19,7 +19,10 @@ pub struct StoredOrder {
     /// `order.id` is the officer's reference (e.g. `2026-11-orange`).
     pub order: Order,
     pub reason: String,
+    /// Who issued it: the authenticated token's name.
     pub issued_by: String,
+    /// Whom the client said it issued it for (the API's `by`).
+    pub on_behalf_of: Option<String>,
     pub issued_at: DateTime<Utc>,
     pub cancelled: Option<Cancelled>,
 }
@@ -27,6 +30,8 @@ pub struct StoredOrder {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cancelled {
     pub by: String,
+    /// Whom the client said it cancelled for (the API's `by`).
+    pub on_behalf_of: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -61,7 +66,7 @@ pub enum CancelOutcome {
     NotFound,
 }
 
-const COLUMNS: &str = "id, enterprise, name, kind, start_at, start_offset, end_at, allowed_share, meters, baseline_kw, grace_ms, reason, issued_by, issued_at, cancelled_by, cancelled_at";
+const COLUMNS: &str = "id, enterprise, name, kind, start_at, start_offset, end_at, allowed_share, meters, baseline_kw, grace_ms, reason, issued_by, issued_at, cancelled_by, cancelled_at, on_behalf_of, cancelled_for";
 
 impl Store {
     /// Stores a new order; the caller has validated it against the enterprise.
@@ -73,6 +78,21 @@ impl Store {
         by: &str,
         at: DateTime<Utc>,
     ) -> Result<StoredOrder, StoreError> {
+        self.insert_order_for(enterprise, order, reason, by, None, at)
+            .await
+    }
+
+    /// [`insert_order`](Self::insert_order) issued by `by` (the token) for
+    /// `on_behalf_of` (what the client named).
+    pub async fn insert_order_for(
+        &self,
+        enterprise: &str,
+        order: &Order,
+        reason: &str,
+        by: &str,
+        on_behalf_of: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<StoredOrder, StoreError> {
         let meters = serde_json::to_string(&order.meters)
             .map_err(|e| StoreError::Corrupt(format!("order meters: {e}")))?;
         let grace_ms = order
@@ -80,7 +100,7 @@ impl Store {
             .map(|g| i64::try_from(g.0.as_millis()).unwrap_or(i64::MAX));
         on_pool!(self, |pool, Db| {
             let mut b = sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO orders (enterprise, name, kind, start_at, start_offset, end_at, allowed_share, meters, baseline_kw, grace_ms, reason, issued_by, issued_at) ",
+                "INSERT INTO orders (enterprise, name, kind, start_at, start_offset, end_at, allowed_share, meters, baseline_kw, grace_ms, reason, issued_by, issued_at, on_behalf_of) ",
             );
             b.push_values([order], |mut row, o| {
                 row.push_bind(enterprise)
@@ -95,7 +115,8 @@ impl Store {
                     .push_bind(grace_ms)
                     .push_bind(reason)
                     .push_bind(by)
-                    .push_bind(to_ms(at));
+                    .push_bind(to_ms(at))
+                    .push_bind(on_behalf_of);
             });
             b.push(format!(" RETURNING {COLUMNS}"));
             let mut tx = WriteTx::<Db>::begin(pool).await?;
@@ -157,9 +178,23 @@ impl Store {
         by: &str,
         at: DateTime<Utc>,
     ) -> Result<CancelOutcome, StoreError> {
+        self.cancel_order_for(id, by, None, at).await
+    }
+
+    /// [`cancel_order`](Self::cancel_order) by `by` (the token) for
+    /// `on_behalf_of` (what the client named).
+    pub async fn cancel_order_for(
+        &self,
+        id: i64,
+        by: &str,
+        on_behalf_of: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<CancelOutcome, StoreError> {
         let changed = on_pool!(self, |pool, Db| {
             let mut b = sqlx::QueryBuilder::<Db>::new("UPDATE orders SET cancelled_by = ");
             b.push_bind(by)
+                .push(", cancelled_for = ")
+                .push_bind(on_behalf_of)
                 .push(", cancelled_at = ")
                 .push_bind(to_ms(at))
                 .push(" WHERE cancelled_at IS NULL AND id = ")
@@ -225,6 +260,9 @@ where
     ) {
         (Some(by), Some(at)) => Some(Cancelled {
             by,
+            on_behalf_of: r
+                .try_get::<Option<String>, _>("cancelled_for")
+                .map_err(StoreError::db("read order"))?,
             at: from_ms(at)?,
         }),
         _ => None,
@@ -244,6 +282,9 @@ where
         },
         reason: get_s("reason")?,
         issued_by: get_s("issued_by")?,
+        on_behalf_of: r
+            .try_get::<Option<String>, _>("on_behalf_of")
+            .map_err(StoreError::db("read order"))?,
         issued_at: from_ms(get_i("issued_at")?)?,
         cancelled,
     })

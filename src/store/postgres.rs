@@ -18,6 +18,7 @@ use super::{
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    pub(super) keys: crate::seal::Keyring,
     pub(super) pool: PgPool,
     ids: Arc<IdCache>,
 }
@@ -46,6 +47,7 @@ impl PgStore {
                 source,
             })?;
         Ok(PgStore {
+            keys: opts.keys.clone(),
             pool,
             ids: Arc::default(),
         })

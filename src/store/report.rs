@@ -87,7 +87,7 @@ impl Store {
     ) -> Result<Vec<ReportFinding>, StoreError> {
         on_pool!(self, |pool, _Db| {
             let rows = sqlx::query(
-                "SELECT rule, severity, enterprise, location, factor, window_start, window_end, value, detail FROM findings \
+                "SELECT rule, severity, enterprise, location, factor, window_start, window_end, value, detail FROM findings_current \
                  WHERE window_start >= $1 AND window_start < $2 AND superseded_at IS NULL ORDER BY id",
             )
             .bind(to_ms(from))

@@ -83,6 +83,7 @@ async fn apply_page_limit(
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    pub(super) keys: crate::seal::Keyring,
     pub(super) pool: SqlitePool,
     ids: Arc<IdCache>,
     /// Rows in `readings_recent` (approximate: resends count until compaction).
@@ -151,6 +152,7 @@ impl SqliteStore {
             .await
             .map_err(StoreError::db("count recent readings"))?;
         Ok(SqliteStore {
+            keys: opts.keys.clone(),
             pool,
             ids: Arc::default(),
             recent: Arc::new(AtomicU64::new(recent.max(0) as u64)),

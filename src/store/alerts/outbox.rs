@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{chain_hash, Attempt, OutboxRow};
+use super::{Attempt, OutboxRow};
 use crate::store::tx::WriteTx;
 use crate::store::{from_ms, to_ms, Store, StoreError};
 
@@ -194,7 +194,17 @@ impl Store {
                     "held" => "notification_held",
                     _ => "notification_failed",
                 };
-                append_event!(tx, alert_id, now, kind, "pollwatch", &detail);
+                append_event!(
+                    tx,
+                    self,
+                    alert_id,
+                    now,
+                    kind,
+                    "pollwatch",
+                    None,
+                    &detail,
+                    None
+                );
             }
             tx.commit("commit outbox").await?;
             Ok(())

@@ -16,7 +16,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{chain_hash, NewAlert, Recorded};
+use super::chain::Window;
+use super::{NewAlert, Recorded};
 use crate::store::tx::WriteTx;
 use crate::store::{to_ms, Store, StoreError};
 
@@ -29,6 +30,9 @@ pub struct FindingOnAlert {
     pub evidence: String,
     /// The finding's window start, for inhibition.
     pub window_start: DateTime<Utc>,
+    /// The finding's window end: the readings from start to end (inclusive) are
+    /// digested into the timeline row.
+    pub window_end: DateTime<Utc>,
     /// Steps queued if the finding opens a new alert.
     pub first_steps: Vec<String>,
     /// A live alert of this rule at the same location absorbs the finding.
@@ -67,6 +71,13 @@ impl Store {
             let mut out = Vec::with_capacity(items.len());
             for it in items {
                 let a = &it.alert;
+                let window = Window {
+                    enterprise: a.enterprise.clone(),
+                    location: a.location.clone(),
+                    factor: a.factor.clone(),
+                    from: it.window_start,
+                    to: it.window_end.max(it.window_start),
+                };
                 let mut absorbed = None;
                 if let Some(rule) = it.inhibited_by {
                     let live: Option<(i64, String)> = sqlx::query_as(
@@ -92,7 +103,17 @@ impl Store {
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::db("update alert"))?;
-                    append_event!(tx, id, now, "inhibited", "pollwatch", &it.evidence);
+                    append_event!(
+                        tx,
+                        self,
+                        id,
+                        now,
+                        "inhibited",
+                        "pollwatch",
+                        None,
+                        &it.evidence,
+                        Some(&window)
+                    );
                     Recorded {
                         alert_id: id,
                         opened: false,
@@ -125,7 +146,17 @@ impl Store {
                                 .execute(&mut *tx)
                                 .await
                                 .map_err(StoreError::db("update alert"))?;
-                            append_event!(tx, id, now, "finding", "pollwatch", &it.evidence);
+                            append_event!(
+                                tx,
+                                self,
+                                id,
+                                now,
+                                "finding",
+                                "pollwatch",
+                                None,
+                                &it.evidence,
+                                Some(&window)
+                            );
                             Recorded {
                                 alert_id: id,
                                 opened: false,
@@ -162,20 +193,43 @@ impl Store {
                             .fetch_one(&mut *tx)
                             .await
                             .map_err(StoreError::db("open alert"))?;
-                            append_event!(tx, id, now, "opened", "pollwatch", &it.evidence);
+                            append_event!(
+                                tx,
+                                self,
+                                id,
+                                now,
+                                "opened",
+                                "pollwatch",
+                                None,
+                                &it.evidence,
+                                Some(&window)
+                            );
                             if flapping {
                                 let why = format!("flapping: {recent} alerts of this kind opened within {} min; notifications suppressed", policy.flap_window.num_minutes());
-                                append_event!(tx, id, now, "flapping", "pollwatch", &why);
+                                append_event!(
+                                    tx,
+                                    self,
+                                    id,
+                                    now,
+                                    "flapping",
+                                    "pollwatch",
+                                    None,
+                                    &why,
+                                    None
+                                );
                             } else {
                                 let queued = queue_steps!(tx, id, &it.first_steps, now);
                                 if !queued.is_empty() {
                                     append_event!(
                                         tx,
+                                        self,
                                         id,
                                         now,
                                         "notification_queued",
                                         "pollwatch",
-                                        &queued.join(",")
+                                        None,
+                                        &queued.join(","),
+                                        None
                                     );
                                 }
                             }
@@ -221,6 +275,7 @@ impl Store {
             finding_id,
             evidence: evidence.to_string(),
             window_start: now,
+            window_end: now,
             first_steps: first_steps.to_vec(),
             inhibited_by: None,
         };
@@ -288,11 +343,14 @@ impl Store {
                 if !queued.is_empty() {
                     append_event!(
                         tx,
+                        self,
                         *alert_id,
                         now,
                         "escalated",
                         "pollwatch",
-                        &queued.join(",")
+                        None,
+                        &queued.join(","),
+                        None
                     );
                     out.push((*alert_id, queued));
                 }

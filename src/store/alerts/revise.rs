@@ -2,16 +2,17 @@
 //! their alerts — in one transaction, so a revision is never recorded on the
 //! finding without its alert's timeline, or the reverse.
 //!
-//! A finding keeps its row and natural key and takes the new verdict; what it
-//! said before goes to `finding_revisions` (append-only). A verdict no longer
-//! found is marked superseded. Each alert the finding is recorded on gets a
+//! A finding keeps its row and natural key; its row is never changed (the table
+//! is append-only, issue 18). The new verdict goes to `finding_revisions` with
+//! what it said before, and `findings_current` (a view) shows the latest. A
+//! verdict no longer found gets a revision marked superseded. Each alert the finding is recorded on gets a
 //! timeline row ("revised after late data, from … to …"), and an alert whose
 //! findings are all superseded — a day judged missing whose hours came late — is
 //! resolved with that reason and its waiting notifications cancelled.
 
 use chrono::{DateTime, Utc};
 
-use super::chain_hash;
+use super::chain::Window;
 use crate::rules::rejudge::{Period, REVISABLE};
 use crate::rules::Finding;
 use crate::store::tx::WriteTx;
@@ -100,7 +101,7 @@ impl Store {
             let mut tx = WriteTx::<Db>::begin(pool).await?;
             for p in periods {
                 let mut b = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT id, natural_key, value, threshold, message, evidence, superseded_at FROM findings WHERE enterprise = ",
+                    "SELECT id, natural_key, value, threshold, message, evidence, superseded_at FROM findings_current WHERE enterprise = ",
                 );
                 b.push_bind(&*p.enterprise)
                     .push(" AND location = ")
@@ -131,7 +132,43 @@ impl Store {
                         None if superseded.is_some() => continue,
                         None => ("superseded after late data", None),
                     };
-                    sqlx::query("INSERT INTO finding_revisions (finding_id, at, reason, from_value, to_value, from_message, from_evidence) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    // Append-only: the finding's row keeps its first verdict; the
+                    // new one (or "superseded") is a revision row.
+                    let (to_threshold, to_message, to_evidence, superseded, note) = match new {
+                        Some(f) => {
+                            let ev = serde_json::to_string(&f.evidence).map_err(|e| {
+                                StoreError::Corrupt(format!("finding evidence: {e}"))
+                            })?;
+                            out.revised.push(*id);
+                            (
+                                f.threshold,
+                                Some(f.message.clone()),
+                                Some(ev),
+                                0i64,
+                                format!(
+                                    "revised after late data, from {} to {}",
+                                    text(*value),
+                                    text(f.value)
+                                ),
+                            )
+                        }
+                        None => {
+                            out.superseded.push(*id);
+                            (
+                                None,
+                                None,
+                                None,
+                                1i64,
+                                format!("superseded after late data (was {})", text(*value)),
+                            )
+                        }
+                    };
+                    let reason = if new.is_some() {
+                        reason.to_string()
+                    } else {
+                        "superseded after late data: the period was judged again with it, and this is no longer found".to_string()
+                    };
+                    sqlx::query("INSERT INTO finding_revisions (finding_id, at, reason, from_value, to_value, from_message, from_evidence, to_threshold, to_message, to_evidence, superseded) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
                         .bind(id)
                         .bind(to_ms(now))
                         .bind(reason)
@@ -139,42 +176,19 @@ impl Store {
                         .bind(to_value)
                         .bind(message)
                         .bind(evidence)
+                        .bind(to_threshold)
+                        .bind(to_message)
+                        .bind(to_evidence)
+                        .bind(superseded)
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreError::db("record finding revision"))?;
-                    let note = match new {
-                        Some(f) => {
-                            let ev = serde_json::to_string(&f.evidence).map_err(|e| {
-                                StoreError::Corrupt(format!("finding evidence: {e}"))
-                            })?;
-                            sqlx::query("UPDATE findings SET value = $1, threshold = $2, message = $3, evidence = $4, revision = revision + 1, superseded_at = NULL, superseded_reason = NULL WHERE id = $5")
-                                .bind(f.value)
-                                .bind(f.threshold)
-                                .bind(f.message.as_str())
-                                .bind(ev)
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(StoreError::db("revise finding"))?;
-                            out.revised.push(*id);
-                            format!(
-                                "revised after late data, from {} to {}",
-                                text(*value),
-                                text(f.value)
-                            )
-                        }
-                        None => {
-                            let why = "superseded after late data: the period was judged again with it, and this is no longer found";
-                            sqlx::query("UPDATE findings SET superseded_at = $1, superseded_reason = $2, revision = revision + 1 WHERE id = $3")
-                                .bind(to_ms(now))
-                                .bind(why)
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(StoreError::db("supersede finding"))?;
-                            out.superseded.push(*id);
-                            format!("superseded after late data (was {})", text(*value))
-                        }
+                    let window = Window {
+                        enterprise: p.enterprise.to_string(),
+                        location: p.location.to_string(),
+                        factor: p.factor.to_string(),
+                        from: p.start,
+                        to: p.end.max(p.start),
                     };
                     let alerts: Vec<(i64, String)> = sqlx::query_as(
                         "SELECT a.id, a.state FROM alerts a JOIN alert_findings af ON af.alert_id = a.id WHERE af.finding_id = $1",
@@ -185,12 +199,22 @@ impl Store {
                     .map_err(StoreError::db("read finding alerts"))?;
                     for (alert, state) in alerts {
                         let detail = serde_json::json!({ "note": note, "finding": id }).to_string();
-                        append_event!(tx, alert, now, "revised", "pollwatch", &detail);
+                        append_event!(
+                            tx,
+                            self,
+                            alert,
+                            now,
+                            "revised",
+                            "pollwatch",
+                            None,
+                            &detail,
+                            Some(&window)
+                        );
                         if new.is_some() || state == "resolved" {
                             continue;
                         }
                         let (live,): (i64,) = sqlx::query_as(
-                            "SELECT count(*) FROM alert_findings af JOIN findings f ON f.id = af.finding_id WHERE af.alert_id = $1 AND f.superseded_at IS NULL",
+                            "SELECT count(*) FROM alert_findings af JOIN findings_current f ON f.id = af.finding_id WHERE af.alert_id = $1 AND f.superseded_at IS NULL",
                         )
                         .bind(alert)
                         .fetch_one(&mut *tx)
@@ -214,7 +238,17 @@ impl Store {
                             "note": "superseded: the data came late and the period is judged again; its findings no longer stand",
                         })
                         .to_string();
-                        append_event!(tx, alert, now, "resolved", "pollwatch", &detail);
+                        append_event!(
+                            tx,
+                            self,
+                            alert,
+                            now,
+                            "resolved",
+                            "pollwatch",
+                            None,
+                            &detail,
+                            None
+                        );
                         out.resolved_alerts.push(alert);
                     }
                 }
@@ -229,7 +263,7 @@ impl Store {
     pub async fn finding_history(&self, id: i64) -> Result<FindingHistory, StoreError> {
         on_pool!(self, |pool, _Db| {
             let head: Option<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
-                "SELECT revision, superseded_at, superseded_reason FROM findings WHERE id = $1",
+                "SELECT revision, superseded_at, superseded_reason FROM findings_current WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(pool)

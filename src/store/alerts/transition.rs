@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{alert_row, chain_hash, AlertRow, AlertState, ALERT_COLUMNS};
+use super::{alert_row, AlertRow, AlertState, ALERT_COLUMNS};
 use crate::store::tx::WriteTx;
 use crate::store::{from_ms, to_ms, Store, StoreError};
 
@@ -47,7 +47,17 @@ impl Store {
                 "since": since,
             })
             .to_string();
-            append_event!(tx, id, now, "reopened", "pollwatch", &detail);
+            append_event!(
+                tx,
+                self,
+                id,
+                now,
+                "reopened",
+                "pollwatch",
+                None,
+                &detail,
+                None
+            );
             let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
                 .bind(id)
                 .fetch_one(&mut *tx)
@@ -58,14 +68,30 @@ impl Store {
         })
     }
 
-    /// Moves an alert to `to` (acknowledged or resolved) on behalf of `by`;
-    /// notifications still waiting are cancelled in the same transaction, which
-    /// is what stops escalation.
+    /// Moves an alert to `to` (acknowledged or resolved) by `by` (who did it:
+    /// the authenticated token's or session's name); notifications still
+    /// waiting are cancelled in the same transaction, which is what stops
+    /// escalation.
     pub async fn transition_alert(
         &self,
         id: i64,
         to: AlertState,
         by: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AlertRow>, StoreError> {
+        self.transition_alert_for(id, to, by, None, note, now).await
+    }
+
+    /// [`transition_alert`](Self::transition_alert), recording whom `by` says
+    /// it acted for (what an API client sent as `by`) in the timeline row's
+    /// `on_behalf_of`.
+    pub async fn transition_alert_for(
+        &self,
+        id: i64,
+        to: AlertState,
+        by: &str,
+        on_behalf_of: Option<&str>,
         note: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<AlertRow>, StoreError> {
@@ -99,7 +125,17 @@ impl Store {
                 .await
                 .map_err(StoreError::db("cancel notifications"))?;
             let detail = serde_json::json!({ "note": note }).to_string();
-            append_event!(tx, id, now, to.as_str(), by, &detail);
+            append_event!(
+                tx,
+                self,
+                id,
+                now,
+                to.as_str(),
+                by,
+                on_behalf_of,
+                &detail,
+                None
+            );
             let row = sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1"))
                 .bind(id)
                 .fetch_one(&mut *tx)
