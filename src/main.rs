@@ -67,6 +67,10 @@ enum Command {
     Findings(FindingsArgs),
     /// Alerts: list, show, ack, resolve, verify.
     Alerts(alerts_cmd::AlertsArgs),
+    /// Reports: transmission (the rates a bureau is judged on).
+    Report(cli::report::ReportArgs),
+    /// Backfill (history requests to loggers): status.
+    Backfill(cli::report::BackfillArgs),
     /// Measure throughput on this machine.
     Bench(cli::bench::BenchArgs),
     /// Run a simulated device against a pollwatch (or any platform).
@@ -262,6 +266,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Readings(args) => readings(args).await,
         Command::Findings(args) => findings(args).await,
         Command::Alerts(args) => alerts_cmd::run(args).await,
+        Command::Report(args) => cli::report::report(args).await,
+        Command::Backfill(args) => cli::report::backfill(args).await,
         Command::Bench(args) => {
             cli::bench::run(args.what).await?;
             Ok(ExitCode::SUCCESS)

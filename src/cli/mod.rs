@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod demo;
 pub mod export;
+pub mod report;
 pub mod simulate;

@@ -34,6 +34,7 @@ macro_rules! on_pool {
 }
 
 mod alerts;
+mod completeness;
 mod events;
 mod findings;
 mod orders;
@@ -49,6 +50,9 @@ pub use alerts::{
     verify_chain, AlertEvent, AlertPolicy, AlertQuery, AlertRow, AlertState, Attempt, BoardMark,
     BoardPage, BoardQuery, FindingHistory, FindingOnAlert, FindingRevision, NewAlert, OutboxRow,
     Recorded, Revised,
+};
+pub use completeness::{
+    BackfillOutcome, BackfillRow, BackfillState, DayFigures, DayWrite, NewBackfill, StoredDay,
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};
