@@ -23,24 +23,6 @@ both_backends!(
     daily_figures_and_backfill_records
 );
 
-const ENTERPRISE: &str = r#"
-id = "E1"
-name = "测试污水厂"
-district = "吴中区"
-industry = "污水处理"
-
-[[outlets]]
-id = "DW001"
-name = "总排口"
-kind = "wastewater"
-hj212 = { mn = "MN-WW-0001", password = "123456" }
-
-[[outlets.limits]]
-factor = "w01018"
-max = 50.0
-basis = "day"
-"#;
-
 /// A config directory storing at `url`, with a viewer token.
 fn config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     let cfg = dir.join("config");
@@ -55,7 +37,11 @@ fn config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
         ),
     )
     .unwrap();
-    std::fs::write(cfg.join("enterprises/e1.toml"), ENTERPRISE).unwrap();
+    std::fs::write(
+        cfg.join("enterprises/e1.toml"),
+        common::completeness::enterprise(&[("DW001", "MN-WW-0001")]),
+    )
+    .unwrap();
     cfg
 }
 

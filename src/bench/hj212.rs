@@ -187,6 +187,8 @@ pub async fn end_to_end(
             rtd_interval: None,
             sm4_key: sm4.then(bench_key),
             require_encryption: sm4,
+            backfill: false,
+            factors: Vec::new(),
         });
     }
     let (_reg_tx, reg_rx) = watch::channel(Arc::new(registry));

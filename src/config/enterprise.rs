@@ -120,6 +120,14 @@ pub struct Outlet {
     /// Analyzer ranges: a value above `range` is `over_range`.
     #[serde(default)]
     pub analyzers: Vec<Analyzer>,
+    /// Ask this outlet's logger for the hours we lack (history requests, 反控).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub backfill: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Outlet {

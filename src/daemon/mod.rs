@@ -139,12 +139,17 @@ pub async fn run(
 
     let registry = Arc::new(Registry::from_config(&config));
     let (registry_tx, registry_rx) = watch::channel(registry.clone());
-    let hj212 = Hj212Server::start(
+    let backfill = crate::sources::hj212::Backfill::start(
+        store.clone(),
+        crate::sources::hj212::BackfillSettings::from_config(&config),
+    );
+    let hj212 = Hj212Server::start_with_backfill(
         ServerConfig::from_config(&config),
         registry_rx,
         writer.clone(),
         clock.clone(),
         sources_stop.clone(),
+        Some(backfill),
     )
     .await?;
     let mut listeners = vec![("hj212", hj212.local_addr())];

@@ -22,6 +22,11 @@ pub struct Endpoint {
     pub sm4_key: Option<Sm4Key>,
     /// Plaintext data uploads (CN 2xxx) are refused (`not_encrypted`).
     pub require_encryption: bool,
+    /// Ask the logger for missing hours (outlet `backfill`, default true).
+    pub backfill: bool,
+    /// The outlet's limited factors: an hour is complete when each has a value
+    /// (any factor when empty).
+    pub factors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,6 +55,14 @@ impl Registry {
                     rtd_interval: h.rtd_interval.map(|d| d.0.as_secs() as u32),
                     sm4_key: h.sm4_key.clone(),
                     require_encryption: h.require_encryption,
+                    backfill: o.backfill,
+                    factors: {
+                        let mut f: Vec<String> =
+                            o.limits.iter().map(|l| l.factor.clone()).collect();
+                        f.sort();
+                        f.dedup();
+                        f
+                    },
                 };
                 by_mn.insert(h.mn.clone(), Arc::new(endpoint));
             }
