@@ -277,3 +277,52 @@ async fn daily_figures_and_backfill_records(url: &str) {
     assert_eq!((rows[0].qn_rtn, rows[0].exe_rtn), (Some(1), Some(100)));
     store.close().await;
 }
+
+#[test]
+fn backfill_settings_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "sqlite://:memory:");
+    let toml = cfg.join("pollwatch.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace(
+            "[hj212]\n",
+            "[hj212]\nbackfill_rate = 0\nbackfill_max_age = \"60d\"\nbackfill_timeout = \"0s\"\n",
+        ),
+    )
+    .unwrap();
+    let errs = pollwatch::config::Config::load(&cfg, &Default::default())
+        .unwrap_err()
+        .to_string();
+    for key in [
+        "hj212.backfill_rate",
+        "hj212.backfill_max_age",
+        "hj212.backfill_timeout",
+    ] {
+        assert!(errs.contains(key), "{key} missing in\n{errs}");
+    }
+    // Per outlet: `backfill = false` is accepted, a typo is not.
+    let e1 = cfg.join("enterprises/e1.toml");
+    let text = std::fs::read_to_string(&e1).unwrap();
+    std::fs::write(&toml, "[daemon]\ntimezone = \"Asia/Shanghai\"\n").unwrap();
+    std::fs::write(
+        &e1,
+        text.replace(
+            "kind = \"wastewater\"\n",
+            "kind = \"wastewater\"\nbackfill = false\n",
+        ),
+    )
+    .unwrap();
+    let loaded = pollwatch::config::Config::load(&cfg, &Default::default()).unwrap();
+    assert!(!loaded.enterprises[0].outlets[0].backfill);
+    std::fs::write(
+        &e1,
+        text.replace(
+            "kind = \"wastewater\"\n",
+            "kind = \"wastewater\"\nbackfil = false\n",
+        ),
+    )
+    .unwrap();
+    assert!(pollwatch::config::Config::load(&cfg, &Default::default()).is_err());
+}
