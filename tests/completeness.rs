@@ -20,7 +20,8 @@ use common::daemon::Daemon;
 
 both_backends!(
     worked_example_through_cli_and_api,
-    daily_figures_and_backfill_records
+    daily_figures_and_backfill_records,
+    closing_a_day_persists_figures_and_raises_low_transmission
 );
 
 /// A config directory storing at `url`, with a viewer token.
@@ -48,6 +49,11 @@ fn config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
 /// COMPLETENESS.md's example on 2026-11-27: hours 0–19 arrive, 20–23 never do;
 /// hours 5 and 6 are flagged M; hour 12 is flagged F.
 async fn write_worked_example(url: &str) {
+    write_hours(url, 0..20).await;
+}
+
+/// Hourly COD of DW001 on 2026-11-27 (local), flagged as in the worked example.
+async fn write_hours(url: &str, hours: std::ops::Range<i64>) {
     let store = Store::open(url, &Default::default()).await.unwrap();
     let (w, task) = Writer::spawn(
         store.clone(),
@@ -55,7 +61,7 @@ async fn write_worked_example(url: &str) {
         Arc::new(pollwatch::clock::SystemClock),
     );
     let start = Utc.with_ymd_and_hms(2026, 11, 26, 16, 0, 0).unwrap(); // 00:00 +08:00
-    let readings = (0..20)
+    let readings = hours
         .map(|h| {
             let mut r = common::reading("DW001", "w01018", 0, 20.0 + h as f64);
             r.ts = start + chrono::Duration::hours(h);
@@ -325,4 +331,79 @@ fn backfill_settings_out_of_range_are_refused() {
     )
     .unwrap();
     assert!(pollwatch::config::Config::load(&cfg, &Default::default()).is_err());
+}
+
+async fn closing_a_day_persists_figures_and_raises_low_transmission(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = pollwatch::config::Config::load(&config(dir.path(), url), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    write_worked_example(url).await;
+    let store = Store::open(url, &Default::default()).await.unwrap();
+    // 03:00 on the 28th (local): the 27th has just closed.
+    let now = Utc.with_ymd_and_hms(2026, 11, 27, 19, 0, 0).unwrap();
+    let close = || pollwatch::completeness::daily::close_days(&cfg, &store, now);
+    let closed = close().await.unwrap();
+    assert_eq!(closed.new, 10, "the ten days of the repair window");
+    // Only the day just closed raises (the days before it had no data at all,
+    // but closed long ago).
+    assert_eq!(closed.findings.len(), 1);
+    let f = &closed.findings[0];
+    assert_eq!(f.rule.as_str(), "low_transmission");
+    assert_eq!(f.severity.as_str(), "notice");
+    assert_eq!(f.factor.to_string(), "w01018");
+    assert!((f.value.unwrap() - 17.0 / 23.0).abs() < 1e-9);
+    assert_eq!(f.threshold, Some(0.9));
+    assert_eq!(
+        f.evidence.params["missing_hours"],
+        serde_json::json!([20, 21, 22, 23])
+    );
+    assert_eq!(
+        f.evidence.params["invalid_hours"],
+        serde_json::json!([5, 6])
+    );
+    assert!(
+        f.message.contains("73.9%") && f.message.contains("20时"),
+        "{}",
+        f.message
+    );
+    let day = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+    let stored = store
+        .transmission_days(day, day.succ_opt().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let d = &stored[0].figures;
+    assert_eq!((d.expected, d.received, d.valid), (23, 19, 17));
+
+    // Counting again changes nothing and raises nothing.
+    let again = close().await.unwrap();
+    assert_eq!((again.new, again.revised, again.findings.len()), (0, 0, 0));
+
+    // The logger's backlog fills hours 20–23: the day is revised.
+    write_hours(url, 20..24).await;
+    let revised = close().await.unwrap();
+    assert_eq!(
+        (revised.new, revised.revised, revised.findings.len()),
+        (0, 1, 0)
+    );
+    let stored = store
+        .transmission_days(day, day.succ_opt().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].revision, 2);
+    let d = &stored[0].figures;
+    assert_eq!((d.expected, d.received, d.valid), (23, 23, 21));
+    // The report reads the persisted day.
+    let r = pollwatch::completeness::transmission_report(
+        &cfg,
+        &store,
+        day,
+        day.succ_opt().unwrap(),
+        None,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.rows[0].counts.received, 23);
+    store.close().await;
 }

@@ -5,8 +5,11 @@
 //!   and valid hours out (F leaves both counts; M, C, D, B are received, not valid);
 //! - [`report`]: the transmission report over a date range (`pollwatch report
 //!   transmission`, `GET /api/v1/reports/transmission`), from persisted daily
-//!   figures where the daemon has closed the day, from hourly values otherwise.
+//!   figures where the daemon has closed the day, from hourly values otherwise;
+//! - [`daily`]: closing days — persisting the figures, revising them while the
+//!   repair window is open, and the `low_transmission` finding.
 
+pub mod daily;
 pub mod rates;
 pub mod report;
 

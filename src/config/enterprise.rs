@@ -124,6 +124,9 @@ pub struct Outlet {
     /// Default true.
     #[serde(default = "default_true")]
     pub backfill: bool,
+    /// A closed day whose effective transmission rate (valid / expected hours) of
+    /// a limited factor is below this raises `low_transmission`. Default 0.9.
+    pub min_effective_rate: Option<f64>,
 }
 
 fn default_true() -> bool {
@@ -138,6 +141,7 @@ impl Outlet {
     pub const DEFAULT_CONSTANT_FOR: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
     pub const DEFAULT_CONSTANT_EPSILON: f64 = 1e-6;
     pub const DEFAULT_MAINTENANCE_MAX_SHARE: f64 = 0.1;
+    pub const DEFAULT_MIN_EFFECTIVE_RATE: f64 = 0.9;
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -513,6 +513,9 @@ fn outlet(c: &mut Checker<'_>, p: &str, o: &Outlet, cat: &Catalogue<'_>) {
     if let Some(v) = o.maintenance_max_share {
         fraction(c, &format!("{p}.maintenance_max_share"), v);
     }
+    if let Some(v) = o.min_effective_rate {
+        fraction(c, &format!("{p}.min_effective_rate"), v);
+    }
     if let Some(v) = o.constant_epsilon.filter(|v| !(v.is_finite() && *v >= 0.0)) {
         c.error(
             &format!("{p}.constant_epsilon"),

@@ -49,6 +49,7 @@ pub fn rule_zh(r: &str) -> &str {
         "treatment_underpowered" => "治污设施功率不足",
         "order_violation" => "违反停限产令",
         "emission_total" => "排放总量超许可",
+        "low_transmission" => "有效传输率不足",
         "disk_low" => "存储空间不足",
         other => other,
     }

@@ -10,6 +10,7 @@
 //! Between start-up and shutdown the main loop serves reloads ([`reload`], applied
 //! in [`live`]); systemd hears about all of it ([`systemd`]).
 
+mod completeness;
 mod disk;
 mod instrument;
 mod live;
@@ -174,6 +175,7 @@ pub async fn run(
         plans::PlanFeed::start(Arc::new(config.clone()), &store, clock.now()).await?;
     let (findings_tx, findings_rx) = tokio::sync::mpsc::channel(1024);
     let disk_findings = findings_tx.clone();
+    let completeness_findings = findings_tx.clone();
     let rules = RulesTask::spawn(
         store.clone(),
         plan_rx,
@@ -309,6 +311,15 @@ pub async fn run(
         ))
     });
 
+    // Daily transmission figures and low_transmission (issue #20).
+    let completeness = tokio::spawn(completeness::run(
+        store.clone(),
+        config_rx.clone(),
+        completeness_findings,
+        clock.clone(),
+        aux_stop.clone(),
+    ));
+
     let reload_status = Arc::new(instrument::ReloadStatus::default());
     reload_status.last_success_unix.store(
         clock.now().timestamp(),
@@ -417,6 +428,7 @@ pub async fn run(
     if let Some(d) = disk {
         let _ = d.await;
     }
+    let _ = completeness.await;
     http.join().await;
     tracing::info!("flushing the store writer");
     drop(writer);

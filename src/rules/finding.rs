@@ -57,6 +57,9 @@ rule_names!(
     // Not a rule on readings: the daemon raises it when free disk space falls
     // below [storage] min_free (see daemon/disk.rs); duty.toml routes it by rule.
     DiskLow = "disk_low",
+    // Not a rule on readings: a closed day's effective transmission rate below the
+    // outlet's min_effective_rate (see daemon/completeness.rs).
+    LowTransmission = "low_transmission",
 );
 
 impl fmt::Display for RuleName {
