@@ -8,6 +8,7 @@ pub mod backfill;
 pub mod chart;
 pub mod field;
 pub mod hj212;
+pub mod logger_backfill;
 pub mod mqtt;
 pub mod rules;
 pub mod store;
