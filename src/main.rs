@@ -68,9 +68,9 @@ enum Command {
     /// Alerts: list, show, ack, resolve, verify.
     Alerts(alerts_cmd::AlertsArgs),
     /// Reports: transmission (the rates a bureau is judged on).
-    Report(cli::report::ReportArgs),
+    Report(cli::completeness::ReportArgs),
     /// Backfill (history requests to loggers): status.
-    Backfill(cli::report::BackfillArgs),
+    Backfill(cli::completeness::BackfillArgs),
     /// Measure throughput on this machine.
     Bench(cli::bench::BenchArgs),
     /// Run a simulated device against a pollwatch (or any platform).
@@ -266,8 +266,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Readings(args) => readings(args).await,
         Command::Findings(args) => findings(args).await,
         Command::Alerts(args) => alerts_cmd::run(args).await,
-        Command::Report(args) => cli::report::report(args).await,
-        Command::Backfill(args) => cli::report::backfill(args).await,
+        Command::Report(args) => cli::completeness::report(args).await,
+        Command::Backfill(args) => cli::completeness::backfill(args).await,
         Command::Bench(args) => {
             cli::bench::run(args.what).await?;
             Ok(ExitCode::SUCCESS)

@@ -25,7 +25,7 @@ enum ReportWhat {
 }
 
 #[derive(Args)]
-struct TransmissionArgs {
+pub struct TransmissionArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// First local day, YYYY-MM-DD (inclusive).
@@ -43,6 +43,11 @@ struct TransmissionArgs {
 
 pub async fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let ReportWhat::Transmission(a) = a.what;
+    transmission(a).await
+}
+
+/// `pollwatch report transmission` (merging: a variant of `report`'s subcommands).
+pub async fn transmission(a: TransmissionArgs) -> anyhow::Result<ExitCode> {
     let cfg = load(&a.config.config)?;
     let (from, to) = (parse_date(&a.from)?, parse_date(&a.to)?);
     pollwatch::completeness::report::check_range(from, to)?;
