@@ -72,6 +72,8 @@ enum Command {
     Report(cli::report::ReportArgs),
     /// Evidence: create the key, anchor a day, retention, check an export.
     Evidence(evidence_cmd::EvidenceArgs),
+    /// Backfill (history requests to loggers): status.
+    Backfill(cli::completeness::BackfillArgs),
     /// Measure throughput on this machine.
     Bench(cli::bench::BenchArgs),
     /// Run a simulated device against a pollwatch (or any platform).
@@ -272,6 +274,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Alerts(args) => alerts_cmd::run(args).await,
         Command::Report(args) => cli::report::run(args).await,
         Command::Evidence(args) => evidence_cmd::run(args).await,
+        Command::Backfill(args) => cli::completeness::backfill(args).await,
         Command::Bench(args) => {
             cli::bench::run(args.what).await?;
             Ok(ExitCode::SUCCESS)

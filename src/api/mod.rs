@@ -7,6 +7,7 @@
 //! | `GET /metrics` | viewer | Prometheus text ([`metrics`]) |
 //! | `GET /api/v1/enterprises` | viewer | config with each outlet's and meter's live status |
 //! | `GET /api/v1/readings?enterprise=&outlet=\|meter=&factor=&kind=&stat=&from=&to=&limit=` | viewer | stored readings |
+//! | `GET /api/v1/reports/transmission?from=&to=&enterprise=`, `GET /api/v1/backfill?enterprise=&limit=` | viewer | data completeness ([`reports`]) |
 //! | `POST /-/reload` | operator | reload the config (as SIGHUP), answer with the outcome |
 //! | `GET /api/v1/alerts…`, `POST /api/v1/alerts/{id}/ack\|resolve` | viewer / operator | [`alerts`] |
 //! | `GET /api/v1/orders`, `POST /api/v1/orders`, `DELETE /api/v1/orders/{id}` | viewer / operator | runtime production orders ([`orders`]) |
@@ -43,6 +44,7 @@ pub mod orders;
 pub mod readings;
 pub mod reload;
 pub mod report_monthly;
+pub mod reports;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -121,6 +123,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(enterprises::routes())
         .merge(readings::routes())
         .merge(orders::routes())
+        .merge(reports::routes())
         .merge(reload::routes())
         .merge(report_monthly::routes())
         .with_state(state)

@@ -158,6 +158,20 @@ impl fmt::Display for E2eReport {
     }
 }
 
+/// A loopback server for `max_connections` simulated loggers (benchmarks).
+pub(super) fn server_config(max_connections: usize) -> ServerConfig {
+    ServerConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        max_connections,
+        idle_timeout: Duration::from_secs(600),
+        handshake_timeout: Duration::from_secs(60),
+        max_auth_failures: 5,
+        max_frame_len: 9999,
+        quiet: Duration::from_millis(1500),
+        tz: chrono_tz::Asia::Shanghai,
+    }
+}
+
 /// `loggers` simulated loggers, each uploading `per_logger` real-time frames of 10
 /// factors and waiting for each 9014, against an in-process server writing to the
 /// store at `url`; with `sm4`, as HJ 212-2025 loggers encrypting their data areas.
@@ -188,20 +202,13 @@ pub async fn end_to_end(
             sm4_key: sm4.then(bench_key),
             require_encryption: sm4,
             power: Vec::new(),
+            backfill: false,
+            factors: Vec::new(),
         });
     }
     let (_reg_tx, reg_rx) = watch::channel(Arc::new(registry));
     let (stop, stop_rx) = watch::channel(false);
-    let cfg = ServerConfig {
-        listen: ([127, 0, 0, 1], 0).into(),
-        max_connections: loggers + 16,
-        idle_timeout: Duration::from_secs(600),
-        handshake_timeout: Duration::from_secs(60),
-        max_auth_failures: 5,
-        max_frame_len: 9999,
-        quiet: Duration::from_millis(1500),
-        tz: chrono_tz::Asia::Shanghai,
-    };
+    let cfg = server_config(loggers + 16);
     let server = Hj212Server::start(cfg, reg_rx, writer.clone(), Arc::new(SystemClock), stop_rx)
         .await
         .map_err(|e| BenchError::Setup(e.to_string()))?;

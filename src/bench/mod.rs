@@ -9,6 +9,7 @@ pub mod chart;
 pub mod evidence;
 pub mod field;
 pub mod hj212;
+pub mod logger_backfill;
 pub mod mqtt;
 pub mod rules;
 pub mod store;

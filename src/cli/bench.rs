@@ -45,6 +45,24 @@ pub enum BenchWhat {
         #[arg(long)]
         sm4: bool,
     },
+    /// HJ 212 backfill: loggers back after a city-wide outage are asked for their
+    /// gap (CN 2061) while live loggers keep uploading real-time data.
+    Hj212Backfill {
+        /// Store URL; default a fresh SQLite file in a temporary directory.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 500)]
+        loggers: usize,
+        /// Hours of outage each logger kept.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        /// Loggers never cut off, uploading real-time data every 200 ms meanwhile.
+        #[arg(long, default_value_t = 50)]
+        live: usize,
+        /// backfill_rate: request starts per second.
+        #[arg(long, default_value_t = 10)]
+        rate: u32,
+    },
     /// MQTT: QoS 1 messages through a private Mosquitto to durable SQLite, beside
     /// mosquitto_sub on the same broker.
     Mqtt {
@@ -213,6 +231,20 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
             let (_dir, url) = store_url(url)?;
             let report =
                 pollwatch::bench::hj212::end_to_end(&url, loggers, frames_per_logger, sm4).await?;
+            println!("{report}");
+        }
+        BenchWhat::Hj212Backfill {
+            url,
+            loggers,
+            hours,
+            live,
+            rate,
+        } => {
+            let (_dir, url) = store_url(url)?;
+            let report = pollwatch::bench::logger_backfill::logger_backfill(
+                &url, loggers, hours, live, rate,
+            )
+            .await?;
             println!("{report}");
         }
         BenchWhat::Store {

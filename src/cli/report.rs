@@ -7,13 +7,13 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use pollwatch::clock::{Clock, SystemClock};
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ReportArgs {
     #[command(subcommand)]
     pub what: ReportWhat,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 pub enum ReportWhat {
     /// The monthly report (非现场监管月报) as xlsx and printable HTML.
     Monthly {
@@ -30,6 +30,8 @@ pub enum ReportWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Transmission, validity and effective rates (传输率, 有效率, 有效传输率).
+    Transmission(super::completeness::TransmissionArgs),
 }
 
 pub async fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
@@ -61,5 +63,6 @@ pub async fn run(a: ReportArgs) -> anyhow::Result<ExitCode> {
             eprintln!("wrote {} and {}", xlsx.display(), html.display());
             Ok(ExitCode::SUCCESS)
         }
+        ReportWhat::Transmission(a) => super::completeness::transmission(a).await,
     }
 }

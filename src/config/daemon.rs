@@ -263,6 +263,12 @@ pub struct Hj212Section {
     pub max_auth_failures: u32,
     /// Largest data segment accepted (the standard says 1024; real ones are longer).
     pub max_frame_len: usize,
+    /// Backfill (history requests, 反控): request starts per second, server-wide.
+    pub backfill_rate: u32,
+    /// Hours older than this are not asked for (the 10-day repair window).
+    pub backfill_max_age: HumanDuration,
+    /// A history request with no 9011, data or 9012 for this long ends `timeout`.
+    pub backfill_timeout: HumanDuration,
 }
 
 impl Default for Hj212Section {
@@ -274,6 +280,9 @@ impl Default for Hj212Section {
             handshake_timeout: HumanDuration(std::time::Duration::from_secs(60)),
             max_auth_failures: 5,
             max_frame_len: 9999,
+            backfill_rate: 10,
+            backfill_max_age: HumanDuration(std::time::Duration::from_secs(10 * 86400)),
+            backfill_timeout: HumanDuration(std::time::Duration::from_secs(120)),
         }
     }
 }

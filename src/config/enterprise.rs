@@ -151,6 +151,17 @@ pub struct Outlet {
     /// Waste incineration: the furnace temperature rule on the logger's 5-minute
     /// means (HJ 212-2025 CN 2111).
     pub furnace: Option<Furnace>,
+    /// Ask this outlet's logger for the hours we lack (history requests, 反控).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub backfill: bool,
+    /// A closed day whose effective transmission rate (valid / expected hours) of
+    /// a limited factor is below this raises `low_transmission`. Default 0.9.
+    pub min_effective_rate: Option<f64>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Outlet {
@@ -161,6 +172,7 @@ impl Outlet {
     pub const DEFAULT_CONSTANT_FOR: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
     pub const DEFAULT_CONSTANT_EPSILON: f64 = 1e-6;
     pub const DEFAULT_MAINTENANCE_MAX_SHARE: f64 = 0.1;
+    pub const DEFAULT_MIN_EFFECTIVE_RATE: f64 = 0.9;
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

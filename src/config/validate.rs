@@ -129,6 +129,25 @@ pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
             ),
         );
     }
+    if !(1..=1000).contains(&h.backfill_rate) {
+        c.error(
+            "hj212.backfill_rate",
+            format!(
+                "must be in 1..=1000 requests per second, got {}",
+                h.backfill_rate
+            ),
+        );
+    }
+    let age = h.backfill_max_age.0.as_secs();
+    if !(3600..=31 * 86400).contains(&age) {
+        c.error(
+            "hj212.backfill_max_age",
+            "must be between 1h and 31d (the repair window is 10 days)",
+        );
+    }
+    if !(1..=3600).contains(&h.backfill_timeout.0.as_secs()) {
+        c.error("hj212.backfill_timeout", "must be between 1s and 1h");
+    }
     if h.idle_timeout.0.is_zero() || h.handshake_timeout.0.is_zero() {
         c.error(
             "hj212",
@@ -500,6 +519,9 @@ fn outlet(c: &mut Checker<'_>, p: &str, o: &Outlet, cat: &Catalogue<'_>) {
     }
     if let Some(v) = o.maintenance_max_share {
         fraction(c, &format!("{p}.maintenance_max_share"), v);
+    }
+    if let Some(v) = o.min_effective_rate {
+        fraction(c, &format!("{p}.min_effective_rate"), v);
     }
     if let Some(v) = o.constant_epsilon.filter(|v| !(v.is_finite() && *v >= 0.0)) {
         c.error(

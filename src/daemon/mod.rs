@@ -11,6 +11,7 @@
 //! in [`live`]); systemd hears about all of it ([`systemd`]).
 
 mod anchor;
+mod completeness;
 mod disk;
 mod instrument;
 mod live;
@@ -160,12 +161,17 @@ pub async fn run(
 
     let registry = Arc::new(Registry::from_config(&config));
     let (registry_tx, registry_rx) = watch::channel(registry.clone());
-    let hj212 = Hj212Server::start(
+    let backfill = crate::sources::hj212::Backfill::start(
+        store.clone(),
+        crate::sources::hj212::BackfillSettings::from_config(&config),
+    );
+    let hj212 = Hj212Server::start_with_backfill(
         ServerConfig::from_config(&config),
         registry_rx,
         writer.clone(),
         clock.clone(),
         sources_stop.clone(),
+        Some(backfill),
     )
     .await?;
     let mut listeners = vec![("hj212", hj212.local_addr())];
@@ -190,6 +196,7 @@ pub async fn run(
         plans::PlanFeed::start(Arc::new(config.clone()), &store, clock.now()).await?;
     let (findings_tx, findings_rx) = tokio::sync::mpsc::channel(1024);
     let disk_findings = findings_tx.clone();
+    let completeness_findings = findings_tx.clone();
     let rules = RulesTask::spawn(
         store.clone(),
         plan_rx,
@@ -333,6 +340,15 @@ pub async fn run(
         ))
     });
 
+    // Daily transmission figures and low_transmission (issue #20).
+    let completeness = tokio::spawn(completeness::run(
+        store.clone(),
+        config_rx.clone(),
+        completeness_findings,
+        clock.clone(),
+        aux_stop.clone(),
+    ));
+
     let reload_status = Arc::new(instrument::ReloadStatus::default());
     reload_status.last_success_unix.store(
         clock.now().timestamp(),
@@ -442,6 +458,7 @@ pub async fn run(
     if let Some(d) = disk {
         let _ = d.await;
     }
+    let _ = completeness.await;
     http.join().await;
     tracing::info!("flushing the store writer");
     drop(writer);

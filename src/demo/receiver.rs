@@ -146,6 +146,7 @@ pub fn rule_label(rule: &str) -> &'static str {
         "treatment_underpowered" => "治污设施低负荷",
         "order_violation" => "违反停限产令",
         "emission_total" => "排放总量预警",
+        "low_transmission" => "有效传输率低",
         "disk_low" => "存储空间不足",
         "furnace_temperature" => "炉温低于850℃",
         _ => "告警",

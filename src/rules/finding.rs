@@ -58,6 +58,9 @@ rule_names!(
     // Not a rule on readings: the daemon raises it when free disk space falls
     // below [storage] min_free (see daemon/disk.rs); duty.toml routes it by rule.
     DiskLow = "disk_low",
+    // Not a rule on readings: a closed day's effective transmission rate below the
+    // outlet's min_effective_rate (see daemon/completeness.rs).
+    LowTransmission = "low_transmission",
 );
 
 impl fmt::Display for RuleName {
@@ -86,6 +89,7 @@ pub fn rule_zh(r: &str) -> &str {
         "treatment_underpowered" => "治污设施功率不足",
         "order_violation" => "违反停限产令",
         "emission_total" => "排放总量超许可",
+        "low_transmission" => "有效传输率不足",
         "disk_low" => "存储空间不足",
         "furnace_temperature" => "炉温低于850℃",
         other => other,

@@ -4,6 +4,7 @@
 
 pub mod dlt645_meter;
 pub mod dtu;
+pub mod hj212_history;
 pub mod hj212_logger;
 mod link;
 pub mod modbus;
@@ -14,6 +15,7 @@ pub mod profile;
 
 pub use dlt645_meter::{MeterBehaviour, MeterSim, MeterStats};
 pub use dtu::{DtuDevice, DtuSim, DtuStats};
+pub use hj212_history::{Backlog, HistoryMode, HistoryRequest};
 pub use hj212_logger::{Delivery, LoggerSim, SimError};
 pub use modbus::{Behaviour, ModbusSim, Point, UnitStats};
 pub use profile::Profile;

@@ -34,6 +34,7 @@ macro_rules! on_pool {
 }
 
 mod alerts;
+mod completeness;
 mod events;
 mod findings;
 mod orders;
@@ -51,6 +52,9 @@ pub use alerts::{
     anchor_leaves, chain, verify_chain, verify_chain_with, AlertEvent, AlertPolicy, AlertQuery,
     AlertRow, AlertState, AnchorRow, Attempt, BoardMark, BoardPage, BoardQuery, FindingHistory,
     FindingOnAlert, FindingRevision, NewAlert, OutboxRow, Recorded, Revised, Verdict, VerifyReport,
+};
+pub use completeness::{
+    BackfillOutcome, BackfillRow, BackfillState, DayFigures, DayWrite, NewBackfill, StoredDay,
 };
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};

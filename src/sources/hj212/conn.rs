@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::backfill::Session;
 use super::codec::crc::{crc16_modbus_swapped, CrcMode};
 use super::codec::error::FrameError;
 use super::codec::frame::{Frame, FrameDecoder};
@@ -51,6 +52,8 @@ pub(super) struct Conn {
     loggers: HashMap<String, Arc<Endpoint>>,
     auth_failures: u32,
     dead_letters: u32,
+    /// History requests to the loggers on this connection ([`super::backfill`]).
+    pub(super) backfill: Session,
 }
 
 pub(super) type Flow = ControlFlow<()>;
@@ -63,6 +66,7 @@ impl Conn {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (mut rd, wr) = stream.into_split();
+        let ctx_backfill = ctx.backfill.clone();
         let mut conn = Conn {
             ctx,
             peer,
@@ -71,6 +75,7 @@ impl Conn {
             loggers: HashMap::new(),
             auth_failures: 0,
             dead_letters: 0,
+            backfill: Session::new(ctx_backfill),
         };
         let cfg = conn.ctx.cfg.clone();
         let mut decoder = FrameDecoder::with_config(cfg.max_frame_len, CrcMode::Hj212);
@@ -97,6 +102,11 @@ impl Conn {
             };
             tokio::select! {
                 _ = shutdown.changed() => break,
+                w = conn.backfill.wake() => {
+                    if conn.backfill_wake(w).await.is_break() {
+                        break;
+                    }
+                }
                 Ok(()) = registry.changed() => {
                     // A reload: a logger whose MN is gone is hung up on; one whose
                     // settings changed goes on with the new ones.
@@ -169,6 +179,11 @@ impl Conn {
             None => None,
         };
         !self.loggers.is_empty()
+    }
+
+    /// Whether `mn` has spoken on this connection and is still configured.
+    pub(super) fn has_logger(&self, mn: &str) -> bool {
+        self.loggers.contains_key(mn)
     }
 
     pub(super) fn mn(&self) -> Option<&str> {
@@ -317,6 +332,7 @@ impl Conn {
         self.loggers.insert(ep.origin.mn.to_string(), ep.clone());
         tracing::info!(peer = %self.peer, enterprise = %ep.origin.enterprise, outlet = %ep.origin.outlet, mn = %ep.origin.mn, loggers = self.loggers.len(), "hj212 logger connected");
         self.status(ep, "connected").await;
+        self.backfill_connected(seg, ep);
         if ep.set_time_on_connect {
             self.send_time(seg, ep, crc).await?;
         }
@@ -343,6 +359,7 @@ impl Conn {
     }
 
     async fn disconnected(&mut self) {
+        self.backfill_closed();
         for ep in std::mem::take(&mut self.loggers).into_values() {
             tracing::info!(peer = %self.peer, mn = %ep.origin.mn, "hj212 logger disconnected");
             self.status(&ep, "disconnected").await;

@@ -19,7 +19,6 @@
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 
-use chrono::{Datelike, Timelike};
 use tokio::io::AsyncWriteExt;
 
 use super::codec::crc::CrcMode;
@@ -152,6 +151,7 @@ impl Conn {
             }
             Command::Answer => {
                 self.ctx.stats.seen(&ep.origin.mn, now, 0);
+                self.backfill_answer(seg, ep);
                 tracing::debug!(mn = %ep.origin.mn, cn = seg.cn, qn = seg.qn.unwrap_or("-"), cp = seg.cp_raw.unwrap_or(""), "hj212 answer from logger");
                 ControlFlow::Continue(())
             }
@@ -198,6 +198,8 @@ impl Conn {
         self.ctx
             .stats
             .seen(&ep.origin.mn, now, batch.readings.len() as u64);
+        self.backfill
+            .data(&ep.origin.mn, seg.cn, batch.readings.len() as u64);
         self.durable_then_answer(seg, crc, batch).await
     }
 
@@ -261,16 +263,9 @@ impl Conn {
     }
 
     pub(super) fn request_qn(&self) -> (LocalDateTime, String) {
-        let t = self.ctx.clock.now().with_timezone(&self.ctx.cfg.tz);
-        let local = LocalDateTime {
-            year: u16::try_from(t.year()).unwrap_or(0),
-            month: t.month() as u8,
-            day: t.day() as u8,
-            hour: t.hour() as u8,
-            minute: t.minute() as u8,
-            second: t.second() as u8,
-        };
-        let millis = (t.timestamp_subsec_millis()).min(999) as u16;
+        let now = self.ctx.clock.now();
+        let local = super::backfill::local(now, self.ctx.cfg.tz);
+        let millis = (now.timestamp_subsec_millis()).min(999) as u16;
         (local, make_qn(local, millis))
     }
 }

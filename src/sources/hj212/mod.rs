@@ -7,8 +7,11 @@
 //! - [`server`], `conn` and `handle`: the TCP server that authenticates loggers
 //!   (each frame against its own MN, so one connection may relay many loggers),
 //!   decrypts HJ 212-2025 data areas, stores what they send and answers only once
-//!   it is durable.
+//!   it is durable;
+//! - [`backfill`]: asking a reconnected logger for the hours we lack (反控).
 
+pub mod backfill;
+mod backfill_conn;
 pub mod codec;
 mod conn;
 mod handle;
@@ -17,6 +20,7 @@ pub mod registry;
 pub mod server;
 pub mod stats;
 
+pub use backfill::{Backfill, BackfillSettings};
 pub use registry::Registry;
 pub use server::{Hj212Server, ServerConfig, ServerError};
 pub use stats::Hj212Stats;

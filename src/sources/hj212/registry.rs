@@ -24,6 +24,11 @@ pub struct Endpoint {
     pub require_encryption: bool,
     /// HJ 212-2025 power-use data: factors of this logger that are meters' power.
     pub power: Vec<PowerFeed>,
+    /// Ask the logger for missing hours (outlet `backfill`, default true).
+    pub backfill: bool,
+    /// The outlet's limited factors: an hour is complete when each has a value
+    /// (any factor when empty).
+    pub factors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -65,6 +70,14 @@ impl Registry {
                     sm4_key: h.sm4_key.clone(),
                     require_encryption: h.require_encryption,
                     power,
+                    backfill: o.backfill,
+                    factors: {
+                        let mut f: Vec<String> =
+                            o.limits.iter().map(|l| l.factor.clone()).collect();
+                        f.sort();
+                        f.dedup();
+                        f
+                    },
                 };
                 by_mn.insert(h.mn.clone(), Arc::new(endpoint));
             }

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::backfill::Backfill;
 use super::conn::Conn;
 use super::registry::Registry;
 use super::stats::Hj212Stats;
@@ -70,6 +71,8 @@ pub(super) struct Ctx {
     pub clock: Arc<dyn Clock>,
     pub stats: Arc<Hj212Stats>,
     pub logs: LogLimiter,
+    /// History requests to reconnected loggers; `None`: never ask.
+    pub backfill: Option<Arc<Backfill>>,
 }
 
 pub struct Hj212Server {
@@ -87,6 +90,19 @@ impl Hj212Server {
         writer: Writer,
         clock: Arc<dyn Clock>,
         shutdown: watch::Receiver<bool>,
+    ) -> Result<Hj212Server, ServerError> {
+        Self::start_with_backfill(cfg, registry, writer, clock, shutdown, None).await
+    }
+
+    /// As [`Hj212Server::start`], asking reconnected loggers for missing hours
+    /// through `backfill` ([`super::backfill`]).
+    pub async fn start_with_backfill(
+        cfg: ServerConfig,
+        registry: watch::Receiver<Arc<Registry>>,
+        writer: Writer,
+        clock: Arc<dyn Clock>,
+        shutdown: watch::Receiver<bool>,
+        backfill: Option<Arc<Backfill>>,
     ) -> Result<Hj212Server, ServerError> {
         let listener = TcpListener::bind(cfg.listen)
             .await
@@ -106,6 +122,7 @@ impl Hj212Server {
             clock,
             stats: stats.clone(),
             logs: LogLimiter::new(Duration::from_secs(60)),
+            backfill,
         });
         tracing::info!(listen = %local_addr, "hj212 server listening");
         let task = tokio::spawn(accept_loop(listener, ctx, shutdown));

@@ -112,6 +112,19 @@ pub fn set_rtd_interval_1062(h: &RequestHeader<'_>, seconds: u32) -> Result<Stri
     request(h, "1062", &format!("RtdInterval={seconds}"))
 }
 
+/// A history request (反控): CN 2031 daily, 2051 minute or 2061 hourly data of the
+/// periods starting from `begin` to `end` (both inclusive, the logger's local
+/// time), `CP=&&BeginTime=YYYYMMDDhhmmss;EndTime=YYYYMMDDhhmmss&&`. The logger
+/// answers 9011 (`QnRtn`), uploads the data, and ends with 9012 (`ExeRtn`).
+pub fn history_request(
+    h: &RequestHeader<'_>,
+    cn: &str,
+    begin: LocalDateTime,
+    end: LocalDateTime,
+) -> Result<String, ReplyError> {
+    request(h, cn, &format!("BeginTime={begin};EndTime={end}"))
+}
+
 fn request(h: &RequestHeader<'_>, cn: &str, cp: &str) -> Result<String, ReplyError> {
     Ok(format!(
         "QN={};ST={};CN={cn};PW={};MN={};Flag={};CP=&&{cp}&&",

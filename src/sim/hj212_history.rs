@@ -1,0 +1,137 @@
+//! The simulated logger's backlog and its answers to history requests (反控): what
+//! a real logger does when the platform asks (CN 2031/2051/2061 with
+//! `BeginTime`/`EndTime`): 9011 with `QnRtn`, the data it kept (each upload
+//! answered 9014, as real-time ones), then 9012 with `ExeRtn`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::hj212_logger::{LoggerSim, SimError};
+use crate::sources::hj212::codec::segment::DataSegment;
+use crate::sources::hj212::codec::time::LocalDateTime;
+
+/// What the logger kept while its link was down: per CN, period start → CP
+/// fields (without DataTime).
+#[derive(Debug, Clone, Default)]
+pub struct Backlog {
+    pub periods: BTreeMap<(String, LocalDateTime), String>,
+}
+
+impl Backlog {
+    pub fn keep(&mut self, cn: &str, at: LocalDateTime, cp: &str) {
+        self.periods.insert((cn.to_string(), at), cp.to_string());
+    }
+}
+
+/// How the logger answers history requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryMode {
+    /// QnRtn=1, the backlog's data, ExeRtn=1 (ExeRtn=100 when it has none).
+    Answer,
+    /// 9011 with this QnRtn (2 = refused) and nothing else.
+    Refuse(u16),
+    /// QnRtn=1, then ExeRtn=100 whatever the backlog holds.
+    NoData,
+}
+
+/// A history request the logger received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRequest {
+    pub qn: String,
+    pub cn: String,
+    pub begin: LocalDateTime,
+    pub end: LocalDateTime,
+    /// Periods uploaded in answer.
+    pub uploaded: u32,
+}
+
+impl LoggerSim {
+    /// The 9011/9012 answer to a platform request.
+    fn request_answer(&mut self, qn: &str, cn: &str, cp: &str) -> Result<Vec<u8>, SimError> {
+        let flag = self.flag & !1;
+        let seg = format!(
+            "QN={qn};ST=91;CN={cn};PW={};MN={};Flag={flag};CP=&&{cp}&&",
+            self.password, self.mn
+        );
+        self.encode(&seg)
+    }
+
+    /// Waits up to `wait` for history requests and answers each from `backlog`
+    /// in `mode`; returns after the first one answered (or `None` on timeout).
+    /// Backlog uploads carry `RF=1` when the logger speaks HJ 212-2025.
+    pub async fn answer_history(
+        &mut self,
+        backlog: &Backlog,
+        mode: HistoryMode,
+        wait: Duration,
+    ) -> Result<Option<HistoryRequest>, SimError> {
+        let deadline = Instant::now() + wait;
+        while let Some(text) = self.next_segment(deadline).await {
+            let Ok(seg) = DataSegment::parse(&text) else {
+                continue;
+            };
+            let (Some(qn), Some(b), Some(e)) =
+                (seg.qn, seg.cp_get("BeginTime"), seg.cp_get("EndTime"))
+            else {
+                self.received.push(text.clone());
+                continue;
+            };
+            let (Ok(begin), Ok(end)) = (
+                LocalDateTime::parse_compact(b),
+                LocalDateTime::parse_compact(e),
+            ) else {
+                continue;
+            };
+            let (qn, cn) = (qn.to_string(), seg.cn.to_string());
+            self.received.push(text.clone());
+            let mut req = HistoryRequest {
+                qn: qn.clone(),
+                cn: cn.clone(),
+                begin,
+                end,
+                uploaded: 0,
+            };
+            let rtn = match mode {
+                HistoryMode::Refuse(r) => r,
+                _ => 1,
+            };
+            let frame = self.request_answer(&qn, "9011", &format!("QnRtn={rtn}"))?;
+            let _ = self.send_raw(&frame).await;
+            if rtn != 1 {
+                return Ok(Some(req));
+            }
+            let wanted: Vec<(LocalDateTime, String)> = self
+                .periods_in(backlog, &cn, begin, end)
+                .into_iter()
+                .filter(|_| mode == HistoryMode::Answer)
+                .collect();
+            let resend = self.resend;
+            self.resend = resend || self.flag >= 8;
+            for (at, cp) in &wanted {
+                self.upload(&cn, *at, cp).await?;
+                req.uploaded += 1;
+            }
+            self.resend = resend;
+            let exe = if req.uploaded == 0 { 100 } else { 1 };
+            let frame = self.request_answer(&qn, "9012", &format!("ExeRtn={exe}"))?;
+            let _ = self.send_raw(&frame).await;
+            return Ok(Some(req));
+        }
+        Ok(None)
+    }
+
+    fn periods_in(
+        &self,
+        backlog: &Backlog,
+        cn: &str,
+        begin: LocalDateTime,
+        end: LocalDateTime,
+    ) -> Vec<(LocalDateTime, String)> {
+        backlog
+            .periods
+            .iter()
+            .filter(|((c, at), _)| c == cn && *at >= begin && *at <= end)
+            .map(|((_, at), cp)| (*at, cp.clone()))
+            .collect()
+    }
+}

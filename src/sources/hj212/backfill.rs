@@ -1,0 +1,486 @@
+//! Backfill (反控): asking a logger for the hours it kept while we did not hear it.
+//!
+//! When a logger connects (its first authenticated frame on a connection), a
+//! planner task looks at the stored hourly values of its outlet over the repair
+//! window (`backfill_max_age`, default 10 days) and lists the hours some limited
+//! factor lacks, minus the hours an earlier request settled (refused, done, or
+//! confirmed missing by ExeRtn 100) or has tried `MAX_ATTEMPTS` times. Contiguous
+//! hours become one CN 2061 request of at most a day.
+//!
+//! The connection task sends the requests itself, one in flight per connection
+//! (so per logger), each start paced server-wide (`backfill_rate` per second). It
+//! never waits for an answer: the 9011, the data and the 9012 arrive through the
+//! same read loop as real-time uploads, which are stored and answered as usual —
+//! a backfill holds nothing up. The data goes through the ordinary upload path (the
+//! writer, then the rules engine's late-data judging). A request with no 9012
+//! within `backfill_timeout` of its last sign of life ends `timeout` and is asked
+//! again on a later connection, at most `MAX_ATTEMPTS` times.
+//!
+//! Every request and outcome is recorded (`backfill_requests`) by one recorder
+//! task, in order, through a bounded queue the connection never waits on.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::codec::time::LocalDateTime;
+use super::registry::Endpoint;
+use crate::completeness::rates::floor_hour;
+use crate::config::Config;
+use crate::model::{DataKind, LocationKind, Stat};
+use crate::store::{BackfillOutcome, BackfillState, NewBackfill, ReadingQuery, Store, StoreError};
+
+/// Tries per hour before a logger is no longer asked for it.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// Hours per request at most.
+const MAX_PERIOD_HOURS: i64 = 24;
+/// Requests queued for recording before new ones are only logged.
+const RECORD_QUEUE: usize = 4096;
+
+/// The `[hj212]` backfill settings, resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackfillSettings {
+    /// Request starts per second, server-wide.
+    pub rate: u32,
+    /// Hours older than this are not asked for (the repair window).
+    pub max_age: Duration,
+    /// No 9011/data/9012 for this long: the request ends `timeout`.
+    pub answer_timeout: Duration,
+    /// An hour whose data would have arrived by now if the link were up: hours
+    /// ending later than `now - settle` are not asked for yet.
+    pub settle: Duration,
+}
+
+impl BackfillSettings {
+    pub fn from_config(cfg: &Config) -> Self {
+        let h = &cfg.daemon.hj212;
+        BackfillSettings {
+            rate: h.backfill_rate.max(1),
+            max_age: h.backfill_max_age.0,
+            answer_timeout: h.backfill_timeout.0,
+            settle: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// Shared by all connections of a server.
+pub struct Backfill {
+    pub settings: BackfillSettings,
+    store: Store,
+    /// The next instant a request may start (std mutex: never held across an await).
+    next_start: Mutex<Instant>,
+    records: mpsc::Sender<Record>,
+}
+
+enum Record {
+    Sent(NewBackfill),
+    Finished {
+        mn: String,
+        qn: String,
+        outcome: BackfillOutcome,
+    },
+}
+
+impl Backfill {
+    /// Starts the recorder; it ends when the last connection has dropped its handle.
+    pub fn start(store: Store, settings: BackfillSettings) -> Arc<Backfill> {
+        let (tx, rx) = mpsc::channel(RECORD_QUEUE);
+        tokio::spawn(record(store.clone(), rx));
+        Arc::new(Backfill {
+            settings,
+            store,
+            next_start: Mutex::new(Instant::now()),
+            records: tx,
+        })
+    }
+
+    /// Reserves a start slot: the instant this request may go.
+    fn reserve(&self) -> Instant {
+        let interval = Duration::from_secs(1) / self.settings.rate.max(1);
+        let now = Instant::now();
+        let mut next = self
+            .next_start
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let at = (*next).max(now);
+        *next = at + interval;
+        at
+    }
+
+    fn record(&self, r: Record) {
+        if self.records.try_send(r).is_err() {
+            tracing::warn!("hj212 backfill: record queue full; a request outcome is only logged");
+        }
+    }
+}
+
+async fn record(store: Store, mut rx: mpsc::Receiver<Record>) {
+    let mut ids: HashMap<(String, String), i64> = HashMap::new();
+    while let Some(r) = rx.recv().await {
+        match r {
+            Record::Sent(req) => match store.insert_backfill(&req).await {
+                Ok(id) => {
+                    ids.insert((req.mn, req.qn), id);
+                }
+                Err(e) => tracing::error!(error = %e, "hj212 backfill: cannot record request"),
+            },
+            Record::Finished { mn, qn, outcome } => {
+                let Some(id) = ids.remove(&(mn, qn)) else {
+                    continue;
+                };
+                if let Err(e) = store.finish_backfill(id, &outcome).await {
+                    tracing::error!(error = %e, "hj212 backfill: cannot record outcome");
+                }
+            }
+        }
+    }
+}
+
+/// One period to ask a logger for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Period {
+    pub cn: &'static str,
+    pub begin: DateTime<Utc>,
+    /// Exclusive.
+    pub end: DateTime<Utc>,
+    pub attempt: u32,
+}
+
+/// The hours of `ep`'s outlet to ask for, as of `now`.
+pub async fn plan(
+    store: &Store,
+    ep: &Endpoint,
+    settings: &BackfillSettings,
+    now: DateTime<Utc>,
+) -> Result<Vec<Period>, StoreError> {
+    let max_age =
+        chrono::Duration::from_std(settings.max_age).unwrap_or(chrono::Duration::days(10));
+    let settle = chrono::Duration::from_std(settings.settle).unwrap_or_default();
+    let start = floor_hour(now - max_age) + chrono::Duration::hours(1);
+    let end = floor_hour(now - settle);
+    if end <= start {
+        return Ok(Vec::new());
+    }
+    let o = &ep.origin;
+    let q = ReadingQuery {
+        kind: Some(DataKind::Hour),
+        stat: Some(Stat::Avg),
+        from: Some(start),
+        to: Some(end),
+        ..ReadingQuery::new(&*o.enterprise, LocationKind::Outlet, &*o.outlet)
+    };
+    let mut have: HashMap<&str, BTreeSet<DateTime<Utc>>> = HashMap::new();
+    let rows = store.readings(&q).await?;
+    for r in &rows {
+        have.entry(r.factor.as_str())
+            .or_default()
+            .insert(floor_hour(r.ts));
+    }
+    let any: BTreeSet<DateTime<Utc>> = have.values().flatten().copied().collect();
+    let complete = |h: &DateTime<Utc>| {
+        if ep.factors.is_empty() {
+            any.contains(h)
+        } else {
+            ep.factors
+                .iter()
+                .all(|f| have.get(f.as_str()).is_some_and(|s| s.contains(h)))
+        }
+    };
+    // Earlier requests: settled hours, and tries per hour.
+    let earlier = store
+        .backfill_requests(None, Some(&o.mn), Some(start - max_age), 10_000)
+        .await?;
+    let mut settled: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+    let mut tries: HashMap<DateTime<Utc>, u32> = HashMap::new();
+    for r in earlier.iter().filter(|r| r.request.cn == "2061") {
+        let mut h = r.request.begin;
+        while h < r.request.end {
+            if r.state.is_final() {
+                settled.insert(h);
+            } else {
+                *tries.entry(h).or_default() += 1;
+            }
+            h += chrono::Duration::hours(1);
+        }
+    }
+    let mut periods: Vec<Period> = Vec::new();
+    let mut h = start;
+    while h < end {
+        let attempts = tries.get(&h).copied().unwrap_or(0);
+        let wanted = !complete(&h) && !settled.contains(&h) && attempts < MAX_ATTEMPTS;
+        if wanted {
+            match periods.last_mut() {
+                Some(p)
+                    if p.end == h
+                        && p.attempt == attempts + 1
+                        && (p.end - p.begin).num_hours() < MAX_PERIOD_HOURS =>
+                {
+                    p.end = h + chrono::Duration::hours(1);
+                }
+                _ => periods.push(Period {
+                    cn: "2061",
+                    begin: h,
+                    end: h + chrono::Duration::hours(1),
+                    attempt: attempts + 1,
+                }),
+            }
+        }
+        h += chrono::Duration::hours(1);
+    }
+    Ok(periods)
+}
+
+/// A local time as HJ 212 writes it.
+pub fn local(t: DateTime<Utc>, tz: Tz) -> LocalDateTime {
+    let t = t.with_timezone(&tz);
+    LocalDateTime {
+        year: u16::try_from(t.year()).unwrap_or(0),
+        month: t.month() as u8,
+        day: t.day() as u8,
+        hour: t.hour() as u8,
+        minute: t.minute() as u8,
+        second: t.second() as u8,
+    }
+}
+
+/// The request a connection is waiting on.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    pub ep: Arc<Endpoint>,
+    pub period: Period,
+    pub qn: String,
+    pub deadline: Instant,
+    pub qn_rtn: Option<i64>,
+    pub readings: u64,
+}
+
+/// What the connection should do next.
+pub enum Wake {
+    /// A plan arrived and was queued.
+    Planned,
+    /// Time to send this request (the pacer's slot has come).
+    Send(Arc<Endpoint>, Period),
+    /// The request in flight timed out.
+    TimedOut,
+}
+
+/// One connection's backfill state. Inert (never wakes) when the server has no
+/// backfill or no logger on the connection wants one.
+pub struct Session {
+    pub shared: Option<Arc<Backfill>>,
+    plans_tx: mpsc::UnboundedSender<(Arc<Endpoint>, Vec<Period>)>,
+    plans_rx: mpsc::UnboundedReceiver<(Arc<Endpoint>, Vec<Period>)>,
+    queue: VecDeque<(Arc<Endpoint>, Period)>,
+    /// The slot reserved for the head of the queue.
+    send_at: Option<Instant>,
+    pub in_flight: Option<InFlight>,
+    /// Per MN: the ST and protocol version its frames carry (for our requests).
+    headers: HashMap<String, (String, u8)>,
+}
+
+impl Session {
+    pub fn new(shared: Option<Arc<Backfill>>) -> Session {
+        let (plans_tx, plans_rx) = mpsc::unbounded_channel();
+        Session {
+            shared,
+            plans_tx,
+            plans_rx,
+            queue: VecDeque::new(),
+            send_at: None,
+            in_flight: None,
+            headers: HashMap::new(),
+        }
+    }
+
+    /// A logger connected: plan its backfill in the background.
+    pub fn connected(&mut self, ep: &Arc<Endpoint>, now: DateTime<Utc>, st: &str, version: u8) {
+        self.headers
+            .insert(ep.origin.mn.to_string(), (st.to_string(), version));
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if !ep.backfill {
+            return;
+        }
+        let ep = ep.clone();
+        let tx = self.plans_tx.clone();
+        tokio::spawn(async move {
+            match plan(&shared.store, &ep, &shared.settings, now).await {
+                Ok(periods) if !periods.is_empty() => {
+                    tracing::info!(enterprise = %ep.origin.enterprise, outlet = %ep.origin.outlet, mn = %ep.origin.mn, periods = periods.len(), "hj212 backfill planned");
+                    let _ = tx.send((ep, periods));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(mn = %ep.origin.mn, error = %e, "hj212 backfill: cannot plan")
+                }
+            }
+        });
+    }
+
+    /// Waits for the next thing to do; pending forever when there is nothing.
+    pub async fn wake(&mut self) -> Wake {
+        loop {
+            let deadline = match (&self.in_flight, self.queue.front()) {
+                (Some(f), _) => Some(f.deadline),
+                (None, Some(_)) => {
+                    let shared = self.shared.as_ref();
+                    let at = *self
+                        .send_at
+                        .get_or_insert_with(|| shared.map_or_else(Instant::now, |s| s.reserve()));
+                    Some(at)
+                }
+                (None, None) => None,
+            };
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((ep, periods)) = self.plans_rx.recv() => {
+                    self.queue.extend(periods.into_iter().map(|p| (ep.clone(), p)));
+                    return Wake::Planned;
+                }
+                () = sleep => {
+                    if self.in_flight.is_some() {
+                        return Wake::TimedOut;
+                    }
+                    self.send_at = None;
+                    if let Some((ep, p)) = self.queue.pop_front() {
+                        return Wake::Send(ep, p);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The ST and protocol version to address `mn` with.
+    pub fn header_of(&self, mn: &str) -> (String, u8) {
+        self.headers
+            .get(mn)
+            .cloned()
+            .unwrap_or_else(|| ("32".to_string(), 1))
+    }
+
+    /// The request just sent.
+    pub fn sent(&mut self, f: InFlight, requested_at: DateTime<Utc>) {
+        if let Some(s) = &self.shared {
+            s.record(Record::Sent(NewBackfill {
+                enterprise: f.ep.origin.enterprise.to_string(),
+                outlet: f.ep.origin.outlet.to_string(),
+                mn: f.ep.origin.mn.to_string(),
+                cn: f.period.cn.to_string(),
+                begin: f.period.begin,
+                end: f.period.end,
+                qn: f.qn.clone(),
+                attempt: f.period.attempt,
+                requested_at,
+            }));
+        }
+        self.in_flight = Some(f);
+    }
+
+    fn timeout(&self) -> Duration {
+        self.shared
+            .as_ref()
+            .map_or(Duration::from_secs(120), |s| s.settings.answer_timeout)
+    }
+
+    /// Ends the request in flight.
+    pub fn finish(
+        &mut self,
+        state: BackfillState,
+        exe_rtn: Option<i64>,
+        detail: String,
+        at: DateTime<Utc>,
+    ) {
+        let Some(f) = self.in_flight.take() else {
+            return;
+        };
+        tracing::info!(enterprise = %f.ep.origin.enterprise, outlet = %f.ep.origin.outlet, mn = %f.ep.origin.mn, qn = %f.qn, state = state.as_str(), readings = f.readings, "hj212 backfill request ended");
+        if let Some(s) = &self.shared {
+            s.record(Record::Finished {
+                mn: f.ep.origin.mn.to_string(),
+                qn: f.qn,
+                outcome: BackfillOutcome {
+                    state,
+                    qn_rtn: f.qn_rtn,
+                    exe_rtn,
+                    readings: f.readings,
+                    finished_at: at,
+                    detail,
+                },
+            });
+        }
+    }
+
+    /// An answer (9011/9012) from `mn` with `qn`: acts on it if it is ours.
+    pub fn answer(
+        &mut self,
+        mn: &str,
+        cn: &str,
+        qn: Option<&str>,
+        rtn: Option<&str>,
+        at: DateTime<Utc>,
+    ) {
+        let timeout = self.timeout();
+        let Some(f) = self.in_flight.as_mut() else {
+            return;
+        };
+        if &*f.ep.origin.mn != mn || qn != Some(f.qn.as_str()) {
+            return;
+        }
+        let code = rtn.and_then(|r| r.trim().parse::<i64>().ok());
+        f.deadline = Instant::now() + timeout;
+        match cn {
+            "9011" => {
+                f.qn_rtn = code;
+                if code != Some(1) {
+                    let detail = format!(
+                        "QnRtn={}: the logger refused the request",
+                        rtn.unwrap_or("?")
+                    );
+                    self.finish(BackfillState::Refused, None, detail, at);
+                }
+            }
+            "9012" => {
+                let (state, detail) = match code {
+                    Some(1) => (BackfillState::Done, "ExeRtn=1".to_string()),
+                    Some(100) => (
+                        BackfillState::NoData,
+                        "ExeRtn=100: the logger has no data for the period; the hours are confirmed missing".to_string(),
+                    ),
+                    _ => (
+                        BackfillState::Failed,
+                        format!("ExeRtn={}", rtn.unwrap_or("?")),
+                    ),
+                };
+                self.finish(state, code, detail, at);
+            }
+            _ => {}
+        }
+    }
+
+    /// Data stored from `mn` with CN `cn`: counted for the request in flight.
+    pub fn data(&mut self, mn: &str, cn: &str, readings: u64) {
+        let timeout = self.timeout();
+        if let Some(f) = self.in_flight.as_mut() {
+            if &*f.ep.origin.mn == mn && f.period.cn == cn {
+                f.readings += readings;
+                f.deadline = Instant::now() + timeout;
+            }
+        }
+    }
+
+    /// Resets the answer deadline of the request just sent.
+    pub fn deadline_from_now(&self) -> Instant {
+        Instant::now() + self.timeout()
+    }
+}
