@@ -49,6 +49,8 @@ impl AlertsSection {
         let base = self.severity.get(rule).copied().unwrap_or(match rule {
             // Every source stops being answered: the whole city goes dark.
             "disk_low" => Severity::Critical,
+            // A logger's clock is wrong: its data is refused until it is fixed.
+            "clock_skew" => Severity::Warning,
             "exceedance"
             | "treatment_not_running"
             | "treatment_underpowered"

@@ -120,6 +120,10 @@ pub struct Outlet {
     /// Analyzer ranges: a value above `range` is `over_range`.
     #[serde(default)]
     pub analyzers: Vec<Analyzer>,
+    /// Overrides `[daemon] clock_tolerance` for this outlet's logger.
+    pub clock_tolerance: Option<super::HumanDuration>,
+    /// Overrides `[daemon] max_data_age` for this outlet's logger.
+    pub max_data_age: Option<super::HumanDuration>,
 }
 
 impl Outlet {

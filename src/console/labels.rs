@@ -50,6 +50,7 @@ pub fn rule_zh(r: &str) -> &str {
         "order_violation" => "违反停限产令",
         "emission_total" => "排放总量超许可",
         "disk_low" => "存储空间不足",
+        "clock_skew" => "数采仪时钟异常",
         other => other,
     }
 }

@@ -43,6 +43,7 @@ fn data() -> ChartData {
         warn: Some(28.0),
         alert_from: t0() + Duration::hours(4),
         alert_to: t0() + Duration::hours(5),
+        conflicts: Vec::new(),
     }
 }
 

@@ -57,6 +57,10 @@ rule_names!(
     // Not a rule on readings: the daemon raises it when free disk space falls
     // below [storage] min_free (see daemon/disk.rs); duty.toml routes it by rule.
     DiskLow = "disk_low",
+    // Not a rule on readings: sources refuse data dated beyond clock_tolerance or
+    // max_data_age and the daemon raises this once an hour per outlet
+    // (see daemon/skew.rs).
+    ClockSkew = "clock_skew",
 );
 
 impl fmt::Display for RuleName {

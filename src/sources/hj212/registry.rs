@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::codec::crc::CrcMode;
 use super::codec::crypt::Sm4Key;
 use super::mapping::Origin;
-use crate::config::{Config, Hj212Crc};
+use crate::config::{ClockBounds, Config, Hj212Crc};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
@@ -22,6 +22,8 @@ pub struct Endpoint {
     pub sm4_key: Option<Sm4Key>,
     /// Plaintext data uploads (CN 2xxx) are refused (`not_encrypted`).
     pub require_encryption: bool,
+    /// How far the logger's DataTime may be from now (`clock_skew` beyond).
+    pub clock: ClockBounds,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,6 +52,7 @@ impl Registry {
                     rtd_interval: h.rtd_interval.map(|d| d.0.as_secs() as u32),
                     sm4_key: h.sm4_key.clone(),
                     require_encryption: h.require_encryption,
+                    clock: cfg.clock_bounds(&e.id, Some(&o.id)),
                 };
                 by_mn.insert(h.mn.clone(), Arc::new(endpoint));
             }
