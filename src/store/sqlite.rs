@@ -14,7 +14,10 @@
 //! slices of a series range that touch each archive page once. One slice runs
 //! after each commit, so the move never stalls ingestion for long. Queries read both tiers; a reading already in
 //! `readings` hides a later copy in `readings_recent`, so the first value received
-//! stands even when a logger re-sends history that was already compacted.
+//! stands even when a logger re-sends history that was already compacted. Since
+//! migration 0012 a trigger skips such a resend before it reaches
+//! `readings_recent` (and records it in `reading_conflicts` when its value
+//! differs); the hiding still covers copies written before.
 //! The move waits while free disk space is short (see `space.rs`).
 
 use std::path::Path;
