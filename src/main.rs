@@ -422,11 +422,27 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
     };
     let store = pollwatch::daemon::open_store(&cfg).await?;
     let rows = store.readings(&q).await?;
+    let conflicts = store.conflicts(&q).await?;
     store.close().await;
     if a.json {
+        // A reading resent later with another value carries those values along.
         let out: Vec<serde_json::Value> = rows
             .iter()
-            .map(|r| pollwatch::api::readings::reading_json(r, tz))
+            .map(|r| {
+                let mut v = pollwatch::api::readings::reading_json(r, tz);
+                let resent: Vec<_> = conflicts
+                    .iter()
+                    .filter(|c| {
+                        (&c.factor, c.kind, c.stat, c.converted, c.ts)
+                            == (&r.factor, r.kind, r.stat, r.converted, r.ts)
+                    })
+                    .map(|c| cli::export::conflict_json(c, tz)["resent"].clone())
+                    .collect();
+                if let (false, Some(obj)) = (resent.is_empty(), v.as_object_mut()) {
+                    obj.insert("conflicting_resends".into(), resent.into());
+                }
+                v
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -448,6 +464,30 @@ async fn readings(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
             );
         }
         eprintln!("{} readings", rows.len());
+        if !conflicts.is_empty() {
+            println!("conflicting resends (the first value stands):");
+            for c in &conflicts {
+                println!(
+                    "{}  {:<8} {:<4} {}{:<3} stored {} {} ({}:{} at {})  resent {} {} ({}:{} at {})",
+                    rfc3339_local(c.ts, tz),
+                    c.factor,
+                    c.kind.as_str(),
+                    if c.converted { "zs" } else { "" },
+                    c.stat.as_str(),
+                    c.first_value,
+                    c.first_flag.as_str(),
+                    c.first_protocol.as_str(),
+                    c.first_device,
+                    rfc3339_local(c.first_received, tz),
+                    c.value,
+                    c.flag.as_str(),
+                    c.protocol.as_str(),
+                    c.device,
+                    rfc3339_local(c.received, tz),
+                );
+            }
+            eprintln!("{} conflicting resends", conflicts.len());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

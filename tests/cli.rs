@@ -182,7 +182,11 @@ async fn readings_json_returns_what_was_written() {
     let mut noise = reading("DA001", "a21002", 0, 40.0);
     noise.enterprise = "91320506MA1PW0001A".into();
     written.push(noise);
+    let mut resent = written[0].clone();
     w.write(Batch::readings(written)).await.unwrap();
+    // The logger sends 08:00 again with another value: recorded, not stored.
+    resent.value = 35.0;
+    w.write(Batch::readings(vec![resent])).await.unwrap();
     drop(w);
     task.finish(Duration::from_secs(5)).await;
     store.close().await;
@@ -230,6 +234,8 @@ async fn readings_json_returns_what_was_written() {
     assert_eq!(rows[1]["source"]["protocol"], "hj212");
     assert_eq!(rows[0]["source"]["resend"], false);
     assert_eq!(rows[1]["source"]["resend"], true, "HJ 212-2025 RF=1");
+    assert_eq!(rows[0]["conflicting_resends"][0]["value"], 35.0);
+    assert!(rows[1].get("conflicting_resends").is_none());
 
     // The text form marks the resend at the end of its line.
     let out = bin()
@@ -241,9 +247,15 @@ async fn readings_json_returns_what_was_written() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines.len(), 5, "{text}");
     assert!(lines[1].ends_with("hj212:MN0001  resend"), "{text}");
     assert!(lines[0].ends_with("hj212:MN0001"), "{text}");
+    // Then the conflicting resends of the window: both values, both sources.
+    assert_eq!(lines[3], "conflicting resends (the first value stands):");
+    assert!(
+        lines[4].contains("stored 30 N (hj212:MN0001") && lines[4].contains("resent 35 N"),
+        "{text}"
+    );
 }
 
 #[test]

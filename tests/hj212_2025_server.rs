@@ -58,7 +58,7 @@ async fn start() -> Harness {
     std::fs::write(
         cfg_dir.join("pollwatch.toml"),
         format!(
-            "[daemon]\ntimezone = \"Asia/Shanghai\"\nstate_dir = {:?}\n\n[hj212]\nlisten = \"127.0.0.1:0\"\n",
+            "[daemon]\ntimezone = \"Asia/Shanghai\"\nstate_dir = {:?}\n# Frames carry fixed dates: accept any data age.\nmax_data_age = \"36500d\"\n\n[hj212]\nlisten = \"127.0.0.1:0\"\n",
             dir.path().join("state").display().to_string()
         ),
     )

@@ -3,16 +3,11 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use pollwatch::clock::SystemClock;
-use pollwatch::config::MqttSection;
 use pollwatch::model::LocationKind;
-use pollwatch::sources::mqtt::MqttSource;
 use pollwatch::store::ReadingQuery;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
-use tokio::sync::watch;
+use rumqttc::QoS;
 
 const ENTERPRISE: &str = r#"
 id = "E1"
@@ -51,23 +46,13 @@ fn config(dir: &std::path::Path, url: &str, prefix: &str) -> pollwatch::config::
     std::fs::write(
         cfg.join("pollwatch.toml"),
         format!(
-            "[daemon]\nstate_dir = {:?}\n[hj212]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{url}\"\nclient_id = \"pw-test-{prefix}\"\n\n[[mqtt.subscriptions]]\ntopic = \"{prefix}/{{enterprise}}/{{meter}}/data\"\nformat = \"json\"\nfactor_map = {{ P = \"e_p\" }}\n\n[[mqtt.subscriptions]]\ntopic = \"{prefix}/hj212/{{enterprise}}/{{outlet}}\"\nformat = \"hj212\"\n",
+            "[daemon]\nstate_dir = {:?}\n# The messages carry fixed dates; the clock check is tested in hostile_input.rs.\nmax_data_age = \"36500d\"\n[hj212]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{url}\"\nclient_id = \"pw-test-{prefix}\"\n\n[[mqtt.subscriptions]]\ntopic = \"{prefix}/{{enterprise}}/{{meter}}/data\"\nformat = \"json\"\nfactor_map = {{ P = \"e_p\" }}\n\n[[mqtt.subscriptions]]\ntopic = \"{prefix}/hj212/{{enterprise}}/{{outlet}}\"\nformat = \"hj212\"\n",
             dir.join("state").display().to_string()
         ),
     )
     .unwrap();
     std::fs::write(cfg.join("enterprises/e1.toml"), ENTERPRISE).unwrap();
     pollwatch::config::Config::load(&cfg, &Default::default()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn publisher(url: &str) -> AsyncClient {
-    let hostport = url.trim_start_matches("mqtt://");
-    let (host, port) = hostport.rsplit_once(':').unwrap();
-    let mut opts = MqttOptions::new(format!("pw-pub-{}", unique()), host, port.parse().unwrap());
-    opts.set_keep_alive(Duration::from_secs(10));
-    let (client, mut events) = AsyncClient::new(opts, 100);
-    tokio::spawn(async move { while events.poll().await.is_ok() {} });
-    client
 }
 
 #[tokio::test]
@@ -79,21 +64,10 @@ async fn json_lands_as_readings_and_bad_messages_as_dead_letters() {
     let prefix = format!("pwtest/{}", unique());
     let cfg = config(dir.path(), &url, &prefix);
     let (store, writer, task) = common::store_and_writer(&cfg.storage_url).await;
-    let (stop, stop_rx) = watch::channel(false);
-    let m: &MqttSection = cfg.daemon.mqtt.as_ref().unwrap();
-    let source =
-        MqttSource::start(m, &cfg, writer.clone(), Arc::new(SystemClock), stop_rx).unwrap();
+    let (source, stop) = common::mqtt_source(&cfg, &writer).await;
     let stats = source.stats();
-    // Wait for the subscription before publishing.
-    for _ in 0..50 {
-        if stats.connects.load(Ordering::Relaxed) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let publ = publisher(&url).await;
+    let publ = common::mqtt_publisher(&url);
     let t = "2026-11-27T08:00:00+08:00";
     let msgs = [
         (
@@ -121,12 +95,7 @@ async fn json_lands_as_readings_and_bad_messages_as_dead_letters() {
             .await
             .unwrap();
     }
-    for _ in 0..100 {
-        if stats.acked.load(Ordering::Relaxed) >= msgs.len() as u64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_acked(&stats, msgs.len() as u64).await;
     assert_eq!(
         stats.acked.load(Ordering::Relaxed),
         msgs.len() as u64,

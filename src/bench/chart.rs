@@ -147,6 +147,7 @@ pub fn chart(points: usize, runs: usize, out: Option<&Path>) -> Result<ChartRepo
             warn: Some(28.0),
             alert_from: mid - chrono::Duration::minutes(30),
             alert_to: mid + chrono::Duration::minutes(30),
+            conflicts: Vec::new(),
         };
         let t = Instant::now();
         svg = render_svg(&data);

@@ -68,6 +68,30 @@ pub async fn export(
             })
         })
         .collect();
+    // Conflicting resends in the chart's window: both values, both sources.
+    let conflicts = match &chart {
+        Some(c) => {
+            let location = pollwatch::rules::finding::parse_location(&alert.location);
+            match location {
+                Some(loc) => {
+                    store
+                        .conflicts(&pollwatch::store::ReadingQuery {
+                            from: Some(c.from),
+                            to: Some(c.to),
+                            ..pollwatch::store::ReadingQuery::new(
+                                alert.enterprise.clone(),
+                                loc.kind(),
+                                loc.id().to_string(),
+                            )
+                            .factor(c.factor.clone())
+                        })
+                        .await?
+                }
+                None => Vec::new(),
+            }
+        }
+        None => Vec::new(),
+    };
     let record = serde_json::json!({
         "exported_at": rfc3339_local(now, tz),
         "alert": alert,
@@ -96,6 +120,7 @@ pub async fn export(
             "from": chart.as_ref().map(|c| rfc3339_local(c.from, tz)),
             "to": chart.as_ref().map(|c| rfc3339_local(c.to, tz)),
             "values": readings,
+            "conflicting_resends": conflicts.iter().map(|c| conflict_json(c, tz)).collect::<Vec<_>>(),
         },
     });
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -137,6 +162,32 @@ pub async fn export(
     let path = out.join("SHA256SUMS");
     std::fs::write(&path, manifest).with_context(|| format!("writing {}", path.display()))?;
     Ok(sums)
+}
+
+/// One conflicting resend for the case file and `pollwatch readings --json`.
+pub(crate) fn conflict_json(
+    c: &pollwatch::store::Conflict,
+    tz: chrono_tz::Tz,
+) -> serde_json::Value {
+    serde_json::json!({
+        "factor": c.factor,
+        "kind": c.kind.as_str(),
+        "stat": c.stat.as_str(),
+        "converted": c.converted,
+        "ts": rfc3339_local(c.ts, tz),
+        "stored": {
+            "value": c.first_value,
+            "flag": c.first_flag.as_str(),
+            "source": {"protocol": c.first_protocol.as_str(), "device": c.first_device},
+            "received": rfc3339_local(c.first_received, tz),
+        },
+        "resent": {
+            "value": c.value,
+            "flag": c.flag.as_str(),
+            "source": {"protocol": c.protocol.as_str(), "device": c.device},
+            "received": rfc3339_local(c.received, tz),
+        },
+    })
 }
 
 /// Lower-case hex, as `sha256sum` prints.

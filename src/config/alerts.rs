@@ -51,6 +51,8 @@ impl AlertsSection {
             "disk_low" => Severity::Critical,
             // A record gap to follow up, not an emission: the least urgent.
             "low_transmission" => Severity::Warning,
+            // A logger's clock is wrong: its data is refused until it is fixed.
+            "clock_skew" => Severity::Warning,
             "exceedance"
             | "treatment_not_running"
             | "treatment_underpowered"

@@ -101,6 +101,11 @@ pub struct DaemonSection {
     /// IANA zone name; validated against the tz database.
     pub timezone: Option<String>,
     pub state_dir: Option<PathBuf>,
+    /// A logger's DataTime later than now + this is not a reading (dead letter
+    /// `clock_skew`, finding `clock_skew`). Default 10m; per outlet overridable.
+    pub clock_tolerance: Option<HumanDuration>,
+    /// A DataTime older than this is not a reading either. Default 35d.
+    pub max_data_age: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

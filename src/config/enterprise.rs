@@ -148,6 +148,10 @@ pub struct Outlet {
     /// Analyzer ranges: a value above `range` is `over_range`.
     #[serde(default)]
     pub analyzers: Vec<Analyzer>,
+    /// Overrides `[daemon] clock_tolerance` for this outlet's logger.
+    pub clock_tolerance: Option<super::HumanDuration>,
+    /// Overrides `[daemon] max_data_age` for this outlet's logger.
+    pub max_data_age: Option<super::HumanDuration>,
     /// Waste incineration: the furnace temperature rule on the logger's 5-minute
     /// means (HJ 212-2025 CN 2111).
     pub furnace: Option<Furnace>,

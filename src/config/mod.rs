@@ -26,6 +26,7 @@ mod validate_http;
 mod validate_notify;
 mod validate_rules;
 
+pub use crate::model::check::ClockBounds;
 pub use alerts::AlertsSection;
 pub use channels::{ChannelConfig, ChannelKind, HttpMethod, MessageFormat, SmtpTls};
 pub use daemon::{
@@ -220,6 +221,30 @@ impl Config {
 
     pub fn enterprise(&self, id: &str) -> Option<&Enterprise> {
         self.enterprises.iter().find(|e| e.id == id)
+    }
+
+    /// How far a logger's DataTime may be from now (see [`crate::model::check`]):
+    /// the outlet's override, else `[daemon]`, else 10 minutes ahead, 35 days old.
+    pub fn clock_bounds(&self, enterprise: &str, outlet: Option<&str>) -> ClockBounds {
+        let o = outlet.and_then(|id| {
+            self.enterprise(enterprise)
+                .and_then(|e| e.outlets.iter().find(|o| o.id == id))
+        });
+        let d = &self.daemon.daemon;
+        let pick = |own: Option<HumanDuration>, daemon: Option<HumanDuration>, default| {
+            own.or(daemon)
+                .and_then(|h| chrono::Duration::from_std(h.0).ok())
+                .unwrap_or(default)
+        };
+        let def = ClockBounds::default();
+        ClockBounds {
+            tolerance: pick(
+                o.and_then(|o| o.clock_tolerance),
+                d.clock_tolerance,
+                def.tolerance,
+            ),
+            max_age: pick(o.and_then(|o| o.max_data_age), d.max_data_age, def.max_age),
+        }
     }
 
     /// The enterprise and outlet a logger's MN belongs to.

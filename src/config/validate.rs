@@ -81,6 +81,32 @@ impl<'a> Catalogue<'a> {
     }
 }
 
+/// `clock_tolerance` (at most a day: more is not a clock's drift) and
+/// `max_data_age` (at least an hour, so a logger's backlog can still arrive).
+fn clock_keys(
+    c: &mut Checker<'_>,
+    p: &str,
+    tolerance: Option<super::HumanDuration>,
+    max_age: Option<super::HumanDuration>,
+) {
+    if let Some(t) = tolerance {
+        if t.0.is_zero() || t.0 > std::time::Duration::from_secs(86_400) {
+            c.error(
+                &format!("{p}.clock_tolerance"),
+                format!("must be longer than 0s and at most 1d, got {t}"),
+            );
+        }
+    }
+    if let Some(a) = max_age {
+        if a.0 < std::time::Duration::from_secs(3600) {
+            c.error(
+                &format!("{p}.max_data_age"),
+                format!("must be at least 1h (a logger's backlog must still be accepted), got {a}"),
+            );
+        }
+    }
+}
+
 pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
     if let Some(tz) = &d.daemon.timezone {
         if tz.parse::<chrono_tz::Tz>().is_err() {
@@ -90,6 +116,7 @@ pub fn daemon(c: &mut Checker<'_>, d: &DaemonFile) {
             );
         }
     }
+    clock_keys(c, "daemon", d.daemon.clock_tolerance, d.daemon.max_data_age);
     if let Some(url) = &d.storage.url {
         if let Err(e) = crate::store::StoreUrl::parse(url) {
             c.error("storage.url", e.to_string());
@@ -529,6 +556,7 @@ fn outlet(c: &mut Checker<'_>, p: &str, o: &Outlet, cat: &Catalogue<'_>) {
             format!("must be a finite number ≥ 0, got {v}"),
         );
     }
+    clock_keys(c, p, o.clock_tolerance, o.max_data_age);
     for (key, d) in [
         ("offline_after", o.offline_after),
         ("constant_for", o.constant_for),

@@ -66,7 +66,14 @@ pub async fn watch(
             _ = space.wait_until_low() => {}
         }
         if let Some(now) = space.current().filter(|s| s.low()) {
-            raise(&store, &now, &findings, clock.now()).await;
+            raise(
+                &store,
+                disk_low_finding(&now, clock.now()),
+                &findings,
+                clock.now(),
+                "disk_low",
+            )
+            .await;
         }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -75,14 +82,15 @@ pub async fn watch(
     }
 }
 
-async fn raise(
+/// Stores `finding` and hands it to the alerts engine (shared with `skew.rs`).
+pub(super) async fn raise(
     store: &Store,
-    space: &Space,
+    finding: Finding,
     findings: &mpsc::Sender<Vec<StoredFinding>>,
     now: chrono::DateTime<Utc>,
+    what: &str,
 ) {
-    let finding = disk_low_finding(space, now);
-    // Retried a few times: the disk is nearly full, not full.
+    // Retried a few times: for disk_low the disk is nearly full, not full.
     for attempt in 1..=5u32 {
         match store
             .insert_findings(std::slice::from_ref(&finding), now)
@@ -96,13 +104,15 @@ async fn raise(
                         finding,
                     };
                     if findings.send(vec![stored]).await.is_err() {
-                        tracing::warn!("alerts engine stopped; disk_low is stored and alerted at the next start");
+                        tracing::warn!(
+                            "alerts engine stopped; {what} is stored and alerted at the next start"
+                        );
                     }
                 }
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, attempt, "cannot store the disk_low finding");
+                tracing::error!(error = %e, attempt, "cannot store the {what} finding");
                 tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
             }
         }

@@ -151,6 +151,18 @@ pub fn register(metrics: &Metrics, s: Sources) {
             &[],
             get(&w.duplicates),
         );
+        o.counter(
+            "pollwatch_store_conflicting_resends_total",
+            "Resent readings whose value differed from the stored one (recorded; the first value stands).",
+            &[],
+            get(&w.conflicts),
+        );
+        o.counter(
+            "pollwatch_store_refused_requests_total",
+            "Requests the database refused with a data error (kept as dead letters store_refused, not acknowledged).",
+            &[],
+            get(&w.refused),
+        );
         o.summary(
             "pollwatch_store_batch_readings",
             "Readings per committed transaction.",

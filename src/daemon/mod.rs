@@ -17,6 +17,7 @@ mod instrument;
 mod live;
 pub mod plans;
 pub mod reload;
+mod skew;
 pub mod systemd;
 
 use std::collections::HashSet;
@@ -155,6 +156,10 @@ pub async fn run(
         },
         clock.clone(),
     );
+    // Data refused for a logger's clock: clock_skew findings (connected before
+    // any source starts, so no report is missed).
+    let (skew_tx, skew_rx) = tokio::sync::mpsc::channel(skew::QUEUE);
+    writer.clock_skew().connect(skew_tx);
     let (stop_sources, sources_stop) = watch::channel(false);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let metrics = Metrics::default();
@@ -197,6 +202,7 @@ pub async fn run(
     let (findings_tx, findings_rx) = tokio::sync::mpsc::channel(1024);
     let disk_findings = findings_tx.clone();
     let completeness_findings = findings_tx.clone();
+    let skew_findings = findings_tx.clone();
     let rules = RulesTask::spawn(
         store.clone(),
         plan_rx,
@@ -348,6 +354,14 @@ pub async fn run(
         clock.clone(),
         aux_stop.clone(),
     ));
+    // Logger clocks out of bounds: clock_skew once an hour per outlet (issue #17).
+    let skew = tokio::spawn(skew::watch(
+        store.clone(),
+        skew_rx,
+        skew_findings,
+        clock.clone(),
+        aux_stop.clone(),
+    ));
 
     let reload_status = Arc::new(instrument::ReloadStatus::default());
     reload_status.last_success_unix.store(
@@ -459,6 +473,7 @@ pub async fn run(
         let _ = d.await;
     }
     let _ = completeness.await;
+    let _ = skew.await;
     http.join().await;
     tracing::info!("flushing the store writer");
     drop(writer);

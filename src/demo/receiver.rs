@@ -149,6 +149,7 @@ pub fn rule_label(rule: &str) -> &'static str {
         "low_transmission" => "有效传输率低",
         "disk_low" => "存储空间不足",
         "furnace_temperature" => "炉温低于850℃",
+        "clock_skew" => "数采仪时钟异常",
         _ => "告警",
     }
 }

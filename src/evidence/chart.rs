@@ -39,6 +39,15 @@ pub struct ChartPoint {
     pub flag: Flag,
 }
 
+/// A conflicting resend: the logger sent `value` for a time whose stored value
+/// (`first_value`, the one drawn and judged) differs. Drawn as a hollow circle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChartConflict {
+    pub ts: DateTime<Utc>,
+    pub first_value: f64,
+    pub value: f64,
+}
+
 /// One local hour's mean.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HourMean {
@@ -79,6 +88,8 @@ pub struct ChartData {
     /// The alert's span, shaded.
     pub alert_from: DateTime<Utc>,
     pub alert_to: DateTime<Utc>,
+    /// Values resent for a time with a different value (the first stands).
+    pub conflicts: Vec<ChartConflict>,
 }
 
 impl ChartData {
@@ -167,6 +178,7 @@ pub fn render_svg(d: &ChartData) -> String {
     value_axis(&mut s, d, &ticks, &y);
     time_axis(&mut s, d, &xt);
     series(&mut s, d, &xt, &y);
+    conflicts(&mut s, d, &xt, &y);
     hour_means(&mut s, d, &xt, &y);
     limits(&mut s, d, &y);
     legend(&mut s, d);
@@ -274,6 +286,20 @@ fn series(s: &mut String, d: &ChartData, xt: &impl Fn(DateTime<Utc>) -> f64, y: 
         );
         marker(s, class, px, py);
         s.push_str("</g>");
+    }
+}
+
+/// Each conflicting resend as a hollow circle at the value sent later.
+fn conflicts(s: &mut String, d: &ChartData, xt: &impl Fn(DateTime<Utc>) -> f64, y: &Axis) {
+    for c in d.conflicts.iter().filter(|c| c.ts >= d.from && c.ts < d.to) {
+        let _ = write!(
+            s,
+            r##"<circle class="conflict" data-first="{}" data-value="{}" cx="{}" cy="{}" r="4" fill="none" stroke="#8c564b" stroke-width="1.5"/>"##,
+            fmt_num(c.first_value),
+            fmt_num(c.value),
+            f1(xt(c.ts)),
+            f1(y.at(c.value).clamp(PLOT_TOP, PLOT_BOTTOM))
+        );
     }
 }
 
@@ -408,6 +434,12 @@ fn legend(s: &mut String, d: &ChartData) {
         r##"<path d="M9 -4L5.5 3L12.5 3Z" fill="#ff9900"/>"##,
         "标记(T/S)".to_string(),
     ));
+    if !d.conflicts.is_empty() {
+        items.push((
+            r##"<circle cx="9" cy="0" r="4" fill="none" stroke="#8c564b" stroke-width="1.5"/>"##,
+            format!("重发改值({})", d.conflicts.len()),
+        ));
+    }
     items.push((
         r##"<rect x="0" y="-5" width="18" height="10" fill="#fde2e2"/>"##,
         "告警时段".to_string(),

@@ -43,6 +43,7 @@ fn data() -> ChartData {
         warn: Some(28.0),
         alert_from: t0() + Duration::hours(4),
         alert_to: t0() + Duration::hours(5),
+        conflicts: Vec::new(),
     }
 }
 
@@ -225,4 +226,27 @@ fn empty_data_still_draws_an_axis() {
     let doc = roxmltree::Document::parse(&svg).unwrap();
     assert!(with_class(&doc, "measured").is_empty());
     assert!(with_class(&doc, "y-tick").len() >= 2);
+}
+
+#[test]
+fn conflicting_resends_are_marked_with_the_value_sent_later() {
+    let mut d = data();
+    let plain = render_svg(&d);
+    assert!(
+        !plain.contains("重发改值"),
+        "no legend entry without conflicts"
+    );
+    d.conflicts = vec![ChartConflict {
+        ts: t0() + Duration::minutes(20),
+        first_value: 22.0,
+        value: 30.0,
+    }];
+    let svg = render_svg(&d);
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let marks = with_class(&doc, "conflict");
+    assert_eq!(marks.len(), 1);
+    assert_eq!(marks[0].attribute("data-first"), Some("22"));
+    assert_eq!(marks[0].attribute("data-value"), Some("30"));
+    assert!((num(marks[0], "cy") - grid_y(&doc, 30.0)).abs() < 1.0);
+    assert!(svg.contains("重发改值(1)"));
 }

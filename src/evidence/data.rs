@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use super::chart::{ChartData, ChartPoint, HourMean};
+use super::chart::{ChartConflict, ChartData, ChartPoint, HourMean};
 use super::EvidenceError;
 use crate::config::Config;
 use crate::model::{self, DataKind, Location, Stat};
@@ -114,6 +114,20 @@ pub async fn alert_chart(
         },
     );
     let points = chart_points(&values, from, to);
+    let conflicts = store
+        .conflicts(&ReadingQuery {
+            from: Some(from),
+            limit: Some(MAX_READINGS),
+            ..query(&alert.factor)
+        })
+        .await?
+        .into_iter()
+        .map(|c| ChartConflict {
+            ts: c.ts,
+            first_value: c.first_value,
+            value: c.value,
+        })
+        .collect();
 
     let limit_ref = findings
         .iter()
@@ -169,6 +183,7 @@ pub async fn alert_chart(
         warn,
         alert_from: span_from,
         alert_to: span_to,
+        conflicts,
     }))
 }
 

@@ -14,7 +14,7 @@ pub mod png;
 pub mod report;
 pub mod scale;
 
-pub use chart::{render_svg, ChartData, ChartPoint, HourMean};
+pub use chart::{render_svg, ChartConflict, ChartData, ChartPoint, HourMean};
 pub use data::{alert_chart, ChartWindow};
 pub use png::{render_png, Fonts};
 

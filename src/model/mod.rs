@@ -6,6 +6,7 @@
 //! data flag, and a UTC timestamp. Rules, alerts and the store never see protocol
 //! details, so a new protocol never touches them.
 
+pub mod check;
 mod factors;
 
 pub use factors::{factor, factor_by_alias, Factor, FactorClass, FACTORS};

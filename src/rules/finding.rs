@@ -61,6 +61,10 @@ rule_names!(
     // Not a rule on readings: a closed day's effective transmission rate below the
     // outlet's min_effective_rate (see daemon/completeness.rs).
     LowTransmission = "low_transmission",
+    // Not a rule on readings: sources refuse data dated beyond clock_tolerance or
+    // max_data_age and the daemon raises this once an hour per outlet
+    // (see daemon/skew.rs).
+    ClockSkew = "clock_skew",
 );
 
 impl fmt::Display for RuleName {
@@ -92,6 +96,7 @@ pub fn rule_zh(r: &str) -> &str {
         "low_transmission" => "有效传输率不足",
         "disk_low" => "存储空间不足",
         "furnace_temperature" => "炉温低于850℃",
+        "clock_skew" => "数采仪时钟异常",
         other => other,
     }
 }

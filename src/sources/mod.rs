@@ -3,6 +3,7 @@
 
 pub mod dlt645;
 pub mod field;
+pub mod fuzzing;
 pub mod hj212;
 pub mod modbus;
 pub mod mqtt;

@@ -35,10 +35,12 @@ macro_rules! on_pool {
 
 mod alerts;
 mod completeness;
+mod conflicts;
 mod events;
 mod findings;
 mod orders;
 mod postgres;
+mod refusal;
 mod report;
 mod retention;
 mod series;
@@ -56,8 +58,10 @@ pub use alerts::{
 pub use completeness::{
     BackfillOutcome, BackfillRow, BackfillState, DayFigures, DayWrite, NewBackfill, StoredDay,
 };
+pub use conflicts::Conflict;
 pub use findings::{EmissionSum, FindingQuery, StoredFinding};
 pub use orders::{CancelOutcome, Cancelled, StoredOrder};
+pub(crate) use refusal::storable;
 pub use report::{LastSeen, ReportAlert, ReportFinding};
 pub use retention::RetentionRun;
 pub use space::{Space, SpaceWatch};
@@ -130,11 +134,14 @@ impl StoreError {
                     // SQLite: BUSY (5), LOCKED (6), FULL (13), IOERR (10) and their
                     // extended codes; PostgreSQL: connection (08), resources (53),
                     // operator intervention (57), serialization/deadlock (40).
-                    let sqlite = code
-                        .parse::<i32>()
-                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13));
-                    let pg = ["08", "53", "57", "40"].iter().any(|p| code.starts_with(p));
-                    sqlite || pg
+                    // PostgreSQL's SQLSTATE is often all digits ("22021", a NUL
+                    // byte: 22021 & 0xff = 5, SQLite's BUSY): ask the backend.
+                    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                        code.parse::<i32>()
+                            .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
+                    } else {
+                        ["08", "53", "57", "40"].iter().any(|p| code.starts_with(p))
+                    }
                 }
                 _ => false,
             },
@@ -274,6 +281,9 @@ pub struct CommitStats {
     pub duplicates: u64,
     pub dead_letters: u64,
     pub status_events: u64,
+    /// Resent readings whose value differed from the stored one: recorded in
+    /// `reading_conflicts`, the first value stands.
+    pub conflicts: u64,
 }
 
 /// Which stored readings to return.
@@ -550,26 +560,7 @@ where
              JOIN series s ON s.id = r.series_id
              JOIN sources src ON src.id = r.source_id"
         ));
-        b.push(" WHERE s.enterprise = ")
-            .push_bind(q.enterprise.as_str());
-        b.push(" AND s.location_kind = ")
-            .push_bind(q.location_kind.as_str());
-        b.push(" AND s.location = ").push_bind(q.location.as_str());
-        if let Some(f) = &q.factor {
-            b.push(" AND s.factor = ").push_bind(f.as_str());
-        }
-        if let Some(k) = q.kind {
-            b.push(" AND s.kind = ").push_bind(k.as_str());
-        }
-        if let Some(s) = q.stat {
-            b.push(" AND s.stat = ").push_bind(s.as_str());
-        }
-        if let Some(t) = q.from {
-            b.push(" AND r.ts >= ").push_bind(to_ms(t));
-        }
-        if let Some(t) = q.to {
-            b.push(" AND r.ts < ").push_bind(to_ms(t));
-        }
+        push_filters(&mut b, q, "r");
         for earlier in &tables[..i] {
             b.push(format!(
                 " AND NOT EXISTS (SELECT 1 FROM {earlier} e WHERE e.series_id = r.series_id AND e.ts = r.ts)"
@@ -582,6 +573,39 @@ where
         b.push(" LIMIT ").push_bind(i64::from(l));
     }
     b
+}
+
+/// ` WHERE …` of a [`ReadingQuery`] over `series s` joined to a table aliased
+/// `alias` whose time column is `ts` (readings, conflicts).
+pub(crate) fn push_filters<'a, DB>(
+    b: &mut sqlx::QueryBuilder<'a, DB>,
+    q: &'a ReadingQuery,
+    alias: &str,
+) where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    b.push(" WHERE s.enterprise = ")
+        .push_bind(q.enterprise.as_str());
+    b.push(" AND s.location_kind = ")
+        .push_bind(q.location_kind.as_str());
+    b.push(" AND s.location = ").push_bind(q.location.as_str());
+    if let Some(f) = &q.factor {
+        b.push(" AND s.factor = ").push_bind(f.as_str());
+    }
+    if let Some(k) = q.kind {
+        b.push(" AND s.kind = ").push_bind(k.as_str());
+    }
+    if let Some(s) = q.stat {
+        b.push(" AND s.stat = ").push_bind(s.as_str());
+    }
+    if let Some(t) = q.from {
+        b.push(format!(" AND {alias}.ts >= ")).push_bind(to_ms(t));
+    }
+    if let Some(t) = q.to {
+        b.push(format!(" AND {alias}.ts < ")).push_bind(to_ms(t));
+    }
 }
 
 /// `INSERT INTO series … ON CONFLICT DO NOTHING` for one key, either backend.

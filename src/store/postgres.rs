@@ -12,8 +12,8 @@ use sqlx::{Postgres, Row as _};
 use super::series::IdCache;
 use super::tx::WriteTx;
 use super::{
-    dead_letter, status_event, stored_reading, to_ms, CommitStats, DeadLetter, ReadingQuery,
-    Received, StatusEvent, StoreError, StoreOptions, StoredReading,
+    dead_letter, status_event, storable, stored_reading, to_ms, CommitStats, DeadLetter,
+    ReadingQuery, Received, StatusEvent, StoreError, StoreOptions, StoredReading,
 };
 
 #[derive(Debug, Clone)]
@@ -21,6 +21,19 @@ pub struct PgStore {
     pub(super) keys: crate::seal::Keyring,
     pub(super) pool: PgPool,
     ids: Arc<IdCache>,
+}
+
+/// Binds rows as the six arrays `$1…$6` of an `UNNEST`.
+fn bind_rows<'q>(
+    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    rows: &[super::series::Row],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    q.bind(rows.iter().map(|r| r.series).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.ts).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.value).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.flag).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.source).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.received).collect::<Vec<_>>())
 }
 
 impl PgStore {
@@ -85,23 +98,38 @@ impl PgStore {
         let rows = res.rows(parts)?;
         let mut stats = CommitStats::default();
         if !rows.is_empty() {
-            let done = sqlx::query(
-                "INSERT INTO readings (series_id, ts, value, flag, source_id, received)
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[], $4::text[], $5::bigint[], $6::bigint[])
-                 ON CONFLICT DO NOTHING",
+            let done = bind_rows(
+                sqlx::query(
+                    "INSERT INTO readings (series_id, ts, value, flag, source_id, received)
+                     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[], $4::text[], $5::bigint[], $6::bigint[])
+                     ON CONFLICT DO NOTHING",
+                ),
+                &rows,
             )
-            .bind(rows.iter().map(|r| r.series).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.ts).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.value).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.flag).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.source).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.received).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("insert readings"))?;
             stats.readings = done.rows_affected();
         }
         stats.duplicates = rows.len() as u64 - stats.readings;
+        if stats.duplicates > 0 {
+            // Some were resends: those whose value differs from the stored one
+            // (stored before, or earlier in this very batch) are evidence.
+            let done = bind_rows(sqlx::query(
+                "INSERT INTO reading_conflicts (series_id, ts, first_value, first_flag, first_source_id,
+                                                first_received, value, flag, source_id, received)
+                 SELECT r.series_id, r.ts, r.value, r.flag, r.source_id, r.received,
+                        n.value, n.flag, n.source_id, n.received
+                 FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[], $4::text[], $5::bigint[], $6::bigint[])
+                      AS n(series_id, ts, value, flag, source_id, received)
+                 JOIN readings r ON r.series_id = n.series_id AND r.ts = n.ts
+                 WHERE r.value <> n.value",
+            ), &rows)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("record conflicting resends"))?;
+            stats.conflicts = done.rows_affected();
+        }
         for p in parts {
             for d in &p.batch.dead_letters {
                 sqlx::query(
@@ -109,9 +137,9 @@ impl PgStore {
                 )
                 .bind(to_ms(d.at))
                 .bind(d.protocol.as_str())
-                .bind(&d.peer)
-                .bind(&d.reason)
-                .bind(&d.detail)
+                .bind(storable(&d.peer))
+                .bind(storable(&d.reason))
+                .bind(storable(&d.detail))
                 .bind(&d.raw)
                 .execute(&mut *tx)
                 .await
@@ -123,10 +151,10 @@ impl PgStore {
                     "INSERT INTO device_status (at, enterprise, device, status, detail) VALUES ($1,$2,$3,$4,$5)",
                 )
                 .bind(to_ms(e.at))
-                .bind(&e.enterprise)
-                .bind(&e.device)
-                .bind(&e.status)
-                .bind(&e.detail)
+                .bind(storable(&e.enterprise))
+                .bind(storable(&e.device))
+                .bind(storable(&e.status))
+                .bind(storable(&e.detail))
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("insert status event"))?;

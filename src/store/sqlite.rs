@@ -14,7 +14,10 @@
 //! slices of a series range that touch each archive page once. One slice runs
 //! after each commit, so the move never stalls ingestion for long. Queries read both tiers; a reading already in
 //! `readings` hides a later copy in `readings_recent`, so the first value received
-//! stands even when a logger re-sends history that was already compacted.
+//! stands even when a logger re-sends history that was already compacted. Since
+//! migration 0012 a trigger skips such a resend before it reaches
+//! `readings_recent` (and records it in `reading_conflicts` when its value
+//! differs); the hiding still covers copies written before.
 //! The move waits while free disk space is short (see `space.rs`).
 
 use std::path::Path;
@@ -30,8 +33,8 @@ use sqlx::{Row as _, Sqlite};
 use super::series::{IdCache, Row};
 use super::tx::WriteTx;
 use super::{
-    dead_letter, status_event, stored_reading, to_ms, CommitStats, DeadLetter, ReadingQuery,
-    Received, StatusEvent, StoreError, StoreOptions, StoredReading,
+    dead_letter, status_event, storable, stored_reading, to_ms, CommitStats, DeadLetter,
+    ReadingQuery, Received, StatusEvent, StoreError, StoreOptions, StoredReading,
 };
 use crate::config::SqliteSync;
 
@@ -200,6 +203,16 @@ impl SqliteStore {
         }
         let rows = res.rows(parts)?;
         let mut stats = CommitStats::default();
+        // The resend trigger (migration 0012) records conflicting resends; rows
+        // after this id are this commit's.
+        let conflicts_before: i64 = if rows.is_empty() {
+            0
+        } else {
+            sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM reading_conflicts")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::db("last conflict id"))?
+        };
         let mut rest: &[Row] = &rows;
         while !rest.is_empty() {
             // Largest power of two that fits.
@@ -223,6 +236,14 @@ impl SqliteStore {
             rest = tail;
         }
         stats.duplicates = rows.len() as u64 - stats.readings;
+        if stats.duplicates > 0 {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM reading_conflicts WHERE id > ?")
+                .bind(conflicts_before)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::db("count conflicts"))?;
+            stats.conflicts = n.max(0) as u64;
+        }
         for p in parts {
             for d in &p.batch.dead_letters {
                 sqlx::query(
@@ -230,9 +251,9 @@ impl SqliteStore {
                 )
                 .bind(to_ms(d.at))
                 .bind(d.protocol.as_str())
-                .bind(&d.peer)
-                .bind(&d.reason)
-                .bind(&d.detail)
+                .bind(storable(&d.peer))
+                .bind(storable(&d.reason))
+                .bind(storable(&d.detail))
                 .bind(&d.raw)
                 .execute(&mut *tx)
                 .await
@@ -244,10 +265,10 @@ impl SqliteStore {
                     "INSERT INTO device_status (at, enterprise, device, status, detail) VALUES (?,?,?,?,?)",
                 )
                 .bind(to_ms(e.at))
-                .bind(&e.enterprise)
-                .bind(&e.device)
-                .bind(&e.status)
-                .bind(&e.detail)
+                .bind(storable(&e.enterprise))
+                .bind(storable(&e.device))
+                .bind(storable(&e.status))
+                .bind(storable(&e.detail))
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("insert status event"))?;

@@ -24,6 +24,15 @@
 //! set: the systemd heartbeat keeps the watchdog fed (a restart frees no disk)
 //! and `/readyz` reports the reason.
 //!
+//! A commit that fails with a *permanent* error (the database refused the data:
+//! a constraint, an invalid byte sequence — anything [`StoreError::is_transient`]
+//! does not call transient) is never retried as it is: the batch is split in
+//! halves and each half committed on its own, down to the one request the
+//! database refuses. That request becomes a dead letter `store_refused` (its
+//! contents rendered as text, the database's reason as detail) and its sender is
+//! told [`WriteError::Refused`] — "not stored": an HJ 212 logger gets no 9014 for
+//! it. Every other request of the batch is committed and answered as usual.
+//!
 //! The rules engine sees readings only after they are durable, through the optional
 //! [`Tap`]: after each commit the writer offers the committed readings, numbered,
 //! to a bounded channel. It never waits on it — ingestion must not stall because
@@ -41,6 +50,7 @@ use tokio::time::Instant;
 
 use super::{Batch, CommitStats, Received, Store, StoreError};
 use crate::clock::Clock;
+use crate::model::check::SkewSink;
 use crate::model::Reading;
 
 #[derive(Debug, Clone)]
@@ -97,6 +107,10 @@ pub enum WriteError {
     Invalid(String),
     #[error("shut down before the store accepted the batch (last error: {0})")]
     Abandoned(String),
+    /// The database refused this request's data (a permanent error); it was kept
+    /// as a dead letter `store_refused` instead. Not stored: do not acknowledge.
+    #[error("the store refused the data; kept as a dead letter: {0}")]
+    Refused(String),
 }
 
 /// Counters for metrics and benchmarks.
@@ -118,6 +132,10 @@ pub struct WriterStats {
     pub space_holds: AtomicU64,
     /// The writer is holding a batch for disk space right now.
     pub holding_for_space: std::sync::atomic::AtomicBool,
+    /// Requests the database refused with a permanent error (kept as dead letters).
+    pub refused: AtomicU64,
+    /// Resent readings whose value differed from the stored one (the first stands).
+    pub conflicts: AtomicU64,
     dead_letter_reasons: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
@@ -143,6 +161,7 @@ pub struct Writer {
     tx: mpsc::Sender<Request>,
     clock: Arc<dyn Clock>,
     stats: Arc<WriterStats>,
+    skew: SkewSink,
 }
 
 /// The running writer task; await [`WriterTask::finish`] at shutdown.
@@ -166,7 +185,15 @@ impl Writer {
             tap_tail_dropped: false,
         };
         let handle = tokio::spawn(task.run());
-        (Writer { tx, clock, stats }, WriterTask { handle, give_up })
+        (
+            Writer {
+                tx,
+                clock,
+                stats,
+                skew: SkewSink::default(),
+            },
+            WriterTask { handle, give_up },
+        )
     }
 
     /// Queues a batch and waits until it is durable. Only then may the source
@@ -198,6 +225,12 @@ impl Writer {
             .send(Request { received, done })
             .await
             .map_err(|_| WriteError::Closed)
+    }
+
+    /// Where sources report data refused for a logger's clock (every source holds
+    /// a writer; the daemon connects the sink to its `clock_skew` findings).
+    pub fn clock_skew(&self) -> &SkewSink {
+        &self.skew
     }
 
     pub fn stats(&self) -> &WriterStats {
@@ -239,24 +272,19 @@ impl WriterTask {
 }
 
 /// A reading the store cannot hold faithfully is refused up front, so that one bad
-/// value can never block a batch in a retry loop.
+/// value can never block a batch in a retry loop. Sources run the same checks per
+/// message ([`crate::model::check`]) and keep a failing message as a dead letter;
+/// this is the last line for a caller that did not.
 fn validate(readings: &[Reading]) -> Result<(), WriteError> {
-    for r in readings {
-        if !r.value.is_finite() {
-            return Err(WriteError::Invalid(format!(
-                "{} {} {} at {}: value {} is not a finite number",
-                r.enterprise, r.location, r.factor, r.ts, r.value
-            )));
-        }
-        if r.factor.is_empty() || r.enterprise.is_empty() || r.location.id().is_empty() {
-            return Err(WriteError::Invalid(format!(
-                "reading at {} lacks enterprise, location or factor",
-                r.ts
-            )));
-        }
-    }
-    Ok(())
+    crate::model::check::readings(readings).map_err(|e| {
+        WriteError::Invalid(match readings.first() {
+            Some(r) => format!("{} {}: {e}", r.enterprise, r.location),
+            None => e.to_string(),
+        })
+    })
 }
+
+type Waiter = Option<oneshot::Sender<Result<Durable, WriteError>>>;
 
 struct Task {
     store: Store,
@@ -334,28 +362,111 @@ impl Task {
 
     /// Commits one batch, retrying until it lands or shutdown gives up on it.
     async fn commit(&mut self, batch: Vec<Request>) {
-        let (parts, waiters): (Vec<Received>, Vec<_>) =
+        let (parts, waiters): (Vec<Received>, Vec<Waiter>) =
             batch.into_iter().map(|r| (r.received, r.done)).unzip();
+        self.commit_parts(parts, waiters).await;
+    }
+
+    /// Commits `parts` together; on a data refusal splits them in halves until the
+    /// one refused request is found (see the module docs).
+    fn commit_parts(
+        &mut self,
+        mut parts: Vec<Received>,
+        mut waiters: Vec<Waiter>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            match self.attempt(&parts).await {
+                Attempt::Done => {
+                    for (p, w) in parts.iter().zip(waiters) {
+                        if let Some(w) = w {
+                            // A sender that stopped waiting (its connection closed) is
+                            // fine: the data is stored and its resend is a duplicate.
+                            let _ = w.send(Ok(Durable {
+                                readings: p.batch.readings.len(),
+                            }));
+                        }
+                    }
+                }
+                Attempt::GaveUp(e) => {
+                    let lost: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
+                    tracing::error!(error = %e, readings = lost, "store unreachable at shutdown: batch not written");
+                    let msg = e.to_string();
+                    for w in waiters.into_iter().flatten() {
+                        let _ = w.send(Err(WriteError::Abandoned(msg.clone())));
+                    }
+                }
+                Attempt::Refused(e) if parts.len() > 1 => {
+                    tracing::warn!(error = %e, requests = parts.len(), "store refused a batch's data; committing it in halves to isolate the request");
+                    let rest = parts.split_off(parts.len() / 2);
+                    let rest_waiters = waiters.split_off(parts.len());
+                    self.commit_parts(parts, waiters).await;
+                    self.commit_parts(rest, rest_waiters).await;
+                }
+                Attempt::Refused(e) => {
+                    let (Some(part), Some(waiter)) = (parts.pop(), waiters.pop()) else {
+                        return;
+                    };
+                    self.refuse(part, waiter, e).await;
+                }
+            }
+        })
+    }
+
+    /// One request the database refuses: kept as a dead letter `store_refused`,
+    /// its sender told it was not stored.
+    async fn refuse(&mut self, part: Received, waiter: Waiter, e: StoreError) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        let letter = super::refusal::refused_letter(&part, &e);
+        tracing::error!(
+            peer = %letter.peer,
+            error = %e,
+            readings = part.batch.readings.len(),
+            "store refused a request's data: kept as a dead letter store_refused, sender told not stored"
+        );
+        let kept = vec![Received {
+            at: part.at,
+            batch: Batch::dead_letter(letter),
+        }];
+        let outcome = match self.attempt(&kept).await {
+            Attempt::Done => WriteError::Refused(e.to_string()),
+            Attempt::GaveUp(g) => WriteError::Abandoned(g.to_string()),
+            Attempt::Refused(again) => {
+                tracing::error!(error = %again, "the dead letter of a refused request was refused too; only this log line records it");
+                WriteError::Refused(e.to_string())
+            }
+        };
+        if let Some(w) = waiter {
+            let _ = w.send(Err(outcome));
+        }
+    }
+
+    /// Tries to commit until it lands, the database refuses the data, or shutdown
+    /// gives up. Transient failures (and failures that are neither transient nor a
+    /// refusal of the data, such as a missing table) are retried with backoff.
+    async fn attempt(&mut self, parts: &[Received]) -> Attempt {
         let mut delay = self.opts.retry_min;
-        let result = loop {
-            if let Err(e) = self.hold_while_space_is_low(&parts).await {
-                break Err(e);
+        loop {
+            if let Err(e) = self.hold_while_space_is_low(parts).await {
+                return Attempt::GaveUp(e);
             }
             let started = Instant::now();
-            let attempt = tokio::time::timeout(self.opts.commit_timeout, self.store.commit(&parts));
+            let attempt = tokio::time::timeout(self.opts.commit_timeout, self.store.commit(parts));
             match attempt
                 .await
                 .unwrap_or(Err(StoreError::Timeout(self.opts.commit_timeout)))
             {
                 Ok(stats) => {
-                    self.record(&stats, started.elapsed(), &parts);
-                    self.offer(&parts);
-                    break Ok(());
+                    self.record(&stats, started.elapsed(), parts);
+                    self.offer(parts);
+                    return Attempt::Done;
                 }
                 Err(e) => {
                     self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    if e.is_data_refusal() {
+                        return Attempt::Refused(e);
+                    }
                     if *self.give_up.borrow() {
-                        break Err(e);
+                        return Attempt::GaveUp(e);
                     }
                     let readings: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
                     tracing::warn!(
@@ -369,27 +480,6 @@ impl Task {
                         _ = self.give_up.changed() => {}
                     }
                     delay = (delay * 2).min(self.opts.retry_max);
-                }
-            }
-        };
-        match result {
-            Ok(()) => {
-                for (p, w) in parts.iter().zip(waiters) {
-                    if let Some(w) = w {
-                        // A sender that stopped waiting (its connection closed) is fine:
-                        // the data is stored and its resend will be a duplicate.
-                        let _ = w.send(Ok(Durable {
-                            readings: p.batch.readings.len(),
-                        }));
-                    }
-                }
-            }
-            Err(e) => {
-                let lost: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
-                tracing::error!(error = %e, readings = lost, "store unreachable at shutdown: batch not written");
-                let msg = e.to_string();
-                for w in waiters.into_iter().flatten() {
-                    let _ = w.send(Err(WriteError::Abandoned(msg.clone())));
                 }
             }
         }
@@ -463,6 +553,7 @@ impl Task {
             .fetch_add(stats.dead_letters, Ordering::Relaxed);
         s.status_events
             .fetch_add(stats.status_events, Ordering::Relaxed);
+        s.conflicts.fetch_add(stats.conflicts, Ordering::Relaxed);
         s.last_commit_micros
             .store(took.as_micros() as u64, Ordering::Relaxed);
         s.commit_micros_total
@@ -479,6 +570,15 @@ impl Task {
         let n: usize = parts.iter().map(|p| p.batch.readings.len()).sum();
         s.last_batch_readings.store(n as u64, Ordering::Relaxed);
     }
+}
+
+/// How one commit attempt ended.
+enum Attempt {
+    Done,
+    /// The database refused the data (permanent): do not retry it as it is.
+    Refused(StoreError),
+    /// Shutdown gave up while it was failing.
+    GaveUp(StoreError),
 }
 
 impl From<StoreError> for WriteError {

@@ -115,7 +115,7 @@ pub fn write_config(dir: &Path, http_extra: &str) -> ConsoleConfig {
     std::fs::write(
         cfg.join("pollwatch.toml"),
         format!(
-            "[daemon]\nstate_dir = {state:?}\n[hj212]\nlisten = \"127.0.0.1:0\"\n\
+            "[daemon]\nstate_dir = {state:?}\nmax_data_age = \"36500d\"\n[hj212]\nlisten = \"127.0.0.1:0\"\n\
              [http]\nlisten = \"127.0.0.1:0\"\n{http_extra}\n\
              [[http.tokens]]\nname = \"board\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n\
              [[http.tokens]]\nname = \"desk\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n",

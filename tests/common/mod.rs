@@ -264,7 +264,7 @@ pub fn hj212_config(dir: &std::path::Path, hj212_extra: &str) -> pollwatch::conf
     std::fs::write(
         cfg.join("pollwatch.toml"),
         format!(
-            "[daemon]\ntimezone = \"Asia/Shanghai\"\nstate_dir = {:?}\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[hj212]\nlisten = \"127.0.0.1:0\"\n{hj212_extra}\n",
+            "[daemon]\ntimezone = \"Asia/Shanghai\"\nstate_dir = {:?}\n# Fixture frames are historical traffic: accept any data age.\nmax_data_age = \"36500d\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[hj212]\nlisten = \"127.0.0.1:0\"\n{hj212_extra}\n",
             dir.join("state").display().to_string()
         ),
     )
@@ -325,3 +325,57 @@ kind = "flue_gas"
 o2_reference = 6.0
 hj212 = { mn = "MN-OLD-CRC", password = "pw2", crc = "modbus_swapped" }
 "#;
+
+/// An MQTT source for `cfg` storing through `writer`, with the stop switch; returns
+/// once it has connected and had a moment to subscribe.
+pub async fn mqtt_source(
+    cfg: &pollwatch::config::Config,
+    writer: &pollwatch::store::Writer,
+) -> (
+    pollwatch::sources::mqtt::MqttSource,
+    tokio::sync::watch::Sender<bool>,
+) {
+    use std::sync::atomic::Ordering;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let m = cfg.daemon.mqtt.as_ref().expect("an [mqtt] section");
+    let source = pollwatch::sources::mqtt::MqttSource::start(
+        m,
+        cfg,
+        writer.clone(),
+        Arc::new(pollwatch::clock::SystemClock),
+        stop_rx,
+    )
+    .unwrap();
+    let stats = source.stats();
+    for _ in 0..50 {
+        if stats.connects.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Wait for the subscription before anyone publishes.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    (source, stop)
+}
+
+/// A publishing client on `url` (`mqtt://host:port`), its event loop in the background.
+pub fn mqtt_publisher(url: &str) -> rumqttc::AsyncClient {
+    let hostport = url.trim_start_matches("mqtt://");
+    let (host, port) = hostport.rsplit_once(':').expect("mqtt://host:port");
+    let id = format!("pw-pub-{}", rand_suffix());
+    let mut opts = rumqttc::MqttOptions::new(id, host, port.parse().expect("a port"));
+    opts.set_keep_alive(std::time::Duration::from_secs(10));
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 100);
+    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    client
+}
+
+/// Waits (10 s at most) until the source has acknowledged `n` messages.
+pub async fn wait_acked(stats: &pollwatch::sources::mqtt::MqttStats, n: u64) {
+    for _ in 0..200 {
+        if stats.acked.load(std::sync::atomic::Ordering::Relaxed) >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -369,6 +369,27 @@ impl LineTask {
                         })
                     })
                     .collect();
+                // The same per-message checks as every source (codes come from
+                // config here, so this is a last line): a poll that fails them is a
+                // dead letter, not readings.
+                let readings = match crate::model::check::readings(&readings) {
+                    Ok(()) => readings,
+                    Err(e) => {
+                        tracing::warn!(enterprise = %dev.enterprise, device = %dev.id, reason = e.reason, "poll refused: {}", e.detail);
+                        let letter = crate::store::DeadLetter {
+                            at: now,
+                            protocol,
+                            peer: self.line.endpoint.to_string(),
+                            reason: e.reason.to_string(),
+                            detail: format!("{}/{}: {}", dev.enterprise, dev.id, e.detail),
+                            raw: Vec::new(),
+                        };
+                        if let Err(e) = self.writer.submit(Batch::dead_letter(letter)).await {
+                            tracing::error!(device = %dev.id, error = %e, "cannot record dead letter");
+                        }
+                        Vec::new()
+                    }
+                };
                 let counter = match protocol {
                     Protocol::Dlt645 => &self.stats.dlt645_readings,
                     _ => &self.stats.modbus_readings,

@@ -32,6 +32,8 @@ use super::codec::time::LocalDateTime;
 use super::conn::{Conn, Flow, WRITE_TIMEOUT};
 use super::mapping::{self, Command, MapError, Mapped};
 use super::registry::Endpoint;
+use crate::model::check::{self, Skewed};
+use crate::model::Location;
 use crate::store::{Batch, StatusEvent};
 
 /// Event details are capped (a device event is a line on a page, not a file),
@@ -174,6 +176,10 @@ impl Conn {
                         tracing::info!(mn = %ep.origin.mn, code, "hj212: unknown factor code, stored as received");
                     }
                 }
+                if let Some(batch) = self.refuse_message(ep, raw, &m.readings, now) {
+                    self.ctx.stats.seen(&ep.origin.mn, now, 0);
+                    return self.durable_then_answer(seg, crc, batch).await;
+                }
                 let mut batch = Batch::default();
                 if !m.problems.is_empty() {
                     self.ctx.stats.reject("bad_value", Some(&ep.origin.mn));
@@ -201,6 +207,37 @@ impl Conn {
         self.backfill
             .data(&ep.origin.mn, seg.cn, batch.readings.len() as u64);
         self.durable_then_answer(seg, crc, batch).await
+    }
+
+    /// A frame whose readings fail the per-message checks (codes, values: see
+    /// [`check`]) or whose DataTime its logger's clock cannot mean: the dead letter
+    /// that stands for the whole frame, its readings dropped. The frame is still
+    /// answered once the dead letter is durable, so the logger moves on.
+    fn refuse_message(
+        &mut self,
+        ep: &Endpoint,
+        raw: &[u8],
+        readings: &[crate::model::Reading],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Batch> {
+        let (reason, detail) = match check::readings(readings) {
+            Err(e) => (e.reason, e.detail),
+            Ok(()) => match check::data_times(readings, now, ep.clock) {
+                Ok(()) => return None,
+                Err(skew) => {
+                    self.ctx.writer.clock_skew().report(Skewed {
+                        enterprise: ep.origin.enterprise.clone(),
+                        location: Location::Outlet(ep.origin.outlet.clone()),
+                        at: now,
+                        skew: skew.clone(),
+                    });
+                    ("clock_skew", skew.to_string())
+                }
+            },
+        };
+        self.ctx.stats.reject(reason, Some(&ep.origin.mn));
+        self.log(reason, format_args!("MN {}: {detail}", ep.origin.mn));
+        Some(self.dead_letter(reason, format!("MN {}: {detail}", ep.origin.mn), raw))
     }
 
     /// Stores the batch, then sends 9014 if the logger asked for one.

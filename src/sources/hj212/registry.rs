@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::codec::crc::CrcMode;
 use super::codec::crypt::Sm4Key;
 use super::mapping::{Origin, PowerFeed};
-use crate::config::{Config, Hj212Crc};
+use crate::config::{ClockBounds, Config, Hj212Crc};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
@@ -29,6 +29,8 @@ pub struct Endpoint {
     /// The outlet's limited factors: an hour is complete when each has a value
     /// (any factor when empty).
     pub factors: Vec<String>,
+    /// How far the logger's DataTime may be from now (`clock_skew` beyond).
+    pub clock: ClockBounds,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -78,6 +80,7 @@ impl Registry {
                         f.dedup();
                         f
                     },
+                    clock: cfg.clock_bounds(&e.id, Some(&o.id)),
                 };
                 by_mn.insert(h.mn.clone(), Arc::new(endpoint));
             }

@@ -64,6 +64,9 @@ pub enum ServerError {
 }
 
 /// Shared by all connections of one server.
+/// How long shutdown waits for open connections to finish their current frame.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
 pub(super) struct Ctx {
     pub cfg: ServerConfig,
     pub registry: watch::Receiver<Arc<Registry>>,
@@ -188,6 +191,18 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::
         }
     }
     drop(listener);
-    while conns.join_next().await.is_some() {}
+    // Connections finish their current frame; one still waiting after DRAIN (its
+    // store write held by an unreachable database, a peer that stopped reading)
+    // is dropped: what it sent was either committed (its resend is a duplicate)
+    // or never answered (the logger resends). SIGTERM never waits on a peer.
+    let drained =
+        tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = conns.len(),
+            "hj212: connections still busy {DRAIN:?} after shutdown; closing them"
+        );
+        conns.shutdown().await;
+    }
     tracing::info!("hj212 server stopped");
 }

@@ -12,7 +12,7 @@ pub mod conn;
 pub mod payload;
 pub mod topic;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,13 +22,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::{Config, MqttFormat, MqttSection, MqttSubscription};
+use crate::config::{ClockBounds, Config, MqttFormat, MqttSection, MqttSubscription};
+use crate::model::check::{self, Skewed};
 use crate::model::{Id, Location, Protocol};
 use crate::sources::hj212::codec::frame::FrameDecoder;
 use crate::sources::hj212::codec::segment::DataSegment;
 use crate::sources::hj212::mapping::{self, Command};
 use crate::sources::hj212::Registry;
-use crate::store::{Batch, DeadLetter, Writer};
+use crate::store::{Batch, DeadLetter, WriteError, Writer};
 use topic::TopicPattern;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,19 +101,21 @@ struct Lookup {
     registry: Registry,
     tz: chrono_tz::Tz,
     enterprises: HashSet<String>,
-    /// (enterprise, "outlet"|"meter", id) configured.
-    known: HashSet<(String, &'static str, String)>,
+    /// (enterprise, "outlet"|"meter", id) configured, with its clock bounds.
+    known: HashMap<(String, &'static str, String), ClockBounds>,
 }
 
 impl Lookup {
     fn of(config: &Config) -> Lookup {
-        let mut known = HashSet::new();
+        let mut known = HashMap::new();
         for e in &config.enterprises {
             for o in &e.outlets {
-                known.insert((e.id.clone(), "outlet", o.id.clone()));
+                let bounds = config.clock_bounds(&e.id, Some(&o.id));
+                known.insert((e.id.clone(), "outlet", o.id.clone()), bounds);
             }
             for mt in &e.meters {
-                known.insert((e.id.clone(), "meter", mt.id.clone()));
+                let bounds = config.clock_bounds(&e.id, None);
+                known.insert((e.id.clone(), "meter", mt.id.clone()), bounds);
             }
         }
         Lookup {
@@ -278,7 +281,9 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
 
 /// Takes every message waiting, stores them in one write (group commit at the
 /// source: one request to the writer per round, not per message), then
-/// acknowledges each. While a round commits, the next one gathers.
+/// acknowledges each. While a round commits, the next one gathers. A round the
+/// store refuses (one message's data it cannot hold) is stored again message by
+/// message, so the rest of the round is not held back by it.
 async fn commit_loop(ctx: Arc<Ctx>, client: AsyncClient, mut rx: mpsc::UnboundedReceiver<Publish>) {
     let mut round: Vec<Publish> = Vec::with_capacity(ROUND);
     while rx.recv_many(&mut round, ROUND).await > 0 {
@@ -286,20 +291,81 @@ async fn commit_loop(ctx: Arc<Ctx>, client: AsyncClient, mut rx: mpsc::Unbounded
         for p in &round {
             parse(&ctx, p, &mut batch);
         }
-        if let Err(e) = ctx.writer.write(batch).await {
-            tracing::error!(messages = round.len(), error = %e, "MQTT messages not stored; not acknowledged");
-            round.clear();
-            continue;
+        match ctx.writer.write(batch).await {
+            Ok(_) => {}
+            Err(WriteError::Refused(_) | WriteError::Invalid(_)) if round.len() > 1 => {
+                tracing::warn!(
+                    messages = round.len(),
+                    "MQTT round refused by the store; storing its messages one by one"
+                );
+                for p in round.drain(..) {
+                    if store_one(&ctx, &p).await {
+                        ack(&ctx, &client, &p).await;
+                    }
+                }
+                continue;
+            }
+            Err(e) => {
+                if round.len() == 1 && refused_kept(&ctx, &round[0], &e).await {
+                    ack(&ctx, &client, &round[0]).await;
+                } else {
+                    tracing::error!(messages = round.len(), error = %e, "MQTT messages not stored; not acknowledged");
+                }
+                round.clear();
+                continue;
+            }
         }
         for p in round.drain(..) {
-            match client.ack(&p).await {
-                Ok(()) => {
-                    ctx.stats.acked.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "MQTT ack failed; the broker will redeliver");
-                }
-            }
+            ack(&ctx, &client, &p).await;
+        }
+    }
+}
+
+async fn ack(ctx: &Ctx, client: &AsyncClient, p: &Publish) {
+    match client.ack(p).await {
+        Ok(()) => {
+            ctx.stats.acked.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "MQTT ack failed; the broker will redeliver");
+        }
+    }
+}
+
+/// Stores one message on its own; whether it may be acknowledged.
+async fn store_one(ctx: &Ctx, p: &Publish) -> bool {
+    let mut batch = Batch::default();
+    parse(ctx, p, &mut batch);
+    match ctx.writer.write(batch).await {
+        Ok(_) => true,
+        Err(e) => refused_kept(ctx, p, &e).await,
+    }
+}
+
+/// One message the store would not hold: the writer kept it as a dead letter
+/// (`Refused`), or it refused it before storage (`Invalid`) and it is kept here.
+/// Either way it is durable as a dead letter and may be acknowledged.
+async fn refused_kept(ctx: &Ctx, p: &Publish, e: &WriteError) -> bool {
+    match e {
+        WriteError::Refused(_) => {
+            ctx.stats.reject("store_refused");
+            true
+        }
+        WriteError::Invalid(detail) => {
+            ctx.stats.reject("bad_code");
+            let letter = DeadLetter {
+                at: ctx.clock.now(),
+                protocol: Protocol::Mqtt,
+                peer: p.topic.clone(),
+                reason: "bad_code".into(),
+                detail: detail.clone(),
+                raw: p.payload.to_vec(),
+            };
+            ctx.writer.write(Batch::dead_letter(letter)).await.is_ok()
+        }
+        _ => {
+            tracing::error!(topic = %p.topic, error = %e, "MQTT message not stored; not acknowledged");
+            false
         }
     }
 }
@@ -332,7 +398,7 @@ fn parse(ctx: &Ctx, p: &Publish, batch: &mut Batch) {
                 ))
             } else if !lookup
                 .known
-                .contains(&(enterprise.clone(), kind, id.clone()))
+                .contains_key(&(enterprise.clone(), kind, id.clone()))
             {
                 Err((
                     "unknown_location",
@@ -350,15 +416,22 @@ fn parse(ctx: &Ctx, p: &Publish, batch: &mut Batch) {
                         let device: Id = topic.into();
                         match payload::parse_json(&p.payload, &sub.cfg, &e, &location, &device) {
                             Ok(parsed) => {
-                                ctx.stats
-                                    .readings
-                                    .fetch_add(parsed.readings.len() as u64, Ordering::Relaxed);
-                                batch.readings.extend(parsed.readings);
-                                if parsed.problems.is_empty() {
-                                    Ok(())
-                                } else {
-                                    Err(("bad_value", parsed.problems.join("; ")))
-                                }
+                                let bounds = lookup.known[&(enterprise.clone(), kind, id.clone())];
+                                refuse(ctx, &parsed.readings, &e, &location, bounds)
+                                    .map(|()| {
+                                        ctx.stats.readings.fetch_add(
+                                            parsed.readings.len() as u64,
+                                            Ordering::Relaxed,
+                                        );
+                                        batch.readings.extend(parsed.readings);
+                                    })
+                                    .and_then(|()| {
+                                        if parsed.problems.is_empty() {
+                                            Ok(())
+                                        } else {
+                                            Err(("bad_value", parsed.problems.join("; ")))
+                                        }
+                                    })
                             }
                             Err(e) => Err(("bad_payload", e.to_string())),
                         }
@@ -370,7 +443,11 @@ fn parse(ctx: &Ctx, p: &Publish, batch: &mut Batch) {
                             &enterprise,
                             &location,
                             lookup.tz,
-                        ) {
+                        )
+                        .and_then(|(readings, bounds)| {
+                            let e: Id = enterprise.as_str().into();
+                            refuse(ctx, &readings, &e, &location, bounds).map(|()| readings)
+                        }) {
                             Ok(readings) => {
                                 ctx.stats
                                     .readings
@@ -407,7 +484,7 @@ fn hj212_payload(
     enterprise: &str,
     location: &Location,
     tz: chrono_tz::Tz,
-) -> Result<Vec<crate::model::Reading>, (&'static str, String)> {
+) -> Result<(Vec<crate::model::Reading>, ClockBounds), (&'static str, String)> {
     let mut buf = payload.to_vec();
     let mut decoder = FrameDecoder::new();
     let frame = match decoder
@@ -470,5 +547,28 @@ fn hj212_payload(
     for r in &mut readings {
         r.source.protocol = Protocol::Mqtt;
     }
-    Ok(readings)
+    Ok((readings, ep.clock))
+}
+
+/// The per-message checks ([`check`]): a message whose codes, ids or values fail,
+/// or whose time its sender's clock cannot mean, is refused whole (the caller
+/// keeps it as a dead letter and acknowledges it).
+fn refuse(
+    ctx: &Ctx,
+    readings: &[crate::model::Reading],
+    enterprise: &Id,
+    location: &Location,
+    bounds: ClockBounds,
+) -> Result<(), (&'static str, String)> {
+    check::readings(readings).map_err(|e| (e.reason, e.detail))?;
+    let now = ctx.clock.now();
+    check::data_times(readings, now, bounds).map_err(|skew| {
+        ctx.writer.clock_skew().report(Skewed {
+            enterprise: enterprise.clone(),
+            location: location.clone(),
+            at: now,
+            skew: skew.clone(),
+        });
+        ("clock_skew", skew.to_string())
+    })
 }
