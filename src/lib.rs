@@ -23,4 +23,5 @@ pub mod rules;
 pub mod sim;
 pub mod sources;
 pub mod store;
+pub mod throttle;
 pub mod timefmt;

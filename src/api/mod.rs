@@ -107,6 +107,9 @@ pub struct ApiState {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// The web console's sessions (also accepted by [`auth`]'s extractors).
     pub console: crate::console::ConsoleState,
+    /// Wrong bearer tokens and wrong console logins per client address: one
+    /// throttle for both doors ([`crate::throttle`]).
+    pub throttle: Arc<crate::throttle::AuthThrottle>,
 }
 
 /// Every route, with `state`: the API and the web console.

@@ -32,7 +32,6 @@ pub mod html;
 pub mod labels;
 pub mod login;
 pub mod session;
-mod throttle;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -47,8 +46,6 @@ pub use session::{Session, Sessions};
 #[derive(Clone)]
 pub struct ConsoleState {
     pub sessions: Sessions,
-    /// Failed logins per client address.
-    pub throttle: std::sync::Arc<throttle::LoginThrottle>,
     /// Turns true at shutdown; ends the event streams so the server can stop.
     pub shutdown: watch::Receiver<bool>,
     /// Which notification channels cannot send (the banner on every page).
@@ -64,7 +61,6 @@ impl ConsoleState {
     ) -> ConsoleState {
         ConsoleState {
             sessions: Sessions::default(),
-            throttle: Default::default(),
             shutdown,
             channels,
             marks: Default::default(),

@@ -344,6 +344,7 @@ pub async fn run(
         plans: Some(plans.clone()),
         clock: clock.clone(),
         console: crate::console::ConsoleState::new(aux_stop.clone(), channel_health),
+        throttle: Default::default(),
     };
     let http = api::Server::start(config.daemon.http.listen.0, state, aux_stop).await?;
 

@@ -6,3 +6,4 @@ pub mod field;
 pub mod hj212;
 pub mod modbus;
 pub mod mqtt;
+pub mod peers;
