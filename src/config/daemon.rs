@@ -143,6 +143,11 @@ pub struct HttpSection {
     pub secure_cookies: bool,
     /// How long a console login lasts, from the login (not renewed by use).
     pub session_lifetime: HumanDuration,
+    /// A client must send a request's headers within this long (slow or
+    /// half-sent requests are closed).
+    pub header_read_timeout: HumanDuration,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSection {
@@ -152,6 +157,8 @@ impl Default for HttpSection {
             tokens: Vec::new(),
             secure_cookies: false,
             session_lifetime: HumanDuration(std::time::Duration::from_secs(12 * 3600)),
+            header_read_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+            max_connections: 256,
         }
     }
 }

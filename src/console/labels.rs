@@ -50,6 +50,7 @@ pub fn rule_zh(r: &str) -> &str {
         "order_violation" => "违反停限产令",
         "emission_total" => "排放总量超许可",
         "disk_low" => "存储空间不足",
+        "dtu_takeover" => "DTU 冒用",
         other => other,
     }
 }

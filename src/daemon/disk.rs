@@ -81,7 +81,17 @@ async fn raise(
     findings: &mpsc::Sender<Vec<StoredFinding>>,
     now: chrono::DateTime<Utc>,
 ) {
-    let finding = disk_low_finding(space, now);
+    store_and_send(store, disk_low_finding(space, now), findings, now).await;
+}
+
+/// Stores a finding the daemon raises itself and hands it to the alerts engine.
+pub(super) async fn store_and_send(
+    store: &Store,
+    finding: Finding,
+    findings: &mpsc::Sender<Vec<StoredFinding>>,
+    now: chrono::DateTime<Utc>,
+) {
+    let rule = finding.rule;
     // Retried a few times: the disk is nearly full, not full.
     for attempt in 1..=5u32 {
         match store
@@ -96,13 +106,13 @@ async fn raise(
                         finding,
                     };
                     if findings.send(vec![stored]).await.is_err() {
-                        tracing::warn!("alerts engine stopped; disk_low is stored and alerted at the next start");
+                        tracing::warn!(%rule, "alerts engine stopped; the finding is stored and alerted at the next start");
                     }
                 }
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, attempt, "cannot store the disk_low finding");
+                tracing::error!(error = %e, attempt, %rule, "cannot store the finding");
                 tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
             }
         }

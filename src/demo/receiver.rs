@@ -147,6 +147,7 @@ pub fn rule_label(rule: &str) -> &'static str {
         "order_violation" => "违反停限产令",
         "emission_total" => "排放总量预警",
         "disk_low" => "存储空间不足",
+        "dtu_takeover" => "DTU 冒用",
         _ => "告警",
     }
 }

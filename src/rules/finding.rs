@@ -57,6 +57,9 @@ rule_names!(
     // Not a rule on readings: the daemon raises it when free disk space falls
     // below [storage] min_free (see daemon/disk.rs); duty.toml routes it by rule.
     DiskLow = "disk_low",
+    // Not a rule on readings: the DTU listener refused a registration of a DTU id
+    // that is connected from another address (see sources/field/dtu.rs).
+    DtuTakeover = "dtu_takeover",
 );
 
 impl fmt::Display for RuleName {
