@@ -26,4 +26,5 @@ pub mod seal;
 pub mod sim;
 pub mod sources;
 pub mod store;
+pub mod throttle;
 pub mod timefmt;

@@ -7,7 +7,7 @@ use pollwatch::clock::SystemClock;
 use pollwatch::config::{Device, Point};
 use pollwatch::sim::modbus::{ModbusSim, Point as SimPoint};
 use pollwatch::sim::profile::Profile;
-use pollwatch::sources::field::dtu::{DtuHub, DtuOptions};
+use pollwatch::sources::field::dtu::DtuHub;
 use pollwatch::sources::modbus::decode::{DataType, WordOrder};
 use pollwatch::sources::modbus::plan::RegisterKind;
 use std::sync::Arc;
@@ -22,26 +22,8 @@ async fn dtu_listener(
     suffix: &[u8],
     heartbeat: &[u8],
 ) -> (std::net::SocketAddr, Arc<DtuHub>) {
-    let hub = Arc::new(DtuHub::default());
-    let opts = DtuOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        registration_timeout: Duration::from_secs(2),
-        registration_prefix: prefix.to_vec(),
-        registration_suffix: suffix.to_vec(),
-        heartbeat: heartbeat.to_vec(),
-    };
-    let known = [id.to_string()].into_iter().collect();
-    let (addr, _task) = pollwatch::sources::field::dtu::listen(
-        opts,
-        known,
-        hub.clone(),
-        rig.writer.clone().unwrap(),
-        Arc::new(SystemClock),
-        rig.stop.subscribe(),
-    )
-    .await
-    .unwrap();
-    (addr, hub)
+    let known = [(id.to_string(), Default::default())].into_iter().collect();
+    dtu_listen(rig, dtu_options(prefix, suffix, heartbeat), known).await
 }
 
 /// A peer that connects and says nothing is closed after the registration

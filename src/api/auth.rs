@@ -19,6 +19,11 @@
 //! the session dies with its token, and a state-changing request made that way
 //! must also carry the session's CSRF token (403 without it). Bearer requests
 //! need no CSRF token: a browser never adds that header by itself.
+//!
+//! Wrong bearer tokens count against the client address in the same throttle as
+//! the console's wrong logins ([`crate::throttle`]): after 5 within 15 minutes,
+//! every request from that address with an `Authorization` header is 429 with
+//! `Retry-After` until the oldest failure is 15 minutes old.
 
 use std::sync::Arc;
 
@@ -120,6 +125,8 @@ pub enum AuthError {
     Forbidden,
     /// A cookie-authenticated state change without the session's CSRF token.
     Csrf,
+    /// Too many wrong tokens from this address; seconds to wait.
+    Throttled(i64),
 }
 
 impl IntoResponse for AuthError {
@@ -129,8 +136,17 @@ impl IntoResponse for AuthError {
             AuthError::Invalid => (StatusCode::UNAUTHORIZED, "invalid token"),
             AuthError::Forbidden => (StatusCode::FORBIDDEN, "this token's role may not do that"),
             AuthError::Csrf => (StatusCode::FORBIDDEN, "missing or wrong CSRF token"),
+            AuthError::Throttled(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many wrong tokens from this address; try again later",
+            ),
         };
         let mut r = (status, axum::Json(serde_json::json!({ "error": msg }))).into_response();
+        if let AuthError::Throttled(wait) = self {
+            if let Ok(v) = wait.max(1).to_string().parse() {
+                r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 WWW_AUTHENTICATE,
@@ -157,12 +173,46 @@ fn bearer(parts: &Parts, tokens: &Tokens) -> Result<(String, HttpRole), AuthErro
         .ok_or(AuthError::Invalid)
 }
 
+/// [`bearer`], refused while the client's address is throttled; a wrong token
+/// counts against the address (clients without a known address are not throttled).
+fn throttled_bearer(
+    parts: &Parts,
+    state: &ApiState,
+    tokens: &Tokens,
+) -> Result<(String, HttpRole), AuthError> {
+    let ip = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let Some(ip) = ip else {
+        return bearer(parts, tokens);
+    };
+    let now = state.clock.now();
+    if let Err(wait) = state.throttle.check(ip, now) {
+        tracing::warn!(peer = %ip, path = %parts.uri.path(), "refused: too many wrong tokens from this address");
+        return Err(AuthError::Throttled(wait.num_seconds()));
+    }
+    match bearer(parts, tokens) {
+        Err(AuthError::Invalid) => {
+            state.throttle.failed(ip, now);
+            tracing::warn!(peer = %ip, path = %parts.uri.path(), "refused: unknown bearer token");
+            Err(AuthError::Invalid)
+        }
+        r => {
+            if r.is_ok() {
+                state.throttle.succeeded(ip);
+            }
+            r
+        }
+    }
+}
+
 /// The caller's name if it holds at least `need`: by bearer token, or else by
 /// console session cookie.
 fn authorize(parts: &Parts, state: &ApiState, need: HttpRole) -> Result<String, AuthError> {
     let tokens: Arc<Tokens> = state.tokens.borrow().clone();
     let (name, role) = if parts.headers.contains_key(AUTHORIZATION) {
-        bearer(parts, &tokens)?
+        throttled_bearer(parts, state, &tokens)?
     } else {
         let s = crate::console::session::from_request(parts, state, &tokens)?;
         (s.name, s.role)

@@ -110,6 +110,9 @@ pub struct ApiState {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// The web console's sessions (also accepted by [`auth`]'s extractors).
     pub console: crate::console::ConsoleState,
+    /// Wrong bearer tokens and wrong console logins per client address: one
+    /// throttle for both doors ([`crate::throttle`]).
+    pub throttle: Arc<crate::throttle::AuthThrottle>,
 }
 
 /// Every route, with `state`: the API and the web console.
@@ -163,6 +166,25 @@ pub enum ServeError {
     },
 }
 
+/// `[http]` limits of the server loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request's headers must arrive within this long.
+    pub header_read_timeout: std::time::Duration,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let h = crate::config::HttpSection::default();
+        Limits {
+            header_read_timeout: h.header_read_timeout.0,
+            max_connections: h.max_connections,
+        }
+    }
+}
+
 /// A bound API server; serves until `stop` turns true.
 pub struct Server {
     pub local_addr: SocketAddr,
@@ -181,16 +203,16 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServeError::Bind { addr, source })?;
+        let limits = {
+            let cfg = state.config.borrow();
+            Limits {
+                header_read_timeout: cfg.daemon.http.header_read_timeout.0,
+                max_connections: cfg.daemon.http.max_connections,
+            }
+        };
         let app = router(state);
         let task = tokio::spawn(async move {
-            // Client addresses, for the console's login throttle.
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "http server failed");
-            }
+            serve(listener, app, limits, &mut stop).await;
         });
         tracing::info!(listen = %local_addr, "http api listening");
         Ok(Server { local_addr, task })
@@ -198,5 +220,65 @@ impl Server {
 
     pub async fn join(self) {
         let _ = self.task.await;
+    }
+}
+
+/// Accepts until `stop`: at most `max_connections` at once (more are closed at
+/// once), each client's address in its requests (`ConnectInfo`, for the auth
+/// throttle), headers within `header_read_timeout` (else the connection is
+/// closed). At `stop`, connections finish their requests (up to 5 s).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    stop: &mut watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let logs = crate::ratelimit::LogLimiter::new(std::time::Duration::from_secs(60));
+    loop {
+        let stopped = async {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stopped => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            if logs.allow("connection_limit").is_some() {
+                tracing::warn!(peer = %peer, limit = limits.max_connections, "http: connection limit reached; refusing");
+            }
+            continue;
+        };
+        let app = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(peer = %peer, error = %e, "http connection ended");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("http: connections still open after 5 s; closing them");
     }
 }

@@ -167,6 +167,11 @@ pub(super) fn server_config(max_connections: usize) -> ServerConfig {
         handshake_timeout: Duration::from_secs(60),
         max_auth_failures: 5,
         max_frame_len: 9999,
+        // Every simulated logger connects from loopback.
+        max_connections_per_address: max_connections,
+        lockout_after: 0,
+        dead_letters_per_minute: 60,
+        dead_letters_per_connection: 50,
         quiet: Duration::from_millis(1500),
         tz: chrono_tz::Asia::Shanghai,
     }

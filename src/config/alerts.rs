@@ -10,7 +10,7 @@
 //!
 //! [alerts.severity]           # per rule; defaults: exceedance, treatment_* and
 //! order_violation = "critical" # order_violation major, emission_total major,
-//!                             # disk_low critical, everything else warning
+//!                             # disk_low critical, dtu_takeover major, everything else warning
 //! ```
 
 use std::collections::BTreeMap;
@@ -57,7 +57,8 @@ impl AlertsSection {
             | "treatment_not_running"
             | "treatment_underpowered"
             | "order_violation"
-            | "emission_total" => Severity::Major,
+            | "emission_total"
+            | "dtu_takeover" => Severity::Major,
             _ => Severity::Warning,
         });
         match (positive_list, rule, self.positive_list_severity) {

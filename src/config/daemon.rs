@@ -184,6 +184,11 @@ pub struct HttpSection {
     pub secure_cookies: bool,
     /// How long a console login lasts, from the login (not renewed by use).
     pub session_lifetime: HumanDuration,
+    /// A client must send a request's headers within this long (slow or
+    /// half-sent requests are closed).
+    pub header_read_timeout: HumanDuration,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSection {
@@ -193,6 +198,8 @@ impl Default for HttpSection {
             tokens: Vec::new(),
             secure_cookies: false,
             session_lifetime: HumanDuration(std::time::Duration::from_secs(12 * 3600)),
+            header_read_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+            max_connections: 256,
         }
     }
 }
@@ -264,7 +271,8 @@ pub struct Hj212Section {
     /// A connection that has not sent one authenticated frame by then is closed
     /// (scanners hold connections open otherwise).
     pub handshake_timeout: HumanDuration,
-    /// Consecutive frames with an unknown MN or wrong password before we hang up.
+    /// Consecutive failed frames (unknown MN, wrong password, bad CRC, unparseable)
+    /// before we hang up.
     pub max_auth_failures: u32,
     /// Largest data segment accepted (the standard says 1024; real ones are longer).
     pub max_frame_len: usize,
@@ -274,6 +282,17 @@ pub struct Hj212Section {
     pub backfill_max_age: HumanDuration,
     /// A history request with no 9011, data or 9012 for this long ends `timeout`.
     pub backfill_timeout: HumanDuration,
+    /// Connections served at once from one address; more are closed at once.
+    pub max_connections_per_address: usize,
+    /// Wrong MN or password from one address within 15 minutes before that
+    /// address is refused (`locked_out`) until the oldest is 15 minutes old; 0: never.
+    pub lockout_after: usize,
+    /// Dead-letter rows written per address per minute; beyond it refusals are
+    /// only counted (a flood cannot fill the database).
+    pub dead_letters_per_minute: u32,
+    /// Dead letters one connection may cause within a minute; the next one closes
+    /// it (unanswered: a frame is never acknowledged without being recorded).
+    pub dead_letters_per_connection: u32,
 }
 
 impl Default for Hj212Section {
@@ -282,12 +301,16 @@ impl Default for Hj212Section {
             listen: ListenAddr(([0, 0, 0, 0], 9212).into()),
             max_connections: 4096,
             idle_timeout: HumanDuration(std::time::Duration::from_secs(600)),
-            handshake_timeout: HumanDuration(std::time::Duration::from_secs(60)),
+            handshake_timeout: HumanDuration(std::time::Duration::from_secs(15)),
             max_auth_failures: 5,
             max_frame_len: 9999,
             backfill_rate: 10,
             backfill_max_age: HumanDuration(std::time::Duration::from_secs(10 * 86400)),
             backfill_timeout: HumanDuration(std::time::Duration::from_secs(120)),
+            max_connections_per_address: 16,
+            lockout_after: 20,
+            dead_letters_per_minute: 60,
+            dead_letters_per_connection: 50,
         }
     }
 }
@@ -306,6 +329,12 @@ pub struct DtuSection {
     pub heartbeat: String,
     /// … or as hex bytes (`"FE"`), for binary heartbeats.
     pub heartbeat_hex: Option<String>,
+    /// Connections held at once (registered or registering); more are closed.
+    pub max_connections: usize,
+    /// Connections held at once from one address.
+    pub max_connections_per_address: usize,
+    /// Dead-letter rows (unknown or refused registrations) per address per minute.
+    pub dead_letters_per_minute: u32,
 }
 
 impl Default for DtuSection {
@@ -317,6 +346,9 @@ impl Default for DtuSection {
             registration_suffix: String::new(),
             heartbeat: String::new(),
             heartbeat_hex: None,
+            max_connections: 1024,
+            max_connections_per_address: 16,
+            dead_letters_per_minute: 60,
         }
     }
 }

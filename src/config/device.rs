@@ -10,6 +10,8 @@
 //! # port = "/dev/ttyUSB0"        # rtu: serial line, with baud = 9600, parity = "none",
 //! #                              #      data_bits = 8, stop_bits = 1
 //! # dtu_id = "860000000000001"   # dtu: the id the DTU registers with
+//! # dtu_allow = ["10.8.0.0/16"]  # dtu: addresses it may dial in from (default: any)
+//! # dtu_secret = "k3Vq…"         # dtu: then it registers as "<id>:<secret>"
 //! unit = 1                       # Modbus unit id (dlt645: meter_address = "000000000161")
 //! interval = "10s"               # how often to read
 //! timeout = "1s"                 # per request
@@ -87,6 +89,12 @@ pub struct Device {
     pub data_bits: Option<u8>,
     pub stop_bits: Option<u8>,
     pub dtu_id: Option<String>,
+    /// Addresses or networks (`10.8.0.0/16`) the DTU may register from; empty: any.
+    #[serde(default)]
+    pub dtu_allow: Vec<String>,
+    /// A shared secret the DTU's registration packet carries after its id
+    /// (`<id>:<secret>`); devices behind the same DTU must agree on it.
+    pub dtu_secret: Option<String>,
     pub unit: Option<u8>,
     pub meter_address: Option<String>,
     #[serde(default = "default_interval")]
@@ -160,4 +168,12 @@ pub struct StatusPoint {
 
 fn default_status_type() -> DataType {
     DataType::U16
+}
+
+/// A `dtu_allow` entry: an address (`10.8.0.5`) or a network (`10.8.0.0/16`).
+pub fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }

@@ -23,6 +23,7 @@ mod units;
 pub mod validate;
 mod validate_2025;
 mod validate_http;
+mod validate_listen;
 mod validate_notify;
 mod validate_rules;
 
@@ -33,7 +34,7 @@ pub use daemon::{
     DaemonFile, DaemonSection, DtuSection, ExtraFactor, ExtraFactorClass, Hj212Section, HttpRole,
     HttpSection, HttpToken, MqttFormat, MqttSection, MqttSubscription, SqliteSync, StorageSection,
 };
-pub use device::{Device, DeviceProtocol, Parity, Point, StatusPoint, Transport};
+pub use device::{parse_net, Device, DeviceProtocol, Parity, Point, StatusPoint, Transport};
 pub use diag::{ConfigErrors, Diagnostic, SourceMap};
 pub use duty::{
     Duty, EscalationLevel, EscalationPolicy, Officer, Override, Rotation, Route, Severity,
@@ -136,6 +137,7 @@ impl Config {
                 Ok(d) => {
                     validate::daemon(&mut checker(&f, &mut errors), &d);
                     validate_http::http(&mut checker(&f, &mut errors), &d.http);
+                    validate_listen::listeners(&mut checker(&f, &mut errors), &d);
                     validate_notify::channels(&mut checker(&f, &mut errors), &d.channels);
                     Some(d)
                 }
@@ -158,6 +160,7 @@ impl Config {
             match diag::parse_file::<Enterprise>(&f.rel, &f.text, &f.map) {
                 Ok(mut e) => {
                     validate::enterprise(&mut checker(&f, &mut errors), &e, &catalogue);
+                    validate_listen::dtu_devices(&mut checker(&f, &mut errors), &e);
                     keys::load_sm4_keys(&mut checker(&f, &mut errors), &mut e, dir);
                     enterprises.push((f, e));
                 }

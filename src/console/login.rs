@@ -55,7 +55,7 @@ async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let now = s.clock.now();
-    if let Err(wait) = s.console.throttle.check(peer.ip(), now) {
+    if let Err(wait) = s.throttle.check(peer.ip(), now) {
         tracing::warn!(peer = %peer.ip(), "console login refused: too many wrong tokens from this address");
         let mut page = login_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -71,11 +71,11 @@ async fn login(
     }
     let tokens = s.tokens.borrow().clone();
     let Some((name, role, print)) = tokens.login(f.token.trim().as_bytes()) else {
-        s.console.throttle.failed(peer.ip(), now);
+        s.throttle.failed(peer.ip(), now);
         tracing::warn!(peer = %peer.ip(), "console login refused: unknown token");
         return login_page(StatusCode::UNAUTHORIZED, "令牌无效，请重新输入。");
     };
-    s.console.throttle.succeeded(peer.ip());
+    s.throttle.succeeded(peer.ip());
     let (lifetime, secure) = {
         let cfg = s.config.borrow();
         (

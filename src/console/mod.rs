@@ -33,7 +33,6 @@ pub mod labels;
 pub mod login;
 pub mod reports;
 pub mod session;
-mod throttle;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -48,8 +47,6 @@ pub use session::{Session, Sessions};
 #[derive(Clone)]
 pub struct ConsoleState {
     pub sessions: Sessions,
-    /// Failed logins per client address.
-    pub throttle: std::sync::Arc<throttle::LoginThrottle>,
     /// Turns true at shutdown; ends the event streams so the server can stop.
     pub shutdown: watch::Receiver<bool>,
     /// Which notification channels cannot send (the banner on every page).
@@ -65,7 +62,6 @@ impl ConsoleState {
     ) -> ConsoleState {
         ConsoleState {
             sessions: Sessions::default(),
-            throttle: Default::default(),
             shutdown,
             channels,
             marks: Default::default(),

@@ -66,14 +66,7 @@ pub async fn watch(
             _ = space.wait_until_low() => {}
         }
         if let Some(now) = space.current().filter(|s| s.low()) {
-            raise(
-                &store,
-                disk_low_finding(&now, clock.now()),
-                &findings,
-                clock.now(),
-                "disk_low",
-            )
-            .await;
+            raise(&store, &now, &findings, clock.now()).await;
         }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -82,15 +75,24 @@ pub async fn watch(
     }
 }
 
-/// Stores `finding` and hands it to the alerts engine (shared with `skew.rs`).
-pub(super) async fn raise(
+async fn raise(
+    store: &Store,
+    space: &Space,
+    findings: &mpsc::Sender<Vec<StoredFinding>>,
+    now: chrono::DateTime<Utc>,
+) {
+    store_and_send(store, disk_low_finding(space, now), findings, now).await;
+}
+
+/// Stores a finding the daemon raises itself and hands it to the alerts engine.
+pub(super) async fn store_and_send(
     store: &Store,
     finding: Finding,
     findings: &mpsc::Sender<Vec<StoredFinding>>,
     now: chrono::DateTime<Utc>,
-    what: &str,
 ) {
-    // Retried a few times: for disk_low the disk is nearly full, not full.
+    let rule = finding.rule;
+    // Retried a few times: the disk is nearly full, not full.
     for attempt in 1..=5u32 {
         match store
             .insert_findings(std::slice::from_ref(&finding), now)
@@ -104,15 +106,13 @@ pub(super) async fn raise(
                         finding,
                     };
                     if findings.send(vec![stored]).await.is_err() {
-                        tracing::warn!(
-                            "alerts engine stopped; {what} is stored and alerted at the next start"
-                        );
+                        tracing::warn!(%rule, "alerts engine stopped; the finding is stored and alerted at the next start");
                     }
                 }
                 return;
             }
             Err(e) => {
-                tracing::error!(error = %e, attempt, "cannot store the {what} finding");
+                tracing::error!(error = %e, attempt, %rule, "cannot store the finding");
                 tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
             }
         }

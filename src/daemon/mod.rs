@@ -19,6 +19,7 @@ pub mod plans;
 pub mod reload;
 mod skew;
 pub mod systemd;
+mod takeover;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -180,7 +181,7 @@ pub async fn run(
     )
     .await?;
     let mut listeners = vec![("hj212", hj212.local_addr())];
-    let dtu = start_dtu(&config, &devices, &writer, &clock, &sources_stop).await?;
+    let mut dtu = start_dtu(&config, &devices, &writer, &clock, &sources_stop).await?;
     if let Some(d) = &dtu {
         listeners.push(("dtu", d.addr));
     }
@@ -335,6 +336,15 @@ pub async fn run(
         aux_stop.clone(),
     ));
 
+    // Refused DTU takeovers: dtu_takeover alerts.
+    let takeovers = dtu.as_mut().and_then(|d| d.takeovers.take()).map(|rx| {
+        tokio::spawn(takeover::watch(
+            store.clone(),
+            rx,
+            disk_findings.clone(),
+            aux_stop.clone(),
+        ))
+    });
     // Free disk space below [storage] min_free: a disk_low alert (SQLite only).
     let disk = store.space().cloned().map(|space| {
         tokio::spawn(disk::watch(
@@ -403,6 +413,7 @@ pub async fn run(
         plans: Some(plans.clone()),
         clock: clock.clone(),
         console: crate::console::ConsoleState::new(aux_stop.clone(), channel_health),
+        throttle: Default::default(),
     };
     let http = api::Server::start(config.daemon.http.listen.0, state, aux_stop).await?;
 
@@ -474,6 +485,9 @@ pub async fn run(
     }
     let _ = completeness.await;
     let _ = skew.await;
+    if let Some(t) = takeovers {
+        let _ = t.await;
+    }
     http.join().await;
     tracing::info!("flushing the store writer");
     drop(writer);
@@ -489,6 +503,8 @@ pub async fn run(
 }
 
 struct Dtu {
+    /// Refused takeovers, to become `dtu_takeover` findings.
+    takeovers: Option<tokio::sync::mpsc::Receiver<crate::sources::field::dtu::Takeover>>,
     hub: Arc<DtuHub>,
     heartbeat: Vec<u8>,
     ids: HashSet<String>,
@@ -510,17 +526,22 @@ async fn start_dtu(
     }
     let section = &config.daemon.dtu;
     let heartbeat = section.heartbeat_bytes().unwrap_or_default();
+    let (takeovers_tx, takeovers) = tokio::sync::mpsc::channel(64);
     let opts = DtuOptions {
         listen: section.listen.0,
         registration_timeout: section.registration_timeout.0,
         registration_prefix: section.registration_prefix.as_bytes().to_vec(),
         registration_suffix: section.registration_suffix.as_bytes().to_vec(),
         heartbeat: heartbeat.clone(),
+        max_connections: section.max_connections,
+        max_connections_per_address: section.max_connections_per_address,
+        dead_letters_per_minute: section.dead_letters_per_minute,
+        takeovers: Some(takeovers_tx),
     };
     let hub = Arc::new(DtuHub::default());
     let (addr, task) = crate::sources::field::dtu::listen(
         opts,
-        ids.clone(),
+        dtu_identities(devices),
         hub.clone(),
         writer.clone(),
         clock.clone(),
@@ -534,7 +555,33 @@ async fn start_dtu(
         ids,
         addr,
         task,
+        takeovers: Some(takeovers),
     }))
+}
+
+/// Each DTU's enterprise and what proves its registrations (`dtu_allow`,
+/// `dtu_secret`; check-config makes devices behind one DTU agree).
+fn dtu_identities(
+    devices: &[FieldDevice],
+) -> std::collections::HashMap<String, crate::sources::field::dtu::DtuIdentity> {
+    let mut out = std::collections::HashMap::new();
+    for d in devices {
+        let Endpoint::Dtu(id) = &d.endpoint else {
+            continue;
+        };
+        let e: &mut crate::sources::field::dtu::DtuIdentity = out.entry(id.clone()).or_default();
+        e.enterprise = d.enterprise.to_string();
+        for a in &d.config.dtu_allow {
+            match crate::config::parse_net(a) {
+                Some(net) if !e.allow.contains(&net) => e.allow.push(net),
+                _ => {}
+            }
+        }
+        if e.secret.is_none() {
+            e.secret = d.config.dtu_secret.clone();
+        }
+    }
+    out
 }
 
 fn dtu_ids(devices: &[FieldDevice]) -> HashSet<String> {

@@ -92,7 +92,7 @@ pub async fn watch(
         }
         raised.insert(key, finding.window_start);
         tracing::warn!(enterprise = %s.enterprise, location = %s.location, "logger clock: {}", s.skew);
-        super::disk::raise(&store, finding, &findings, clock.now(), "clock_skew").await;
+        super::disk::store_and_send(&store, finding, &findings, clock.now()).await;
     }
 }
 

@@ -150,6 +150,7 @@ pub fn rule_label(rule: &str) -> &'static str {
         "disk_low" => "存储空间不足",
         "furnace_temperature" => "炉温低于850℃",
         "clock_skew" => "数采仪时钟异常",
+        "dtu_takeover" => "DTU 冒用",
         _ => "告警",
     }
 }

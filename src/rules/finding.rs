@@ -65,6 +65,9 @@ rule_names!(
     // max_data_age and the daemon raises this once an hour per outlet
     // (see daemon/skew.rs).
     ClockSkew = "clock_skew",
+    // Not a rule on readings: the DTU listener refused a registration of a DTU id
+    // that is connected from another address (see sources/field/dtu.rs).
+    DtuTakeover = "dtu_takeover",
 );
 
 impl fmt::Display for RuleName {
@@ -97,6 +100,7 @@ pub fn rule_zh(r: &str) -> &str {
         "disk_low" => "存储空间不足",
         "furnace_temperature" => "炉温低于850℃",
         "clock_skew" => "数采仪时钟异常",
+        "dtu_takeover" => "DTU 冒用",
         other => other,
     }
 }

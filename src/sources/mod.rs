@@ -7,3 +7,4 @@ pub mod fuzzing;
 pub mod hj212;
 pub mod modbus;
 pub mod mqtt;
+pub mod peers;

@@ -38,6 +38,8 @@ impl StoreUrl {
 
     /// The URL with any password replaced, for logs and summaries.
     pub fn redacted(url: &str) -> String {
+        let url = redact_query(url);
+        let url = url.as_str();
         let Some(scheme_end) = url.find("://") else {
             return url.to_string();
         };
@@ -56,9 +58,46 @@ impl StoreUrl {
     }
 }
 
+/// `?password=…` (and `sslpassword`, `pass`, `passwd`) with the value hidden.
+fn redact_query(url: &str) -> String {
+    let Some((head, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _))
+                if ["password", "sslpassword", "pass", "passwd"]
+                    .iter()
+                    .any(|s| k.eq_ignore_ascii_case(s)) =>
+            {
+                format!("{k}=***")
+            }
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{head}?{}", params.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_query_parameters_are_hidden() {
+        assert_eq!(
+            StoreUrl::redacted("postgres://pw@db/pollwatch?sslmode=require&password=s3cret"),
+            "postgres://pw@db/pollwatch?sslmode=require&password=***"
+        );
+        assert_eq!(
+            StoreUrl::redacted("postgres://pw:s3cret@db/p?PASSWORD=x&sslpassword=y"),
+            "postgres://pw:***@db/p?PASSWORD=***&sslpassword=***"
+        );
+        assert_eq!(
+            StoreUrl::redacted("sqlite://a.db?mode=rwc"),
+            "sqlite://a.db?mode=rwc"
+        );
+    }
 
     #[test]
     fn parses_both_backends() {

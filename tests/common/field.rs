@@ -149,3 +149,42 @@ pub fn field_device_any(meter: &str, d: &Device) -> FieldDevice {
         config: d.clone(),
     }
 }
+
+/// Test options for a DTU listener on an ephemeral port (2 s registration timeout).
+pub fn dtu_options(
+    prefix: &[u8],
+    suffix: &[u8],
+    heartbeat: &[u8],
+) -> pollwatch::sources::field::dtu::DtuOptions {
+    pollwatch::sources::field::dtu::DtuOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        registration_timeout: Duration::from_secs(2),
+        registration_prefix: prefix.to_vec(),
+        registration_suffix: suffix.to_vec(),
+        heartbeat: heartbeat.to_vec(),
+        max_connections: 64,
+        max_connections_per_address: 16,
+        dead_letters_per_minute: 60,
+        takeovers: None,
+    }
+}
+
+/// A DTU listener with `opts` that knows the DTUs in `known`, writing to the rig.
+pub async fn dtu_listen(
+    rig: &Rig,
+    opts: pollwatch::sources::field::dtu::DtuOptions,
+    known: std::collections::HashMap<String, pollwatch::sources::field::dtu::DtuIdentity>,
+) -> (std::net::SocketAddr, Arc<DtuHub>) {
+    let hub = Arc::new(DtuHub::default());
+    let (addr, _task) = pollwatch::sources::field::dtu::listen(
+        opts,
+        known,
+        hub.clone(),
+        rig.writer.clone().unwrap(),
+        Arc::new(SystemClock),
+        rig.stop.subscribe(),
+    )
+    .await
+    .unwrap();
+    (addr, hub)
+}

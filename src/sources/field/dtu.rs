@@ -8,21 +8,40 @@
 //! generation and switches. Heartbeat packets the DTU sends while idle are
 //! removed from the byte stream ([`HeartbeatFilter`]) before any decoder sees
 //! them. An unknown id is recorded as a dead letter and hung up on.
+//!
+//! **Identity.** The id alone proves nothing: anyone who learns it can dial in.
+//! Per DTU, `dtu_allow` limits the addresses it may register from, and
+//! `dtu_secret` makes it register as `<id>:<secret>`; a registration that fails
+//! either is a dead letter (`dtu_not_allowed`, `dtu_bad_secret`) and is hung up
+//! on. A registration of an id whose connection is alive from *another* address
+//! is refused (`dtu_takeover`): the real DTU keeps its line, and the daemon
+//! raises a `dtu_takeover` finding (once per id and address per hour). Each
+//! accepted registration is recorded as a status event `connected` with the
+//! peer's address: the provenance of what the line reads from then on.
+//!
+//! **Limits.** At most `max_connections` connections at once (registering or
+//! held), and `max_connections_per_address` from one address
+//! ([`crate::sources::peers`]); dead-letter rows are sampled per address.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::Clock;
 use crate::model::Protocol;
-use crate::store::{Batch, DeadLetter, Writer};
+use crate::ratelimit::LogLimiter;
+use crate::sources::peers::{PeerLimits, PeerSlot};
+use crate::store::{Batch, DeadLetter, StatusEvent, Writer};
 
 /// How DTUs introduce themselves.
 #[derive(Debug, Clone)]
@@ -34,6 +53,41 @@ pub struct DtuOptions {
     pub registration_suffix: Vec<u8>,
     /// The idle heartbeat the DTUs send, removed from the stream.
     pub heartbeat: Vec<u8>,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub dead_letters_per_minute: u32,
+    /// Where refused takeovers are reported (the daemon turns them into findings).
+    pub takeovers: Option<mpsc::Sender<Takeover>>,
+}
+
+/// Who a configured DTU is: its enterprise, and what proves a registration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DtuIdentity {
+    pub enterprise: String,
+    /// Networks it may register from; empty: any.
+    pub allow: Vec<ipnet::IpNet>,
+    /// The secret after `<id>:` in its registration packet.
+    pub secret: Option<String>,
+}
+
+/// A registration refused because the id is connected from another address.
+#[derive(Debug, Clone)]
+pub struct Takeover {
+    pub dtu: String,
+    pub enterprise: String,
+    /// The address holding the line.
+    pub holder: SocketAddr,
+    /// The address that tried to take it.
+    pub peer: SocketAddr,
+    pub at: DateTime<Utc>,
+}
+
+/// What a DTU connection holds while it lives: its places under the limits.
+/// The hub knows a DTU is connected while its lease is alive.
+#[derive(Debug)]
+pub struct Lease {
+    _permit: OwnedSemaphorePermit,
+    _slot: PeerSlot,
 }
 
 /// Connections waiting for (or held by) their line, by DTU id.
@@ -45,23 +99,44 @@ pub struct DtuHub {
 #[derive(Debug, Default)]
 struct Slot {
     generation: u64,
-    waiting: Option<TcpStream>,
+    waiting: Option<(TcpStream, Arc<Lease>)>,
+    /// Who registered last, and whether that connection still lives.
+    holder: Option<(SocketAddr, std::sync::Weak<Lease>)>,
 }
 
 impl DtuHub {
-    fn put(&self, id: &str, stream: TcpStream) {
+    /// Hands the connection to the line; `Err(holder)` when `id` is connected
+    /// (alive) from another address — the connection is then dropped.
+    fn put(
+        &self,
+        id: &str,
+        stream: TcpStream,
+        peer: SocketAddr,
+        lease: Lease,
+    ) -> Result<(), SocketAddr> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = slots.entry(id.to_string()).or_default();
+        if let Some((holder, alive)) = &slot.holder {
+            if alive.strong_count() > 0 && holder.ip() != peer.ip() {
+                return Err(*holder);
+            }
+        }
+        let lease = Arc::new(lease);
+        slot.holder = Some((peer, Arc::downgrade(&lease)));
         slot.generation += 1;
         // A connection the line never took is simply replaced (and closed).
-        slot.waiting = Some(stream);
+        slot.waiting = Some((stream, lease));
+        Ok(())
     }
 
-    /// The newest connection of `id`, if one is waiting, with its generation.
-    pub fn take(&self, id: &str) -> Option<(u64, TcpStream)> {
+    /// The newest connection of `id`, if one is waiting, with its generation and
+    /// the lease to keep while using it.
+    pub fn take(&self, id: &str) -> Option<(u64, TcpStream, Arc<Lease>)> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = slots.get_mut(id)?;
-        slot.waiting.take().map(|s| (slot.generation, s))
+        slot.waiting
+            .take()
+            .map(|(s, lease)| (slot.generation, s, lease))
     }
 
     pub fn generation(&self, id: &str) -> u64 {
@@ -78,10 +153,10 @@ pub struct DtuListenError {
     pub source: io::Error,
 }
 
-/// Accepts DTU connections until shutdown. `known` are the configured DTU ids.
+/// Accepts DTU connections until shutdown. `known` are the configured DTUs.
 pub async fn listen(
     opts: DtuOptions,
-    known: HashSet<String>,
+    known: HashMap<String, DtuIdentity>,
     hub: Arc<DtuHub>,
     writer: Writer,
     clock: Arc<dyn Clock>,
@@ -98,8 +173,20 @@ pub async fn listen(
         source,
     })?;
     tracing::info!(listen = %addr, dtus = known.len(), "DTU listener ready");
-    let opts = Arc::new(opts);
-    let known = Arc::new(known);
+    let ctx = Arc::new(Registrar {
+        peers: PeerLimits::new(
+            opts.max_connections_per_address,
+            opts.dead_letters_per_minute,
+        ),
+        slots: Arc::new(Semaphore::new(opts.max_connections.max(1))),
+        opts,
+        known,
+        hub,
+        writer,
+        clock,
+        logs: LogLimiter::new(Duration::from_secs(60)),
+        reported: LogLimiter::new(Duration::from_secs(3600)),
+    });
     let task = tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -113,74 +200,174 @@ pub async fn listen(
                     }
                 },
             };
-            let (opts, known, hub, writer, clock) = (
-                opts.clone(),
-                known.clone(),
-                hub.clone(),
-                writer.clone(),
-                clock.clone(),
-            );
-            tokio::spawn(async move {
-                register(stream, peer, &opts, &known, &hub, &writer, clock.as_ref()).await;
-            });
+            let Ok(permit) = ctx.slots.clone().try_acquire_owned() else {
+                if ctx.logs.allow("connection_limit").is_some() {
+                    tracing::warn!(peer = %peer, limit = ctx.opts.max_connections, "DTU: connection limit reached; refusing");
+                }
+                continue;
+            };
+            let Some(slot) = ctx.peers.admit(peer.ip()) else {
+                if ctx
+                    .logs
+                    .allow(&format!("{} address_limit", peer.ip()))
+                    .is_some()
+                {
+                    tracing::warn!(peer = %peer, limit = ctx.opts.max_connections_per_address, "DTU: connection limit for this address reached; refusing");
+                }
+                continue;
+            };
+            let lease = Lease {
+                _permit: permit,
+                _slot: slot,
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move { ctx.register(stream, peer, lease).await });
         }
     });
     Ok((addr, task))
 }
 
-async fn register(
-    mut stream: TcpStream,
-    peer: std::net::SocketAddr,
-    opts: &DtuOptions,
-    known: &HashSet<String>,
-    hub: &DtuHub,
-    writer: &Writer,
-    clock: &dyn Clock,
-) {
-    let _ = stream.set_nodelay(true);
-    let mut packet = vec![0u8; 256];
-    let n = match tokio::time::timeout(opts.registration_timeout, stream.read(&mut packet)).await {
-        Ok(Ok(n)) if n > 0 => n,
-        // A DTU configured without a registration packet (or with the heartbeat
-        // only) never registers: say so, or the sysadmin sees only a device offline.
-        Err(_) => {
-            tracing::warn!(peer = %peer, timeout_ms = opts.registration_timeout.as_millis() as u64, "DTU sent no registration packet in time; closing (check the DTU's registration packet setting)");
-            return;
-        }
-        _ => {
-            tracing::debug!(peer = %peer, "connection closed before a DTU registration packet");
-            return;
-        }
-    };
-    packet.truncate(n);
-    let id = parse_registration(
-        &packet,
-        &opts.registration_prefix,
-        &opts.registration_suffix,
-    );
-    match id {
-        Some(id) if known.contains(&id) => {
-            tracing::info!(peer = %peer, dtu = %id, "DTU registered");
-            hub.put(&id, stream);
-        }
-        _ => {
-            let shown = String::from_utf8_lossy(&packet)
-                .chars()
-                .take(64)
-                .collect::<String>();
+struct Registrar {
+    opts: DtuOptions,
+    known: HashMap<String, DtuIdentity>,
+    hub: Arc<DtuHub>,
+    writer: Writer,
+    clock: Arc<dyn Clock>,
+    peers: Arc<PeerLimits>,
+    slots: Arc<Semaphore>,
+    logs: LogLimiter,
+    /// Takeover findings reported, per id and address.
+    reported: LogLimiter,
+}
+
+impl Registrar {
+    async fn register(&self, mut stream: TcpStream, peer: SocketAddr, lease: Lease) {
+        let opts = &self.opts;
+        let _ = stream.set_nodelay(true);
+        let mut packet = vec![0u8; 256];
+        let n = match tokio::time::timeout(opts.registration_timeout, stream.read(&mut packet))
+            .await
+        {
+            Ok(Ok(n)) if n > 0 => n,
+            // A DTU configured without a registration packet (or with the heartbeat
+            // only) never registers: say so, or the sysadmin sees only a device offline.
+            Err(_) => {
+                tracing::warn!(peer = %peer, timeout_ms = opts.registration_timeout.as_millis() as u64, "DTU sent no registration packet in time; closing (check the DTU's registration packet setting)");
+                return;
+            }
+            _ => {
+                tracing::debug!(peer = %peer, "connection closed before a DTU registration packet");
+                return;
+            }
+        };
+        packet.truncate(n);
+        let body = parse_registration(
+            &packet,
+            &opts.registration_prefix,
+            &opts.registration_suffix,
+        );
+        let found = body.as_deref().and_then(|b| self.identify(b));
+        let Some((id, identity, secret)) = found else {
+            let shown = shown(&packet);
             tracing::warn!(peer = %peer, registration = %shown.escape_debug(), "unknown DTU; closing");
-            let dl = DeadLetter {
-                at: clock.now(),
-                protocol: Protocol::Modbus,
-                peer: peer.to_string(),
-                reason: "unknown_dtu".into(),
-                detail: format!("registration {:?} names no configured dtu_id", shown),
-                raw: packet,
+            let detail = format!("registration {shown:?} names no configured dtu_id");
+            self.dead_letter(peer, "unknown_dtu", detail, packet).await;
+            return;
+        };
+        if !identity.allow.is_empty() && !identity.allow.iter().any(|n| n.contains(&peer.ip())) {
+            tracing::warn!(peer = %peer, dtu = %id, "DTU registration from an address not in dtu_allow; closing");
+            let detail = format!("DTU {id} may not register from {}", peer.ip());
+            self.dead_letter(peer, "dtu_not_allowed", detail, packet)
+                .await;
+            return;
+        }
+        if let Some(want) = &identity.secret {
+            // Digests compared: the time taken says nothing about the secret.
+            let digest = |s: &str| -> [u8; 32] {
+                use sha2::Digest;
+                sha2::Sha256::digest(s.as_bytes()).into()
             };
-            if let Err(e) = writer.submit(Batch::dead_letter(dl)).await {
-                tracing::error!(error = %e, "cannot record dead letter");
+            let ok = secret.is_some_and(|s| digest(&s) == digest(want));
+            if !ok {
+                tracing::warn!(peer = %peer, dtu = %id, "DTU registration without its dtu_secret; closing");
+                let detail = format!("DTU {id}: registration secret missing or wrong");
+                self.dead_letter(peer, "dtu_bad_secret", detail, redact(&packet))
+                    .await;
+                return;
             }
         }
+        match self.hub.put(&id, stream, peer, lease) {
+            Ok(()) => {
+                tracing::info!(peer = %peer, dtu = %id, "DTU registered");
+                let ev = StatusEvent {
+                    at: self.clock.now(),
+                    enterprise: identity.enterprise.clone(),
+                    device: id.clone(),
+                    status: "connected".into(),
+                    detail: format!("peer {peer}"),
+                };
+                if let Err(e) = self.writer.submit(Batch::status_event(ev)).await {
+                    tracing::error!(error = %e, "cannot record DTU registration");
+                }
+            }
+            Err(holder) => {
+                tracing::warn!(peer = %peer, dtu = %id, holder = %holder, "DTU id registered again from another address while connected; refused (the connected DTU keeps its line)");
+                let detail = format!(
+                    "DTU {id} is connected from {holder}; registration from {peer} refused"
+                );
+                self.dead_letter(peer, "dtu_takeover", detail, redact(&packet))
+                    .await;
+                let key = format!("{id} {}", peer.ip());
+                if let (Some(tx), Some(_)) = (&opts.takeovers, self.reported.allow(&key)) {
+                    let _ = tx.try_send(Takeover {
+                        dtu: id.clone(),
+                        enterprise: identity.enterprise.clone(),
+                        holder,
+                        peer,
+                        at: self.clock.now(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The DTU a registration names: `<id>`, or `<id>:<secret>`.
+    fn identify(&self, body: &str) -> Option<(String, &DtuIdentity, Option<String>)> {
+        if let Some(identity) = self.known.get(body) {
+            return Some((body.to_string(), identity, None));
+        }
+        let (id, secret) = body.split_once(':')?;
+        let identity = self.known.get(id)?;
+        Some((id.to_string(), identity, Some(secret.to_string())))
+    }
+
+    async fn dead_letter(&self, peer: SocketAddr, reason: &str, detail: String, raw: Vec<u8>) {
+        if !self.peers.dead_letter_allowed(peer.ip()) {
+            return;
+        }
+        let dl = DeadLetter {
+            at: self.clock.now(),
+            protocol: Protocol::Modbus,
+            peer: peer.to_string(),
+            reason: reason.into(),
+            detail,
+            raw,
+        };
+        if let Err(e) = self.writer.submit(Batch::dead_letter(dl)).await {
+            tracing::error!(error = %e, "cannot record dead letter");
+        }
+    }
+}
+
+fn shown(packet: &[u8]) -> String {
+    String::from_utf8_lossy(packet).chars().take(64).collect()
+}
+
+/// A registration packet as kept: a secret after `:` is not stored.
+fn redact(packet: &[u8]) -> Vec<u8> {
+    match packet.iter().position(|b| *b == b':') {
+        Some(i) => [packet.get(..=i).unwrap_or(&[]), b"<redacted>"].concat(),
+        None => packet.to_vec(),
     }
 }
 
@@ -199,6 +386,8 @@ pub struct HeartbeatFilter<S> {
     inner: S,
     pattern: Vec<u8>,
     pending: Vec<u8>,
+    /// A DTU connection's places under the limits, freed with the connection.
+    _lease: Option<Arc<Lease>>,
 }
 
 impl<S> HeartbeatFilter<S> {
@@ -207,7 +396,14 @@ impl<S> HeartbeatFilter<S> {
             inner,
             pattern,
             pending: Vec::new(),
+            _lease: None,
         }
+    }
+
+    /// Holds `lease` for as long as the stream is in use.
+    pub fn leased(mut self, lease: Arc<Lease>) -> Self {
+        self._lease = Some(lease);
+        self
     }
 }
 

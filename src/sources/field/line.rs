@@ -155,10 +155,10 @@ impl Line {
         if let (Endpoint::Dtu(id), Some((hub, heartbeat))) = (&self.endpoint, &self.dtu) {
             // A DTU that dialled in again replaces the connection we hold.
             if hub.generation(id) != self.dtu_generation {
-                if let Some((generation, stream)) = hub.take(id) {
+                if let Some((generation, stream, lease)) = hub.take(id) {
                     self.dtu_generation = generation;
                     let stream: Box<dyn ByteStream> =
-                        Box::new(HeartbeatFilter::new(stream, heartbeat.clone()));
+                        Box::new(HeartbeatFilter::new(stream, heartbeat.clone()).leased(lease));
                     self.link = Some((protocol, over_bytes(stream, protocol)));
                 }
             }

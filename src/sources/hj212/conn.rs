@@ -34,9 +34,12 @@ use super::server::Ctx;
 use crate::model::Protocol;
 use crate::store::{Batch, DeadLetter, StatusEvent};
 
-/// Dead letters one connection may write; past that, problems are only counted so a
-/// hostile peer cannot fill the database.
-const MAX_DEAD_LETTERS: u32 = 50;
+/// The window of `dead_letters_per_connection`: a connection that causes more
+/// dead letters than that within it is closed (a frame whose dead letter is not
+/// written is never answered), so a hostile peer can neither fill the database
+/// nor be told "stored" for what was dropped; a logger that sends an odd command
+/// now and then over weeks is not.
+const DEAD_LETTER_WINDOW: Duration = Duration::from_secs(60);
 /// How long to wait for a peer to take an answer before giving up on it.
 pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,9 +54,14 @@ pub(super) struct Conn {
     /// once, on its first frame, and "disconnected" when the connection ends.
     loggers: HashMap<String, Arc<Endpoint>>,
     auth_failures: u32,
+    /// Dead letters in the current window, and when it began.
     dead_letters: u32,
     /// History requests to the loggers on this connection ([`super::backfill`]).
     pub(super) backfill: Session,
+    dead_letter_window: Instant,
+    /// The current frame's dead letter was not written (cap or sampling): the
+    /// frame must not be answered.
+    pub(super) unstored: bool,
 }
 
 pub(super) type Flow = ControlFlow<()>;
@@ -76,6 +84,8 @@ impl Conn {
             auth_failures: 0,
             dead_letters: 0,
             backfill: Session::new(ctx_backfill),
+            dead_letter_window: Instant::now(),
+            unstored: false,
         };
         let cfg = conn.ctx.cfg.clone();
         let mut decoder = FrameDecoder::with_config(cfg.max_frame_len, CrcMode::Hj212);
@@ -203,8 +213,15 @@ impl Conn {
         detail: String,
         raw: &[u8],
     ) -> Batch {
+        if self.dead_letter_window.elapsed() >= DEAD_LETTER_WINDOW {
+            self.dead_letter_window = Instant::now();
+            self.dead_letters = 0;
+        }
         self.dead_letters += 1;
-        if self.dead_letters > MAX_DEAD_LETTERS {
+        if self.dead_letters > self.ctx.cfg.dead_letters_per_connection
+            || !self.ctx.peers.dead_letter_allowed(self.peer.ip())
+        {
+            self.unstored = true;
             return Batch::default();
         }
         Batch::dead_letter(DeadLetter {
@@ -222,6 +239,7 @@ impl Conn {
         self.ctx.stats.reject(reason, self.mn());
         self.log(reason, format_args!("{detail}"));
         let batch = self.dead_letter(reason, detail, raw);
+        self.unstored = false;
         if !batch.is_empty() {
             if let Err(e) = self.ctx.writer.submit(batch).await {
                 tracing::error!(error = %e, "hj212: cannot record dead letter");
@@ -248,7 +266,7 @@ impl Conn {
                 }
                 let detail = format!("bad CRC: frame says {sent}, computed {computed:04X}");
                 self.reject("bad_crc", detail, &segment).await;
-                ControlFlow::Continue(())
+                self.failed_frame()
             }
             Err(e) => {
                 let reason = match &e {
@@ -261,9 +279,40 @@ impl Conn {
                     FrameError::BadCrc { .. } => "bad_crc",
                 };
                 self.reject(reason, e.to_string(), &[]).await;
-                ControlFlow::Continue(())
+                self.failed_frame()
             }
         }
+    }
+
+    /// A frame that failed authentication or could not be read at all: after
+    /// `max_auth_failures` in a row, or past the dead-letter cap, `Break`.
+    pub(super) fn failed_frame(&mut self) -> Flow {
+        self.auth_failures += 1;
+        if self.auth_failures >= self.ctx.cfg.max_auth_failures {
+            self.ctx.stats.reject("auth_failures", None);
+            self.log(
+                "auth_failures",
+                format_args!("closing after {} failed frames", self.auth_failures),
+            );
+            return ControlFlow::Break(());
+        }
+        self.over_cap()
+    }
+
+    /// `Break` once this connection wrote its last allowed dead letter.
+    pub(super) fn over_cap(&self) -> Flow {
+        let cap = self.ctx.cfg.dead_letters_per_connection;
+        if self.dead_letters > cap {
+            self.ctx.stats.reject("dead_letter_cap", self.mn());
+            self.log(
+                "dead_letter_cap",
+                format_args!(
+                    "closing: more than {cap} unusable frames on this connection within a minute"
+                ),
+            );
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
     }
 
     fn swapped_crc_endpoint(&self, segment: &[u8], sent: &str) -> Option<Arc<Endpoint>> {
@@ -305,15 +354,13 @@ impl Conn {
         };
         if let Some((reason, detail)) = failure {
             self.reject(reason, detail, raw).await;
-            self.auth_failures += 1;
-            if self.auth_failures >= self.ctx.cfg.max_auth_failures {
-                self.ctx.stats.reject("auth_failures", None);
-                self.log(
-                    "auth_failures",
-                    format_args!("closing after {} failed frames", self.auth_failures),
-                );
-                return ControlFlow::Break(());
+            if reason != "bad_crc" {
+                // Credentials: counted against the address, across connections.
+                self.ctx
+                    .lockout
+                    .failed(self.peer.ip(), self.ctx.clock.now());
             }
+            self.failed_frame()?;
             return ControlFlow::Continue(None);
         }
         self.auth_failures = 0;

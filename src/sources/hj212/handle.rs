@@ -56,7 +56,7 @@ impl Conn {
             Err(e) => {
                 self.reject("bad_segment", format!("data segment: {e}"), raw)
                     .await;
-                return ControlFlow::Continue(());
+                return self.failed_frame();
             }
         };
         let Some(ep) = self.authenticate(&seg, raw, crc).await? else {
@@ -247,6 +247,14 @@ impl Conn {
         crc: CrcMode,
         batch: Batch,
     ) -> Flow {
+        if std::mem::take(&mut self.unstored) {
+            // Its dead letter was not written (cap or sampling): never "stored".
+            self.log(
+                "not_recorded",
+                format_args!("frame not recorded (dead-letter limit); not answered"),
+            );
+            return self.over_cap();
+        }
         if !batch.is_empty() {
             if let Err(e) = self.ctx.writer.write(batch).await {
                 // Not durable: stay silent, the logger will resend.

@@ -1,7 +1,8 @@
 //! The HJ 212 TCP server: loggers connect to us and upload.
 //!
 //! Each connection gets its own task ([`super::conn`]); this module accepts,
-//! enforces the connection limit, and on shutdown stops accepting, lets every
+//! enforces the connection limits (in all, per address — [`crate::sources::peers`] —
+//! and the password-guessing lockout per address), and on shutdown stops accepting, lets every
 //! connection finish the frame it is storing and answering, and waits for them.
 
 use std::net::SocketAddr;
@@ -21,7 +22,9 @@ use super::stats::Hj212Stats;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ratelimit::LogLimiter;
+use crate::sources::peers::PeerLimits;
 use crate::store::Writer;
+use crate::throttle::AuthThrottle;
 
 /// What the server needs from config, resolved.
 #[derive(Debug, Clone)]
@@ -32,6 +35,12 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     pub max_auth_failures: u32,
     pub max_frame_len: usize,
+    pub max_connections_per_address: usize,
+    /// Wrong MN/password frames per address in 15 minutes before a lockout; 0: off.
+    pub lockout_after: usize,
+    pub dead_letters_per_minute: u32,
+    /// Dead letters one connection may cause within a minute before it is closed.
+    pub dead_letters_per_connection: u32,
     /// Quiet time after which pending bytes are judged without waiting for more.
     pub quiet: Duration,
     pub tz: Tz,
@@ -47,6 +56,10 @@ impl ServerConfig {
             handshake_timeout: h.handshake_timeout.0,
             max_auth_failures: h.max_auth_failures.max(1),
             max_frame_len: h.max_frame_len,
+            max_connections_per_address: h.max_connections_per_address,
+            lockout_after: h.lockout_after,
+            dead_letters_per_minute: h.dead_letters_per_minute,
+            dead_letters_per_connection: h.dead_letters_per_connection,
             quiet: Duration::from_millis(1500),
             tz: cfg.timezone,
         }
@@ -76,6 +89,9 @@ pub(super) struct Ctx {
     pub logs: LogLimiter,
     /// History requests to reconnected loggers; `None`: never ask.
     pub backfill: Option<Arc<Backfill>>,
+    pub peers: Arc<PeerLimits>,
+    /// Wrong MN or password per address ([`crate::throttle`]).
+    pub lockout: AuthThrottle,
 }
 
 pub struct Hj212Server {
@@ -119,6 +135,8 @@ impl Hj212Server {
         })?;
         let stats = Arc::new(Hj212Stats::default());
         let ctx = Arc::new(Ctx {
+            peers: PeerLimits::new(cfg.max_connections_per_address, cfg.dead_letters_per_minute),
+            lockout: AuthThrottle::new(cfg.lockout_after, chrono::Duration::minutes(15)),
             cfg,
             registry,
             writer,
@@ -175,6 +193,22 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::
                     drop(stream);
                     continue;
                 };
+                if ctx.lockout.check(peer.ip(), ctx.clock.now()).is_err() {
+                    ctx.stats.reject("locked_out", None);
+                    if ctx.logs.allow(&format!("{} locked_out", peer.ip())).is_some() {
+                        tracing::warn!(peer = %peer, "hj212: too many wrong MNs or passwords from this address; refusing for now");
+                    }
+                    drop((stream, permit));
+                    continue;
+                }
+                let Some(slot) = ctx.peers.admit(peer.ip()) else {
+                    ctx.stats.reject("address_limit", None);
+                    if ctx.logs.allow(&format!("{} address_limit", peer.ip())).is_some() {
+                        tracing::warn!(peer = %peer, limit = ctx.cfg.max_connections_per_address, "hj212: connection limit for this address reached; refusing");
+                    }
+                    drop((stream, permit));
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 ctx.stats.connections_accepted.fetch_add(1, Ordering::Relaxed);
                 ctx.stats.connections_open.fetch_add(1, Ordering::Relaxed);
@@ -182,7 +216,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, mut shutdown: watch::
                 let shutdown = shutdown.clone();
                 conns.spawn(async move {
                     let span = tracing::info_span!("hj212", peer = %peer);
-                    let _permit = permit;
+                    let _permit = (permit, slot);
                     let stats = ctx.stats.clone();
                     tracing::Instrument::instrument(Conn::serve(ctx, stream, peer, shutdown), span).await;
                     stats.connections_open.fetch_sub(1, Ordering::Relaxed);

@@ -5,8 +5,21 @@
 //! the stream and is never lost either.
 //!
 //! rumqttc reconnects on the next `poll` after an error, at once; we add our own
-//! exponential backoff with jitter so a broker restart is not met by a storm.
+//! exponential backoff with jitter so a broker restart is not met by a storm. The
+//! backoff starts again from the bottom only after a connection that lasted
+//! ([`STABLE`]): one that dies soon after connecting backs off further.
 //! Subscriptions are (re)sent on every ConnAck without a present session.
+//!
+//! **Oversized messages.** A message larger than `[mqtt] max_packet_size` makes
+//! rumqttc drop the connection, and the broker redelivers it at the head of the
+//! session every time (MQTT 3.1.1 has no way to refuse one message). So after such
+//! a drop the next connection alone admits that size (up to [`OVERSIZE_CEILING`]):
+//! the message arrives, becomes one dead letter `too_large` (its first 64 KiB kept,
+//! with topic and size, logged once per topic) and is acknowledged; the limit is
+//! back to `max_packet_size` from the connection after. A message over the ceiling
+//! cannot be taken: the backoff grows to 30 s and the log says so once. Either way
+//! the sysadmin should set the broker's `message_size_limit` below
+//! `max_packet_size`, so that the broker refuses such messages at the publisher.
 
 pub mod conn;
 pub mod payload;
@@ -133,6 +146,9 @@ struct Ctx {
     writer: Writer,
     clock: Arc<dyn Clock>,
     stats: Arc<MqttStats>,
+    /// `[mqtt] max_packet_size`: larger messages are dead letters `too_large`.
+    max_message: usize,
+    logs: crate::ratelimit::LogLimiter,
 }
 
 pub struct MqttSource {
@@ -145,6 +161,13 @@ pub struct MqttSource {
 const ROUND: usize = 5000;
 /// Requests (acks, subscriptions) waiting for the event loop.
 const REQUESTS: usize = 10_000;
+/// A connection that lasted this long resets the reconnect backoff.
+const STABLE: Duration = Duration::from_secs(10);
+/// The largest message admitted once, to be dead-lettered, after it broke a
+/// connection (a bound on the memory one message can take).
+pub const OVERSIZE_CEILING: usize = 16 << 20;
+/// Bytes of an oversized message kept in its dead letter.
+const OVERSIZE_KEPT: usize = 64 << 10;
 
 impl MqttSource {
     pub fn start(
@@ -174,6 +197,8 @@ impl MqttSource {
             writer,
             clock,
             stats: stats.clone(),
+            max_message: m.max_packet_size,
+            logs: crate::ratelimit::LogLimiter::new(Duration::from_secs(3600)),
         });
         let task = tokio::spawn(run(opts, ctx, shutdown));
         Ok(MqttSource {
@@ -215,6 +240,8 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
     let (tx, rx) = mpsc::unbounded_channel::<Publish>();
     let committer = tokio::spawn(commit_loop(ctx.clone(), client.clone(), rx));
     let mut backoff = Duration::from_millis(500);
+    let mut connected_at: Option<tokio::time::Instant> = None;
+    let limit = events.mqtt_options.max_packet_size();
     loop {
         let event = tokio::select! {
             _ = shutdown.changed() => break,
@@ -223,7 +250,9 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 ctx.stats.connects.fetch_add(1, Ordering::Relaxed);
-                backoff = Duration::from_millis(500);
+                connected_at = Some(tokio::time::Instant::now());
+                // A raised limit served this connection only (it is fixed at connect).
+                events.mqtt_options.set_max_packet_size(limit, limit);
                 tracing::info!(session_present = ack.session_present, "MQTT connected");
                 if !ack.session_present {
                     for s in &ctx.subs {
@@ -246,6 +275,20 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
             }
             Ok(_) => {}
             Err(e) => {
+                if connected_at.take().is_some_and(|t| t.elapsed() >= STABLE) {
+                    backoff = Duration::from_millis(500);
+                }
+                if let Some(size) = oversize(&e) {
+                    ctx.stats.reject("oversize_disconnect");
+                    if size <= OVERSIZE_CEILING.max(limit) {
+                        events.mqtt_options.set_max_packet_size(size, limit);
+                        if ctx.logs.allow("oversize").is_some() {
+                            tracing::warn!(size, max_packet_size = limit, "MQTT: the broker sent a message larger than [mqtt] max_packet_size; admitting it once to keep it as a dead letter (set the broker's message_size_limit below max_packet_size)");
+                        }
+                    } else if ctx.logs.allow("oversize_ceiling").is_some() {
+                        tracing::error!(size, max_packet_size = limit, ceiling = OVERSIZE_CEILING, "MQTT: the broker keeps redelivering a message too large to take; ingest from this broker is stuck behind it. Set the broker's message_size_limit below max_packet_size and remove the message (or the session)");
+                    }
+                }
                 let wait = jitter(backoff);
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost");
                 tokio::select! {
@@ -277,6 +320,16 @@ async fn run(opts: MqttOptions, ctx: Arc<Ctx>, mut shutdown: watch::Receiver<boo
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(500), events.poll()).await;
     tracing::info!("MQTT source stopped");
+}
+
+/// The size of a packet rumqttc refused for exceeding our limit.
+fn oversize(e: &rumqttc::ConnectionError) -> Option<usize> {
+    match e {
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(size),
+        )) => Some(*size),
+        _ => None,
+    }
 }
 
 /// Takes every message waiting, stores them in one write (group commit at the
@@ -374,6 +427,10 @@ async fn refused_kept(ctx: &Ctx, p: &Publish, e: &WriteError) -> bool {
 /// a dead letter with the reason it could not be used.
 fn parse(ctx: &Ctx, p: &Publish, batch: &mut Batch) {
     let topic = p.topic.as_str();
+    if p.payload.len() + topic.len() > ctx.max_message {
+        too_large(ctx, p, batch);
+        return;
+    }
     let found = ctx
         .subs
         .iter()
@@ -474,6 +531,34 @@ fn parse(ctx: &Ctx, p: &Publish, batch: &mut Batch) {
             raw: p.payload.to_vec(),
         });
     }
+}
+
+/// A message over `max_packet_size` (admitted once after it broke a connection):
+/// one dead letter with its head, topic and size.
+fn too_large(ctx: &Ctx, p: &Publish, batch: &mut Batch) {
+    let topic = p.topic.as_str();
+    let size = p.payload.len();
+    ctx.stats.reject("too_large");
+    if ctx.logs.allow(&format!("too_large {topic}")).is_some() {
+        tracing::warn!(
+            topic,
+            size,
+            max_packet_size = ctx.max_message,
+            "MQTT message larger than max_packet_size kept as a dead letter (first 64 KiB)"
+        );
+    }
+    batch.dead_letters.push(DeadLetter {
+        at: ctx.clock.now(),
+        protocol: Protocol::Mqtt,
+        peer: topic.to_string(),
+        reason: "too_large".to_string(),
+        detail: format!(
+            "message of {size} bytes on topic {topic:?} exceeds [mqtt] max_packet_size {}; first {} bytes kept",
+            ctx.max_message,
+            size.min(OVERSIZE_KEPT)
+        ),
+        raw: p.payload.get(..size.min(OVERSIZE_KEPT)).unwrap_or(&[]).to_vec(),
+    });
 }
 
 /// An HJ 212 frame as an MQTT payload: checked (CRC, MN, password) and mapped

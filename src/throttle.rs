@@ -1,9 +1,13 @@
-//! Failed console logins are throttled per client address: after
-//! [`MAX_FAILURES`] wrong tokens within [`WINDOW`], that address is refused (429)
-//! until the oldest failure leaves the window — the right token included, so
-//! guessing cannot continue by mixing in a known one. Tokens are long random
-//! strings; this is a second line, and it keeps a guessing script out of the log.
-//! Time is the daemon's clock, so tests move it.
+//! Failed authentications are throttled per client address: after
+//! `max_failures` wrong secrets within `window`, that address is refused until
+//! the oldest failure leaves the window — the right secret included, so guessing
+//! cannot continue by mixing in a known one. Secrets are long random strings; this
+//! is a second line, and it keeps a guessing script out of the log.
+//!
+//! One [`AuthThrottle`] is shared by the HTTP API's bearer tokens and the web
+//! console's login form ([`AuthThrottle::default`]: 5 within 15 minutes), so
+//! a guesser cannot switch doors; the HJ 212 listener keeps its own for logger
+//! passwords (`[hj212] lockout_after`). Time is the daemon's clock, so tests move it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -16,12 +20,29 @@ pub const WINDOW: Duration = Duration::minutes(15);
 /// Addresses remembered at most; beyond it the stalest are forgotten first.
 const MAX_ADDRESSES: usize = 10_000;
 
-#[derive(Debug, Default)]
-pub struct LoginThrottle {
+#[derive(Debug)]
+pub struct AuthThrottle {
+    max_failures: usize,
+    window: Duration,
     failures: Mutex<HashMap<IpAddr, VecDeque<DateTime<Utc>>>>,
 }
 
-impl LoginThrottle {
+impl Default for AuthThrottle {
+    fn default() -> Self {
+        AuthThrottle::new(MAX_FAILURES, WINDOW)
+    }
+}
+
+impl AuthThrottle {
+    /// `max_failures` within `window` close the door; 0 never does.
+    pub fn new(max_failures: usize, window: Duration) -> AuthThrottle {
+        AuthThrottle {
+            max_failures,
+            window,
+            failures: Mutex::default(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<DateTime<Utc>>>> {
         // A poisoned map only lost an update; the failures in it are still valid.
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
@@ -33,26 +54,31 @@ impl LoginThrottle {
         let Some(times) = map.get_mut(&ip) else {
             return Ok(());
         };
-        while times.front().is_some_and(|t| now - *t >= WINDOW) {
+        while times.front().is_some_and(|t| now - *t >= self.window) {
             times.pop_front();
         }
         match times.front() {
-            Some(oldest) if times.len() >= MAX_FAILURES => Err(*oldest + WINDOW - now),
+            Some(oldest) if self.max_failures > 0 && times.len() >= self.max_failures => {
+                Err(*oldest + self.window - now)
+            }
             _ => Ok(()),
         }
     }
 
     pub fn failed(&self, ip: IpAddr, now: DateTime<Utc>) {
+        if self.max_failures == 0 {
+            return;
+        }
         let mut map = self.lock();
         if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
-            map.retain(|_, t| t.back().is_some_and(|last| now - *last < WINDOW));
+            map.retain(|_, t| t.back().is_some_and(|last| now - *last < self.window));
             if map.len() >= MAX_ADDRESSES {
                 return;
             }
         }
         let times = map.entry(ip).or_default();
         times.push_back(now);
-        while times.len() > MAX_FAILURES {
+        while times.len() > self.max_failures {
             times.pop_front();
         }
     }
@@ -68,7 +94,7 @@ mod tests {
 
     #[test]
     fn five_failures_close_the_door_until_the_oldest_leaves_the_window() {
-        let t = LoginThrottle::default();
+        let t = AuthThrottle::default();
         let ip: IpAddr = "10.0.0.7".parse().unwrap();
         let other: IpAddr = "10.0.0.8".parse().unwrap();
         let t0 = DateTime::UNIX_EPOCH + Duration::days(20_000);
@@ -91,5 +117,11 @@ mod tests {
         t.failed(ip, t0 + Duration::minutes(16));
         t.succeeded(ip);
         assert!(t.lock().get(&ip).is_none());
+        // Zero: never closes.
+        let off = AuthThrottle::new(0, WINDOW);
+        for _ in 0..10 {
+            off.failed(ip, t0);
+        }
+        assert!(off.check(ip, t0).is_ok());
     }
 }
