@@ -223,9 +223,13 @@ async fn burst(n: usize) {
     // delivery, none would be open within the limit. How fast they open is a
     // benchmark's question (`pollwatch bench alert-load`), not a test's.
     assert_eq!(open, n, "all alerts open while every delivery hangs");
-    // Their notifications are stuck in the hanging channel's lane, not lost.
-    let pending = r.store.outbox(Some("pending"), None, 10_000).await.unwrap();
-    assert_eq!(pending.len(), n, "every notification still pending");
+    // Their notifications are in the hanging channel's lane, not lost and not
+    // sent: still pending, or — where the channel's timeout came first on a slow
+    // machine — settled as not delivered, to be retried.
+    let outbox = r.store.outbox(None, None, 10_000).await.unwrap();
+    assert_eq!(outbox.len(), n, "one notification per alert");
+    let sent: Vec<_> = outbox.iter().filter(|o| o.state == "sent").collect();
+    assert!(sent.is_empty(), "a hanging channel delivered {sent:?}");
     let _ = r.stop.send(true);
     r.task.join().await;
 }
