@@ -140,6 +140,22 @@ async fn an_exceedance_appears_live_and_is_acknowledged_in_the_browser() {
     let cfg = write_config(dir.path(), "");
     let (wecom, _seen) = common::wecom::receiver(false).await;
     cfg.with_wecom(&wecom);
+    // A keyed evidence chain, as in production: the page shows it verified.
+    let key = dir.path().join("evidence.key");
+    std::fs::write(
+        &key,
+        (0..32u8)
+            .map(|i| i.wrapping_mul(37) ^ 0x5a)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut toml = std::fs::read_to_string(cfg.toml()).unwrap();
+    toml.push_str(&format!(
+        "\n[evidence]\nkey_file = {:?}\n",
+        key.display().to_string()
+    ));
+    std::fs::write(cfg.toml(), toml).unwrap();
     let log = dir.path().join("daemon.log");
     let mut daemon = Daemon::start(&cfg.dir, Some(&log));
     cfg.bound(&daemon);
