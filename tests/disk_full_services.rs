@@ -158,7 +158,8 @@ async fn mqtt_messages_survive_a_full_disk() {
     std::fs::write(cfg.join("enterprises/e1.toml"), e).unwrap();
     let mut daemon = common::daemon::Daemon::start(&cfg, None);
     let db = fs.path.join("state/pollwatch.db");
-    let ballast = ballast(&fs.path, 2 << 20);
+    // Little room, so that the 40,000 readings outgrow it.
+    let ballast = ballast(&fs.path, 512 << 10);
 
     let publisher = std::sync::Arc::new(
         MqttPublisher::connect(&url, &PublisherOptions::persistent(format!("pub-{prefix}")))
