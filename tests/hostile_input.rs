@@ -31,13 +31,6 @@ both_backends!(
     conflicting_resends_are_recorded_and_the_first_stands,
 );
 
-fn unique() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-}
-
 /// Local (Asia/Shanghai) wall time `offset` from now, as a logger writes it.
 fn local(offset: chrono::Duration) -> LocalDateTime {
     let t = (Utc::now() + offset).with_timezone(&chrono_tz::Asia::Shanghai);
@@ -59,7 +52,7 @@ fn mqtt_config(dir: &std::path::Path, url: &str, prefix: &str) -> pollwatch::con
         format!(
             "[daemon]\nstate_dir = {:?}\n[hj212]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{url}\"\nclient_id = \"pw-hostile-{}\"\n\n[[mqtt.subscriptions]]\ntopic = \"{prefix}/{{enterprise}}/{{meter}}/data\"\nformat = \"json\"\n",
             dir.join("state").display().to_string(),
-            unique()
+            common::unique()
         ),
     )
     .unwrap();
@@ -76,7 +69,7 @@ async fn mqtt_poison_messages_cost_one_dead_letter_each(db: &str) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("pwhostile/{}", unique());
+    let prefix = format!("pwhostile/{}", common::unique());
     let cfg = mqtt_config(dir.path(), &url, &prefix);
     let (store, writer, task) = common::store_and_writer(db).await;
     let (source, stop) = common::mqtt_source(&cfg, &writer).await;

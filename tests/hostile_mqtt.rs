@@ -5,15 +5,11 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use pollwatch::clock::SystemClock;
 use pollwatch::model::LocationKind;
-use pollwatch::sources::mqtt::MqttSource;
 use pollwatch::store::ReadingQuery;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
-use tokio::sync::watch;
+use rumqttc::QoS;
 
 const ENTERPRISE: &str = r#"
 id = "E1"
@@ -49,37 +45,15 @@ async fn an_oversized_message_costs_no_reconnects_and_good_ones_after_it_are_sto
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let run = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
+    let run = common::unique();
     let prefix = format!("pwhostile/{run}");
     let cfg = config(dir.path(), &url, &prefix);
     let (store, writer, task) = common::store_and_writer(&cfg.storage_url).await;
-    let (stop, stop_rx) = watch::channel(false);
-    let m = cfg.daemon.mqtt.as_ref().unwrap();
-    let source =
-        MqttSource::start(m, &cfg, writer.clone(), Arc::new(SystemClock), stop_rx).unwrap();
+    let (source, stop) = common::mqtt_source(&cfg, &writer).await;
     let stats = source.stats();
-    for _ in 0..50 {
-        if stats.connects.load(Ordering::Relaxed) > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stats.connects.load(Ordering::Relaxed), 1);
 
-    let hostport = url.trim_start_matches("mqtt://");
-    let (host, port) = hostport.rsplit_once(':').unwrap();
-    let mut opts = MqttOptions::new(format!("pw-pub-{run}"), host, port.parse().unwrap());
-    opts.set_max_packet_size(4 << 20, 4 << 20);
-    let (publ, mut events) = AsyncClient::new(opts, 100);
-    tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    let publ = common::mqtt_publisher_max(&url, Some(4 << 20));
 
     let topic = format!("{prefix}/E1/M1/data");
     // 2 MB: a gateway's runaway buffer, over our 1 MiB limit.

@@ -28,17 +28,6 @@ o2_reference = 6.0
 hj212 = { mn = "MQ-MN-1", password = "pw1" }
 "#;
 
-fn unique() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    )
-}
-
 /// A config with one JSON subscription under a topic prefix of its own.
 fn config(dir: &std::path::Path, url: &str, prefix: &str) -> pollwatch::config::Config {
     let cfg = dir.join("config");
@@ -61,7 +50,7 @@ async fn json_lands_as_readings_and_bad_messages_as_dead_letters() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("pwtest/{}", unique());
+    let prefix = format!("pwtest/{}", common::unique());
     let cfg = config(dir.path(), &url, &prefix);
     let (store, writer, task) = common::store_and_writer(&cfg.storage_url).await;
     let (source, stop) = common::mqtt_source(&cfg, &writer).await;

@@ -158,6 +158,32 @@ impl fmt::Display for E2eReport {
     }
 }
 
+/// A simulated logger of the benchmarks: password `123456`, plaintext, no
+/// backfill, and any data age accepted (their frames carry fixed DataTimes; the
+/// benches measure ingest, not the clock check).
+pub(super) fn logger(enterprise: &str, outlet: &str, mn: &str) -> Endpoint {
+    Endpoint {
+        origin: Origin {
+            enterprise: enterprise.into(),
+            outlet: outlet.into(),
+            mn: mn.into(),
+        },
+        password: "123456".into(),
+        crc: CrcMode::Hj212,
+        set_time_on_connect: false,
+        rtd_interval: None,
+        sm4_key: None,
+        require_encryption: false,
+        power: Vec::new(),
+        backfill: false,
+        factors: Vec::new(),
+        clock: crate::config::ClockBounds {
+            max_age: chrono::Duration::days(365 * 100),
+            ..Default::default()
+        },
+    }
+}
+
 /// A loopback server for `max_connections` simulated loggers (benchmarks).
 pub(super) fn server_config(max_connections: usize) -> ServerConfig {
     ServerConfig {
@@ -195,26 +221,13 @@ pub async fn end_to_end(
     let mut registry = Registry::default();
     for i in 0..loggers {
         registry.insert(Endpoint {
-            origin: Origin {
-                enterprise: format!("E{:04}", i / 4).as_str().into(),
-                outlet: format!("DA{:03}", i % 4).as_str().into(),
-                mn: format!("MN{i:08}").as_str().into(),
-            },
-            password: "123456".into(),
-            crc: CrcMode::Hj212,
-            set_time_on_connect: false,
-            rtd_interval: None,
             sm4_key: sm4.then(bench_key),
             require_encryption: sm4,
-            power: Vec::new(),
-            backfill: false,
-            factors: Vec::new(),
-            // Frames carry fixed DataTimes; the bench measures ingest, not the
-            // clock check, so any data age is accepted.
-            clock: crate::config::ClockBounds {
-                max_age: chrono::Duration::days(365 * 100),
-                ..Default::default()
-            },
+            ..logger(
+                &format!("E{:04}", i / 4),
+                &format!("DA{:03}", i % 4),
+                &format!("MN{i:08}"),
+            )
         });
     }
     let (_reg_tx, reg_rx) = watch::channel(Arc::new(registry));

@@ -23,8 +23,6 @@ use crate::completeness::rates::floor_hour;
 use crate::sim::hj212_logger::cp_values;
 use crate::sim::{Backlog, HistoryMode, LoggerSim};
 use crate::sources::hj212::backfill::local;
-use crate::sources::hj212::codec::crc::CrcMode;
-use crate::sources::hj212::mapping::Origin;
 use crate::sources::hj212::registry::Endpoint;
 use crate::sources::hj212::{Backfill, BackfillSettings, Hj212Server, Registry};
 use crate::store::{Store, StoreOptions, Writer, WriterOptions};
@@ -83,25 +81,13 @@ impl fmt::Display for LoggerBackfillReport {
 
 fn endpoint(i: usize, backfill: bool) -> Endpoint {
     Endpoint {
-        origin: Origin {
-            enterprise: format!("E{:04}", i / 2).as_str().into(),
-            outlet: format!("DW{:03}", i % 2).as_str().into(),
-            mn: format!("MN{i:08}").as_str().into(),
-        },
-        password: "123456".into(),
-        crc: CrcMode::Hj212,
-        set_time_on_connect: false,
-        rtd_interval: None,
-        sm4_key: None,
-        require_encryption: false,
         backfill,
         factors: FACTORS.iter().map(|s| s.to_string()).collect(),
-        power: Vec::new(),
-        // The bench's backlog may carry fixed dates: accept any data age.
-        clock: crate::config::ClockBounds {
-            max_age: chrono::Duration::days(365 * 100),
-            ..Default::default()
-        },
+        ..super::hj212::logger(
+            &format!("E{:04}", i / 2),
+            &format!("DW{:03}", i % 2),
+            &format!("MN{i:08}"),
+        )
     }
 }
 

@@ -187,6 +187,11 @@ pub async fn fresh_pg_database(base_url: &str) -> String {
     replace_db_name(base_url, &name)
 }
 
+/// A name no other test run uses (topics, client ids).
+pub fn unique() -> String {
+    format!("{}-{}", std::process::id(), rand_suffix())
+}
+
 fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -360,11 +365,20 @@ pub async fn mqtt_source(
 
 /// A publishing client on `url` (`mqtt://host:port`), its event loop in the background.
 pub fn mqtt_publisher(url: &str) -> rumqttc::AsyncClient {
+    mqtt_publisher_max(url, None)
+}
+
+/// [`mqtt_publisher`] whose packets may be up to `max_packet` bytes (to send
+/// what a broker or a subscriber must refuse).
+pub fn mqtt_publisher_max(url: &str, max_packet: Option<usize>) -> rumqttc::AsyncClient {
     let hostport = url.trim_start_matches("mqtt://");
     let (host, port) = hostport.rsplit_once(':').expect("mqtt://host:port");
     let id = format!("pw-pub-{}", rand_suffix());
     let mut opts = rumqttc::MqttOptions::new(id, host, port.parse().expect("a port"));
     opts.set_keep_alive(std::time::Duration::from_secs(10));
+    if let Some(max) = max_packet {
+        opts.set_max_packet_size(max, max);
+    }
     let (client, mut events) = rumqttc::AsyncClient::new(opts, 100);
     tokio::spawn(async move { while events.poll().await.is_ok() {} });
     client
