@@ -1,7 +1,8 @@
 //! What the monthly report reads (`crate::report`): alerts and findings of a
 //! period, and when each outlet or meter was last heard from before an instant.
-//! Each is one query with index support, whatever the size of `readings`: the
-//! report for a city's month must not scan raw readings.
+//! Each is one query, and none scans raw readings: "last heard from" is one
+//! index seek per series. Alerts and findings are filtered by time over their
+//! own (much smaller) tables; their cost at a city's scale is not yet measured.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
