@@ -179,8 +179,9 @@ async fn an_exceedance_appears_live_and_is_acknowledged_in_the_browser() {
         println!("screenshot: {}", p.display());
     }
 
-    // The acknowledgement, as another program sees it.
-    let list = api_json(&format!("{}/api/v1/alerts?state=acknowledged", cfg.base())).await;
+    // The acknowledgement and the resolution from the overview, as another
+    // program sees them.
+    let list = api_json(&format!("{}/api/v1/alerts?state=resolved", cfg.base())).await;
     let a = &list[0];
     assert_eq!(
         (a["enterprise"].as_str(), a["acked_by"].as_str()),
@@ -188,11 +189,17 @@ async fn an_exceedance_appears_live_and_is_acknowledged_in_the_browser() {
         "{list:#}"
     );
     let rec = api_json(&format!("{}/api/v1/alerts/{}", cfg.base(), a["id"])).await;
-    let last = rec["timeline"]
-        .as_array()
-        .and_then(|t| t.last())
-        .cloned()
-        .unwrap_or_default();
+    let timeline = rec["timeline"].as_array().cloned().unwrap_or_default();
+    let (acked, resolved) = match timeline.as_slice() {
+        [.., a, r] => (a.clone(), r.clone()),
+        _ => panic!("{rec:#}"),
+    };
+    assert_eq!(
+        (resolved["kind"].as_str(), resolved["actor"].as_str()),
+        (Some("resolved"), Some("desk")),
+        "{rec:#}"
+    );
+    let last = acked;
     assert_eq!(last["kind"], "acknowledged", "{rec:#}");
     assert_eq!(last["actor"], "desk");
     assert!(

@@ -13,7 +13,7 @@ use calamine::{open_workbook, Data, Reader, Xlsx};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use pollwatch::model::{DataKind, Flag, Location, Protocol, Reading, SourceRef, Stat};
 use pollwatch::rules::{Evidence, Finding, RuleName, Severity};
-use pollwatch::store::{AlertState, Batch, Received, Store, StoreOptions};
+use pollwatch::store::{AlertState, Batch, DayFigures, Received, Store, StoreOptions};
 
 both_backends!(the_month_in_numbers);
 
@@ -280,6 +280,62 @@ async fn seed(store: &Store) {
         .unwrap();
 }
 
+/// November's hourly means: E1 misses 80 hours (Nov 10 00:00–Nov 13 08:00) →
+/// 640/720, below 90 %; E4 has 36 hours flagged M → 720 received, 684 valid;
+/// E2's Nov 1 was closed by the daemon with 4 hours missing (persisted figures
+/// win over the raw values, which are all there) → 716/720.
+async fn seed_hours(store: &Store) {
+    let start = at(11, 1, 0, 0);
+    let gap = (at(11, 10, 0, 0), at(11, 13, 8, 0));
+    let mut readings = Vec::new();
+    for h in 0..720 {
+        let ts = start + Duration::hours(h);
+        for e in ["E1", "E2", "E4"] {
+            if e == "E1" && ts >= gap.0 && ts < gap.1 {
+                continue;
+            }
+            let flag = if e == "E4" && h % 20 == 0 {
+                Flag::M
+            } else {
+                Flag::N
+            };
+            readings.push(Reading {
+                location: Location::Outlet("DA001".into()),
+                factor: "a21026".into(),
+                kind: DataKind::Hour,
+                stat: Stat::Avg,
+                flag,
+                unit: "mg/m3".into(),
+                ..power(e, ts)
+            });
+        }
+    }
+    store
+        .commit(&[Received {
+            at: at(12, 1, 0, 0),
+            batch: Batch::readings(readings),
+        }])
+        .await
+        .unwrap();
+    store
+        .put_transmission_day(
+            &DayFigures {
+                enterprise: "E2".into(),
+                outlet: "DA001".into(),
+                factor: "a21026".into(),
+                day: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+                expected: 24,
+                received: 20,
+                valid: 20,
+                missing_hours: vec![20, 21, 22, 23],
+                invalid_hours: vec![],
+            },
+            at(11, 2, 0, 10),
+        )
+        .await
+        .unwrap();
+}
+
 fn cells(path: &std::path::Path, sheet: &str) -> HashMap<String, Vec<Data>> {
     let mut wb: Xlsx<_> = open_workbook(path).unwrap();
     let range = wb.worksheet_range(sheet).unwrap();
@@ -305,6 +361,7 @@ async fn the_month_in_numbers(url: &str) {
     write_config(dir.path(), url);
     let store = Store::open(url, &StoreOptions::default()).await.unwrap();
     seed(&store).await;
+    seed_hours(&store).await;
     store.close().await;
     let out = dir.path().join("out");
     let run = Command::new(env!("CARGO_BIN_EXE_pollwatch"))
@@ -428,7 +485,50 @@ async fn the_month_in_numbers(url: &str) {
         })
         .collect();
     assert_eq!(positive, [("E1", "review"), ("E4", "keep")]);
-    assert_eq!(json["transmission"]["available"], false);
+    // 数据传输有效率: ranked from the lowest, E1 below 90 % and shaded.
+    let t = &json["transmission"];
+    assert_eq!(t["available"], true);
+    let rows: Vec<(&str, u64, u64, u64, f64)> = t["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["enterprise"].as_str().unwrap(),
+                r["expected"].as_u64().unwrap(),
+                r["received"].as_u64().unwrap(),
+                r["valid"].as_u64().unwrap(),
+                // serde_json reads floats to within an ulp.
+                (r["effective_rate"].as_f64().unwrap() * 1e9).round() / 1e9,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("E1", 720, 640, 640, 0.888888889),
+            ("E4", 720, 720, 684, 0.95),
+            ("E2", 720, 716, 716, 0.994444444),
+        ]
+    );
+    let mut wb: Xlsx<_> = open_workbook(&xlsx).unwrap();
+    let sheet = wb.worksheet_range("数据传输有效率").unwrap();
+    let first = sheet
+        .rows()
+        .find(|r| r.get(1) == Some(&Data::String("企业E1".into())))
+        .expect("E1's row on 数据传输有效率");
+    assert_eq!(first[0], Data::Float(1.0), "E1 ranks first (lowest)");
+    assert_eq!(
+        first[3..6],
+        [Data::Float(720.0), Data::Float(640.0), Data::Float(640.0)]
+    );
+    assert_eq!(first[8], Data::Float(640.0 / 720.0));
+    let page = std::fs::read_to_string(out.join("非现场监管月报-2026-11.html")).unwrap();
+    assert!(
+        page.contains("<tr class=\"low\"><td class=\"n\">1</td><td>企业E1</td>"),
+        "{page}"
+    );
+    assert!(page.contains("88.9%"));
     assert_eq!(json["alerts_per_day"].as_array().unwrap().len(), 30);
     let sheets: Vec<String> = open_workbook::<Xlsx<_>, _>(&xlsx).unwrap().sheet_names();
     assert_eq!(

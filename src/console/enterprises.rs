@@ -196,6 +196,7 @@ async fn show(
         id_q = Esc(&id),
     );
     body.push_str(&outlets(e, &live, &data.hours, tz, now));
+    body.push_str(&super::trend::section(&s.store, &cfg, e, now).await);
     body.push_str(&meters(e, &live, &data.power, tz));
     body.push_str(&linkages(e, &data.power));
     body.push_str(&orders_html(e, &data.orders, now, tz));

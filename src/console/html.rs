@@ -97,7 +97,7 @@ pub fn page_with_banner(title: &str, who: Option<&Session>, banner: &str, body: 
             r = s.role.as_str(),
         );
         let nav = format!(
-            r#"<header><nav><a href="/">告警看板</a><a href="/enterprises">企业</a><a href="/reports">月报</a></nav><div class="who"><span>{name}（{role}）</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">退出</button></form></div></header>"#,
+            r#"<header><nav><a href="/overview">概况</a><a href="/">告警看板</a><a href="/enterprises">企业</a><a href="/reports">月报</a></nav><div class="who"><span>{name}（{role}）</span><form method="post" action="/logout"><input type="hidden" name="csrf" value="{csrf}"><button type="submit">退出</button></form></div></header>"#,
             name = Esc(&s.name),
             csrf = Esc(&s.csrf),
         );

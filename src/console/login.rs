@@ -34,12 +34,21 @@ fn login_page(status: StatusCode, message: &str) -> Response {
     html::shell("登录", "", &body, status)
 }
 
+/// Where a login lands: operators on the alert board they work from, viewers on
+/// the overview ([`super::overview`]).
+pub fn landing(role: crate::config::HttpRole) -> &'static str {
+    match role {
+        crate::config::HttpRole::Operator => "/",
+        crate::config::HttpRole::Viewer => "/overview",
+    }
+}
+
 async fn form(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     let tokens = s.tokens.borrow().clone();
     let live = session::cookie(&headers)
         .and_then(|id| s.console.sessions.lookup(id, &tokens, s.clock.now()));
-    if live.is_some() {
-        return Redirect::to("/").into_response();
+    if let Some(who) = live {
+        return Redirect::to(landing(who.role)).into_response();
     }
     login_page(StatusCode::OK, "")
 }
@@ -93,7 +102,7 @@ async fn login(
             tracing::info!(token = %name, role = role.as_str(), "console login");
             (
                 [(SET_COOKIE, session::set_cookie(&id, lifetime, secure))],
-                Redirect::to("/"),
+                Redirect::to(landing(role)),
             )
                 .into_response()
         }

@@ -6,6 +6,8 @@
 //! | `GET /login`, `POST /login`, `POST /logout` | anyone / session | [`login`] with an API token |
 //! | `GET /` | session | the alert board ([`board`]) |
 //! | `GET /console/board?…` | viewer | the board's table alone, for its live refresh |
+//! | `GET /overview`, `GET /console/overview` | session | the city at a glance, viewers' landing page, and its live fragment ([`overview`]) |
+//! | `GET /reports` | session | the monthly report, month picker, xlsx download ([`reports`]) |
 //! | `GET /console/events` | viewer | server-sent events: the board changed ([`events`]) |
 //! | `GET /alerts/{id}` | session | one alert: message, timeline, notifications, chart ([`detail`]) |
 //! | `POST /alerts/{id}/act` | operator session + CSRF field | acknowledge or resolve from that page |
@@ -31,8 +33,10 @@ pub mod hour;
 pub mod html;
 pub mod labels;
 pub mod login;
+pub mod overview;
 pub mod reports;
 pub mod session;
+pub mod trend;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -77,6 +81,7 @@ pub fn routes() -> Router<ApiState> {
         .merge(detail::routes())
         .merge(enterprises::routes())
         .merge(reports::routes())
+        .merge(overview::routes())
         .merge(assets::routes())
 }
 

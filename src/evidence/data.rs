@@ -47,7 +47,7 @@ impl Default for ChartWindow {
 /// Readings fetched per series at most: two weeks of minute values. A chart needs
 /// far fewer; the cap keeps an alert that lasted months from loading millions,
 /// and a chart that hits it says so in its subtitle.
-const MAX_READINGS: u32 = 20_160;
+pub(super) const MAX_READINGS: u32 = 20_160;
 
 /// The chart of alert `id`, or `None` when there is no such alert.
 pub async fn alert_chart(
@@ -103,16 +103,7 @@ pub async fn alert_chart(
         Some(_) => store.readings(&query(O2)).await?,
         None => Vec::new(),
     };
-    let hours = hourly_means(
-        &values,
-        &o2,
-        HourRules {
-            o2_reference,
-            min_valid_minutes: outlet.map_or(45, |o| o.min_valid_minutes),
-            pair_max_age: Options::default().pair_max_age,
-            tz,
-        },
-    );
+    let hours = hourly_means(&values, &o2, HourRules::of(outlet, tz));
     let points = chart_points(&values, from, to);
     let conflicts = store
         .conflicts(&ReadingQuery {
@@ -197,7 +188,7 @@ fn span(alert: &AlertRow, findings: &[StoredFinding]) -> (DateTime<Utc>, DateTim
     )
 }
 
-fn plan_outlet<'p>(
+pub(super) fn plan_outlet<'p>(
     e: &'p crate::rules::plan::EnterprisePlan,
     location: &Location,
 ) -> Option<&'p crate::rules::plan::OutletPlan> {
@@ -208,7 +199,7 @@ fn plan_outlet<'p>(
 }
 
 /// The limit the finding names (by config key); else the hourly one, else any.
-fn pick_limit<'p>(
+pub(super) fn pick_limit<'p>(
     outlet: &'p crate::rules::plan::OutletPlan,
     factor: &str,
     named: Option<&LimitRef>,
@@ -297,6 +288,19 @@ pub struct HourRules {
     pub min_valid_minutes: u32,
     pub pair_max_age: Duration,
     pub tz: Tz,
+}
+
+impl HourRules {
+    /// The outlet's rules (HJ 75's 45 valid minutes and no O2 correction for
+    /// a location the plan does not know).
+    pub fn of(outlet: Option<&crate::rules::plan::OutletPlan>, tz: Tz) -> HourRules {
+        HourRules {
+            o2_reference: outlet.and_then(|o| o.o2_reference),
+            min_valid_minutes: outlet.map_or(45, |o| o.min_valid_minutes),
+            pair_max_age: Options::default().pair_max_age,
+            tz,
+        }
+    }
 }
 
 /// Hourly means of one series, in time order: supplied hours as the logger sent

@@ -13,6 +13,7 @@ pub mod data;
 pub mod png;
 pub mod report;
 pub mod scale;
+pub mod trend;
 
 pub use chart::{render_svg, ChartConflict, ChartData, ChartPoint, HourMean};
 pub use data::{alert_chart, ChartWindow};

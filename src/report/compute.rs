@@ -10,8 +10,8 @@ use super::*;
 use crate::config::{Config, Enterprise, Outlet};
 use crate::store::{ReportAlert, ReportFinding, Store};
 
-/// `2026-11` → the month's local midnights in UTC, `[from, to)`.
-pub fn month_bounds(month: &str, tz: Tz) -> Result<(DateTime<Utc>, DateTime<Utc>), ReportError> {
+/// `2026-11` → its first local date and the next month's.
+pub fn month_days(month: &str) -> Result<(NaiveDate, NaiveDate), ReportError> {
     let bad = || ReportError::Month(month.to_string());
     let (y, m) = month.split_once('-').ok_or_else(bad)?;
     if y.len() != 4 || m.len() != 2 {
@@ -26,8 +26,15 @@ pub fn month_bounds(month: &str, tz: Tz) -> Result<(DateTime<Utc>, DateTime<Utc>
         NaiveDate::from_ymd_opt(y, m + 1, 1)
     }
     .ok_or_else(bad)?;
+    Ok((first, next))
+}
+
+/// `2026-11` → the month's local midnights in UTC, `[from, to)`.
+pub fn month_bounds(month: &str, tz: Tz) -> Result<(DateTime<Utc>, DateTime<Utc>), ReportError> {
+    let (first, next) = month_days(month)?;
     let midnight = |d: NaiveDate| {
-        crate::timefmt::local_to_utc(d.and_time(chrono::NaiveTime::MIN), tz).map_err(|_| bad())
+        crate::timefmt::local_to_utc(d.and_time(chrono::NaiveTime::MIN), tz)
+            .map_err(|_| ReportError::Month(month.to_string()))
     };
     Ok((midnight(first)?, midnight(next)?))
 }
@@ -41,6 +48,7 @@ pub async fn monthly(
 ) -> Result<MonthlyReport, ReportError> {
     let tz = cfg.timezone;
     let (from, to) = month_bounds(month, tz)?;
+    let (first, next) = month_days(month)?;
     let alerts = store.report_alerts(from, to).await?;
     let findings = store.report_findings(from, to).await?;
     let last_seen = store.last_seen_before(to).await?;
@@ -117,13 +125,7 @@ pub async fn monthly(
         to,
         generated_at: now,
         overview: overview(cfg, &seen, to),
-        transmission: Transmission {
-            available: false,
-            note: Some(
-                "数据传输有效率：本版本尚未计算传输率（not available），不以零计。".to_string(),
-            ),
-            rows: Vec::new(),
-        },
+        transmission: super::transmission::month(cfg, store, first, next, now).await?,
         alerts: alert_stats(&alerts, &names, from, to),
         exceedances: exceedances(&findings, &name),
         power: power(&findings, &name),

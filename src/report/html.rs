@@ -80,6 +80,9 @@ fn body(r: &MonthlyReport) -> String {
                                 Value::Num(n) => {
                                     let _ = write!(s, "<td class=\"n\">{}</td>", number(n));
                                 }
+                                Value::Pct(n) => {
+                                    let _ = write!(s, "<td class=\"n\">{:.1}%</td>", n * 100.0);
+                                }
                                 Value::Blank => s.push_str("<td class=\"n\">—</td>"),
                             }
                         }

@@ -25,6 +25,7 @@ mod compute;
 pub mod html;
 mod svg;
 mod table;
+mod transmission;
 pub mod xlsx;
 
 use std::collections::BTreeMap;
@@ -44,7 +45,13 @@ pub enum ReportError {
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
     #[error("drawing a chart: {0}")]
     Chart(String),
+    #[error(transparent)]
+    Transmission(#[from] crate::completeness::ReportError),
 }
+
+/// Outlets below this effective transmission rate are highlighted (the national
+/// assessment threshold, 90 %).
+pub const MIN_EFFECTIVE_RATE: f64 = 0.9;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MonthlyReport {
@@ -92,7 +99,7 @@ pub struct DistrictRow {
     pub positive_list: u32,
 }
 
-/// 数据传输有效率: per enterprise and outlet, when the completeness figures exist.
+/// 数据传输有效率: per enterprise and outlet, ranked from the lowest rate.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Transmission {
     pub available: bool,
@@ -106,9 +113,14 @@ pub struct RateRow {
     pub enterprise: String,
     pub enterprise_name: String,
     pub outlet: String,
+    /// Limited factors pooled into the outlet's counts.
+    pub factors: u32,
     pub expected: u64,
     pub received: u64,
     pub valid: u64,
+    /// Fractions 0–1; `None` where the denominator is zero (never shown as 0).
+    pub transmission_rate: Option<f64>,
+    pub validity_rate: Option<f64>,
     pub effective_rate: Option<f64>,
 }
 

@@ -11,7 +11,16 @@ use crate::rules::finding::rule_zh;
 pub enum Value {
     Text(String),
     Num(f64),
+    /// A fraction 0–1 shown as a percentage (a number in the workbook).
+    Pct(f64),
+    /// No value (a rate with nothing expected): a dash, never zero.
     Blank,
+}
+
+impl Value {
+    fn pct(n: Option<f64>) -> Value {
+        n.map_or(Value::Blank, Value::Pct)
+    }
 }
 
 impl From<&str> for Value {
@@ -137,25 +146,44 @@ pub fn sections(r: &MonthlyReport) -> Vec<Section> {
         blocks: if t.available {
             vec![
                 Block::Table {
-                    head: vec!["企业", "排口", "应传", "实传", "有效", "有效传输率"],
+                    head: vec![
+                        "排名",
+                        "企业",
+                        "排口",
+                        "应传小时",
+                        "实传小时",
+                        "有效小时",
+                        "传输率",
+                        "有效率",
+                        "有效传输率",
+                    ],
                     rows: t
                         .rows
                         .iter()
-                        .map(|x| Row {
+                        .enumerate()
+                        .map(|(i, x)| Row {
                             cells: vec![
+                                (i as u32 + 1).into(),
                                 x.enterprise_name.clone().into(),
                                 x.outlet.clone().into(),
                                 x.expected.into(),
                                 x.received.into(),
                                 x.valid.into(),
-                                x.effective_rate.into(),
+                                Value::pct(x.transmission_rate),
+                                Value::pct(x.validity_rate),
+                                Value::pct(x.effective_rate),
                             ],
-                            highlight: x.effective_rate.is_some_and(|v| v < 0.9),
+                            highlight: x
+                                .effective_rate
+                                .is_some_and(|v| v < super::MIN_EFFECTIVE_RATE),
                         })
                         .collect(),
                 },
                 Block::Chart(svg::rate_distribution(&t.rows)),
             ]
+            .into_iter()
+            .chain(t.note.clone().map(Block::Note))
+            .collect()
         } else {
             vec![Block::Note(
                 t.note.clone().unwrap_or_else(|| "not available".into()),

@@ -19,14 +19,17 @@ fn write_row(
     cells: Vec<Value>,
     format: Option<&Format>,
 ) -> Result<(), ReportError> {
+    let plain = Format::new();
+    let base = format.unwrap_or(&plain);
+    let pct = base.clone().set_num_format("0.0%");
     for (c, v) in cells.into_iter().enumerate() {
         let c = c as u16;
-        match (v, format) {
-            (Value::Text(s), Some(f)) => ws.write_string_with_format(r, c, s, f)?,
-            (Value::Text(s), None) => ws.write_string(r, c, s)?,
-            (Value::Num(n), Some(f)) => ws.write_number_with_format(r, c, n, f)?,
-            (Value::Num(n), None) => ws.write_number(r, c, n)?,
-            (Value::Blank, _) => ws,
+        match v {
+            Value::Text(s) => ws.write_string_with_format(r, c, s, base)?,
+            Value::Num(n) => ws.write_number_with_format(r, c, n, base)?,
+            // The fraction stays a number (sortable); only its display is %.
+            Value::Pct(n) => ws.write_number_with_format(r, c, n, &pct)?,
+            Value::Blank => ws.write_string_with_format(r, c, "—", base)?,
         };
     }
     Ok(())

@@ -102,6 +102,10 @@ async function live(page) {
   await page.waitForSelector('section.outlet');
   const outlet = await page.locator('section.outlet').first().innerText();
   if (!outlet.includes('在线')) throw new Error(`outlet not online: ${outlet}`);
+  // Its 24-hour trend: a chart per limited factor with the limit line.
+  if (!(await page.locator('figure.trend[data-factor="a21026"] svg line.limit').count())) {
+    throw new Error('the enterprise page has no SO2 trend with its limit line');
+  }
   await page.screenshot({ path: join(shots, 'enterprise.png'), fullPage: true });
   console.log(`SHOT ${join(shots, 'enterprise.png')}`);
 
@@ -128,6 +132,34 @@ async function live(page) {
     await page.screenshot({ path: join(shots, shot), fullPage: true });
     console.log(`SHOT ${join(shots, shot)}`);
   }
+
+  // The overview, on the phone too: the open alert counted under its district,
+  // then live — the alert is resolved elsewhere and the counts change without a reload.
+  await page.goto(`${url}/overview`);
+  await page.waitForSelector('#live.ok', { timeout: 10000 });
+  const before = await page.locator('#overview').innerText();
+  for (const needle of ['未解除 1', '吴中区', '排口在线', '有效传输率', '停限产令']) {
+    if (!before.includes(needle)) throw new Error(`overview lacks ${needle}: ${before}`);
+  }
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (wide > 390) throw new Error(`/overview scrolls sideways on a phone: ${wide}px`);
+  await page.screenshot({ path: join(shots, 'phone-overview.png'), fullPage: true });
+  console.log(`SHOT ${join(shots, 'phone-overview.png')}`);
+  await page.evaluate(() => { window.__noReload = true; });
+  const id = detailPath.split('/').pop();
+  const resolved = await page.evaluate(async (id) => {
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const r = await fetch(`/api/v1/alerts/${id}/resolve`, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
+      body: JSON.stringify({ note: '企业已整改' }),
+    });
+    return r.status;
+  }, id);
+  if (resolved !== 200) throw new Error(`resolve: ${resolved}`);
+  await page.waitForFunction(() => document.querySelector('[data-ov="open"]')?.textContent === '未解除 0', null, { timeout: 15000 });
+  if (!(await page.evaluate(() => window.__noReload === true))) throw new Error('the overview reloaded');
 }
 
 async function load(page) {

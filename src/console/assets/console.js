@@ -22,21 +22,25 @@
     return r.json();
   }
 
+  // A live region: #board or #overview, refetched from its data-src when the
+  // event stream's mark changes (and every data-every seconds, if set).
   const board = document.getElementById('board');
-  if (board) {
+  const region = board || document.getElementById('overview');
+  let refresh = null;
+  if (region) {
     const live = document.getElementById('live');
-    let mark = board.dataset.mark;
+    let mark = region.dataset.mark;
     let busy = false;
     let again = false;
-    const refresh = async function () {
+    refresh = async function () {
       if (busy) { again = true; return; }
       busy = true;
       try {
-        const r = await fetch(board.dataset.src, { credentials: 'same-origin' });
+        const r = await fetch(region.dataset.src, { credentials: 'same-origin' });
         if (r.redirected || r.status === 401) { window.location.href = '/login'; return; }
         if (r.ok) {
-          board.innerHTML = await r.text();
-          board.dataset.refreshed = String(Date.now());
+          region.innerHTML = await r.text();
+          region.dataset.refreshed = String(Date.now());
         }
       } catch (e) {
         live.textContent = '实时更新：刷新失败，稍后重试';
@@ -60,7 +64,11 @@
       live.className = 'live down';
     };
     window.addEventListener('pagehide', function () { events.close(); });
+    const every = Number(region.dataset.every || 0);
+    if (every > 0) setInterval(refresh, every * 1000);
+  }
 
+  if (board) {
     board.addEventListener('click', async function (ev) {
       const b = ev.target.closest('button[data-act]');
       if (!b) return;
