@@ -11,6 +11,7 @@ pub mod field;
 pub mod hj212;
 pub mod logger_backfill;
 pub mod mqtt;
+pub mod report;
 pub mod rules;
 pub mod store;
 

@@ -132,14 +132,14 @@ pub async fn store(opts: &StoreBench) -> Result<StoreReport, BenchError> {
 }
 
 /// A throw-away database on a PostgreSQL server.
-struct ScratchPg {
+pub(crate) struct ScratchPg {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl ScratchPg {
-    async fn create(url: &str) -> Result<Self, BenchError> {
+    pub(crate) async fn create(url: &str) -> Result<Self, BenchError> {
         use sqlx::Connection;
         let name = format!("pollwatch_bench_{}", std::process::id());
         let mut conn = sqlx::PgConnection::connect(url)
@@ -169,7 +169,7 @@ impl ScratchPg {
         })
     }
 
-    async fn drop_db(self) -> Result<(), BenchError> {
+    pub(crate) async fn drop_db(self) -> Result<(), BenchError> {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&self.admin)
             .await

@@ -131,6 +131,22 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 1000)]
         alerts: usize,
     },
+    /// The monthly report for a city: N enterprises × D days of real-time data,
+    /// seeded into a fresh store, then computed cold, after closing the days, and
+    /// rendered (xlsx, HTML).
+    ReportMonthly {
+        /// Store URL; default a fresh SQLite file in a temporary directory
+        /// (PostgreSQL: a scratch database beside the one named, dropped after).
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 300)]
+        enterprises: usize,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Seconds between real-time values.
+        #[arg(long, default_value_t = 30)]
+        interval: u32,
+    },
     /// Store throughput: readings committed per second through the batched writer.
     Store {
         /// Store URL; default a fresh SQLite file in a temporary directory.
@@ -246,6 +262,21 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
             )
             .await?;
             println!("{report}");
+        }
+        BenchWhat::ReportMonthly {
+            url,
+            enterprises,
+            days,
+            interval,
+        } => {
+            let (_dir, url) = store_url(url)?;
+            let opts = pollwatch::bench::report::ReportBench {
+                url,
+                enterprises,
+                days,
+                interval_s: interval,
+            };
+            println!("{}", pollwatch::bench::report::report(&opts).await?);
         }
         BenchWhat::Store {
             url,

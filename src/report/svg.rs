@@ -115,11 +115,19 @@ pub fn rate_distribution(rows: &[RateRow]) -> String {
         let x = LEFT + slot * i as f64 + slot * 0.1;
         let h = plot_h * f64::from(*n) / top;
         let color = if i < 9 { COLORS[0] } else { COLORS[3] };
+        // An empty band has no bar (a zero-height rect is invalid SVG).
+        if *n > 0 {
+            let _ = write!(
+                s,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{color}"><title>{n}</title></rect>"#,
+                H - BOTTOM - h,
+                slot * 0.8,
+                h.max(0.5),
+            );
+        }
         let _ = write!(
             s,
-            r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{color}"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}–{}%</text>"#,
-            H - BOTTOM - h,
-            slot * 0.8,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}–{}%</text>"#,
             x + slot * 0.4,
             H - BOTTOM + 14.0,
             i * 10,
