@@ -56,7 +56,17 @@ pub(super) struct Live {
     pub status: Arc<ReloadStatus>,
     /// DTU ids the dial-in listener was started for.
     pub dtu_ids: HashSet<String>,
+    /// Every polled device in the config in force.
+    pub devices: Vec<crate::sources::field::FieldDevice>,
+    /// Cluster mode: the lines this node holds, and where the lines that
+    /// exist are published (see `crate::cluster::lines`).
+    pub cluster_lines: Option<ClusterLines>,
 }
+
+pub(super) type ClusterLines = (
+    watch::Receiver<std::collections::BTreeSet<String>>,
+    watch::Sender<Vec<String>>,
+);
 
 fn invalid(file: &str, path: &str, message: String) -> ReloadError {
     ReloadError::Invalid(ConfigErrors(vec![Diagnostic {
@@ -140,7 +150,11 @@ impl Live {
 
         self.registry_tx
             .send_replace(Arc::new(Registry::from_config(&new)));
-        self.field.apply(devices);
+        self.devices = devices;
+        if let Some((_, wanted)) = &self.cluster_lines {
+            wanted.send_replace(crate::cluster::lines::names(&self.devices));
+        }
+        self.apply_lines();
         if diff.mqtt {
             if let Some((old, stop)) = self.mqtt.take() {
                 tracing::info!("reload: [mqtt] changed; reconnecting the MQTT client");
@@ -164,6 +178,16 @@ impl Live {
             hash: self.config.hash.clone(),
             diff,
         })
+    }
+
+    /// Polls the devices this node should: all of them on a single node; in a
+    /// cluster, those on lines it holds (and DTU lines).
+    pub fn apply_lines(&mut self) {
+        let devices = match &self.cluster_lines {
+            Some((held, _)) => crate::cluster::lines::owned(&self.devices, &held.borrow()),
+            None => self.devices.clone(),
+        };
+        self.field.apply(devices);
     }
 
     /// Stops the pollers and the MQTT client (after the shared shutdown signal)
