@@ -31,8 +31,14 @@ pub(super) fn start_mqtt(
     let Some(m) = &config.daemon.mqtt else {
         return Ok(None);
     };
+    // In a cluster every node shares the config but needs its own session at
+    // the broker (same client id: each would take the other's connection).
+    let mut m = m.clone();
+    if let Some(c) = &config.daemon.cluster {
+        m.client_id = format!("{}-{}", m.client_id, c.node_id);
+    }
     let (stop, stop_rx) = watch::channel(false);
-    let source = MqttSource::start(m, config, writer.clone(), clock.clone(), stop_rx)?;
+    let source = MqttSource::start(&m, config, writer.clone(), clock.clone(), stop_rx)?;
     log.lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(source.stats());
