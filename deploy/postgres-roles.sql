@@ -41,6 +41,9 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO pollwatch_daemon;
 -- cancellation, emission hours' upserts, the recent alert board).
 GRANT INSERT, UPDATE ON alerts, outbox, orders, emission_hours, series, sources TO pollwatch_daemon;
 GRANT INSERT ON alert_findings, notification_attempts, dead_letters, device_status TO pollwatch_daemon;
+-- Cluster mode (deploy/cluster.md): heartbeats, leases (the fence trigger's
+-- FOR SHARE on the lease row needs UPDATE too), the leader's feed cursor.
+GRANT INSERT, UPDATE ON cluster_nodes, cluster_leases, cluster_feed TO pollwatch_daemon;
 -- Evidence: append only.
 GRANT INSERT ON alert_events, findings, finding_revisions, readings TO pollwatch_daemon;
 REVOKE UPDATE, DELETE, TRUNCATE ON alert_events, findings, finding_revisions, readings, retention_log FROM pollwatch_daemon;

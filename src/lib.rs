@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod api;
 pub mod bench;
 pub mod clock;
+pub mod cluster;
 pub mod completeness;
 pub mod config;
 pub mod console;

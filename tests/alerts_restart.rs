@@ -63,16 +63,7 @@ fn write_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     )
     .unwrap();
     std::fs::write(cfg.join("duty.toml"), common::console::DUTY_TOML).unwrap();
-    let mut e1 = String::from(
-        "id = \"E1\"\nname = \"东山热电\"\ndistrict = \"吴中区\"\nindustry = \"火电\"\n",
-    );
-    for i in 0..N {
-        e1.push_str(&format!(
-            "[[outlets]]\nid = \"DA{i:03}\"\nname = \"{i}#烟囱\"\nkind = \"flue_gas\"\no2_reference = 6.0\n\
-             offline_after = \"3650d\"\nhj212 = {{ mn = \"MN-{i:03}\", password = \"123456\" }}\n\
-             [[outlets.limits]]\nfactor = \"a21026\"\nmax = 35.0\nbasis = \"hour\"\n"
-        ));
-    }
+    let e1 = common::console::e1_outlets(N);
     std::fs::write(cfg.join("enterprises/e1.toml"), e1).unwrap();
     cfg
 }

@@ -128,6 +128,7 @@ async fn serve(
         clock,
         console: pollwatch::console::ConsoleState::new(stop_rx.clone(), Default::default()),
         throttle: Default::default(),
+        cluster: None,
     };
     let server = Server::start("127.0.0.1:0".parse().unwrap(), state, stop_rx)
         .await

@@ -45,6 +45,13 @@ use crate::store::{AlertState, Attempt, OutboxRow, Store};
 /// a few concurrent requests keep a slow one's queue moving without hammering it.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
+/// Whether this node may send now. In cluster mode (issue 22) it says whether
+/// the leader lease is still held by this node's own reckoning (a monotonic
+/// deadline): a leader paused past its lease (SIGSTOP, a VM frozen) sees it
+/// lapsed the moment it runs again, before it sends anything. Single-node
+/// daemons have none.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Rows read from the outbox per scan.
 const SCAN: u32 = 500;
 
@@ -63,6 +70,7 @@ pub struct Dispatcher {
     high_water: i64,
     /// Rows whose settling failed (the store was down): launched again.
     retry: Arc<Mutex<BTreeSet<i64>>>,
+    gate: Option<Gate>,
 }
 
 /// One semaphore per channel.
@@ -114,6 +122,14 @@ struct Ctx {
     clock: Arc<dyn Clock>,
     metrics: Option<crate::api::metrics::Metrics>,
     lanes: Arc<Lanes>,
+    gate: Option<Gate>,
+}
+
+impl Ctx {
+    /// False when a gate says this node must not send any more.
+    fn may_send(&self) -> bool {
+        self.gate.as_ref().is_none_or(|g| g())
+    }
 }
 
 impl Dispatcher {
@@ -130,7 +146,14 @@ impl Dispatcher {
             flushing: Default::default(),
             high_water: 0,
             retry: Default::default(),
+            gate: None,
         }
+    }
+
+    /// Sends only while `gate` says so (cluster mode: while this node leads).
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Counts notification attempts by channel and result.
@@ -168,6 +191,7 @@ impl Dispatcher {
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
             lanes: self.lanes.clone(),
+            gate: self.gate.clone(),
         }
     }
 
@@ -175,6 +199,9 @@ impl Dispatcher {
     /// after the high-water mark (or all of them with `full`), and rows whose
     /// settling failed. Returns how many it started.
     async fn launch(&mut self, jobs: &mut JoinSet<usize>, full: bool) -> Result<usize, AlertError> {
+        if !self.ctx().may_send() {
+            return Ok(0);
+        }
         let mut rows: Vec<OutboxRow> = Vec::new();
         let after = if full { 0 } else { self.high_water };
         loop {
@@ -232,6 +259,9 @@ impl Dispatcher {
 
     /// Starts a digest flush for each channel that has one due and none under way.
     fn launch_flushes(&self, jobs: &mut JoinSet<usize>) {
+        if !self.ctx().may_send() {
+            return;
+        }
         let now = self.clock.now();
         let due: Vec<String> = self
             .notifier
@@ -336,6 +366,11 @@ async fn deliver_row(ctx: &Ctx, row: OutboxRow) -> Result<usize, AlertError> {
     if let Some(cfg) = ctx.notifier.evidence_config(delivery) {
         msg.attachments
             .extend(chart_attachment(&ctx.store, cfg, alert.id, now).await);
+    }
+    // Checked last, right before the provider is called: what is not sent
+    // stays pending for the node that leads now.
+    if !ctx.may_send() {
+        return Ok(0);
     }
     let report = deliver_in_lanes(ctx, delivery, &msg).await;
     finish(ctx, row.id, &report).await?;
@@ -445,7 +480,10 @@ async fn finish(ctx: &Ctx, outbox_id: i64, report: &DeliveryReport) -> Result<()
             .await
         {
             Ok(()) => return Ok(()),
-            Err(e) if tries < 6 && e.is_transient() => {
+            // A conflict: the alerts engine appended to the same timeline at
+            // the same moment. The provider accepted the message; recording
+            // it must not give up on that, or the row is sent again.
+            Err(e) if tries < 6 && (e.is_transient() || e.is_conflict()) => {
                 tracing::warn!(outbox_id, error = %e, "recording a delivery failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;

@@ -17,9 +17,9 @@ mod dispatch;
 mod facts;
 mod task;
 
-pub use dispatch::{DispatchTask, Dispatcher, DEFAULT_CONCURRENCY};
+pub use dispatch::{DispatchTask, Dispatcher, Gate, DEFAULT_CONCURRENCY};
 pub use facts::facts_for;
-pub use task::{AlertsSetup, AlertsTask};
+pub use task::{AlertsSetup, AlertsTask, LeaderHooks};
 
 use std::sync::Arc;
 

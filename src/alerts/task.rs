@@ -37,6 +37,16 @@ pub struct AlertsSetup {
     pub tick: Duration,
 }
 
+/// What changes when the alerts run on a cluster's leader (issue 22).
+#[derive(Clone, Default)]
+pub struct LeaderHooks {
+    /// The dispatcher sends only while this says the node leads.
+    pub gate: Option<super::Gate>,
+    /// Findings other nodes stored (clock skew, DTU takeovers they saw) reach
+    /// no channel of this node: record them from the table at every tick.
+    pub catch_up_every_tick: bool,
+}
+
 impl AlertsTask {
     /// The daemon's alerts: built from the config in force, and rebuilt on each
     /// reload. Findings stored while the task was down are recorded on alerts
@@ -46,16 +56,46 @@ impl AlertsTask {
         setup: AlertsSetup,
         findings: mpsc::Receiver<Vec<StoredFinding>>,
         shutdown: watch::Receiver<bool>,
+        configs: watch::Receiver<Arc<Config>>,
+    ) -> AlertsTask {
+        Self::spawn_with(
+            store,
+            setup,
+            findings,
+            shutdown,
+            configs,
+            LeaderHooks::default(),
+        )
+    }
+
+    /// [`spawn_from_config`](Self::spawn_from_config) with the hooks of a
+    /// cluster's leader.
+    pub fn spawn_with(
+        store: Store,
+        setup: AlertsSetup,
+        findings: mpsc::Receiver<Vec<StoredFinding>>,
+        shutdown: watch::Receiver<bool>,
         mut configs: watch::Receiver<Arc<Config>>,
+        hooks: LeaderHooks,
     ) -> AlertsTask {
         let config = configs.borrow_and_update().clone();
         let notifier = Arc::new(build(&config, &setup));
         let engine = AlertEngine::new(store.clone(), notifier.clone(), config, setup.clock.clone())
             .with_metrics(setup.metrics.clone());
-        let dispatcher = Dispatcher::new(store, notifier.clone(), setup.clock.clone())
+        let mut dispatcher = Dispatcher::new(store, notifier.clone(), setup.clock.clone())
             .with_metrics(setup.metrics.clone());
+        if let Some(g) = hooks.gate {
+            dispatcher = dispatcher.with_gate(g);
+        }
         let handle = tokio::spawn(run(
-            engine, dispatcher, notifier, setup, findings, shutdown, configs,
+            engine,
+            dispatcher,
+            notifier,
+            setup,
+            findings,
+            shutdown,
+            configs,
+            hooks.catch_up_every_tick,
         ));
         AlertsTask { handle }
     }
@@ -72,6 +112,7 @@ fn build(config: &Config, setup: &AlertsSetup) -> Notifier {
     n
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     mut engine: AlertEngine,
     dispatcher: Dispatcher,
@@ -80,6 +121,7 @@ async fn run(
     mut findings: mpsc::Receiver<Vec<StoredFinding>>,
     mut shutdown: watch::Receiver<bool>,
     mut configs: watch::Receiver<Arc<Config>>,
+    catch_up_every_tick: bool,
 ) {
     match dispatcher.recover().await {
         Ok(n) if n > 0 => tracing::info!(
@@ -121,10 +163,22 @@ async fn run(
                         Err(_) => break,
                     }
                 }
+                if catch_up_every_tick {
+                    // The table is read at every tick too: what a catch-up
+                    // recorded already is not recorded twice.
+                    batch = still_unalerted(&engine, batch).await;
+                }
                 engine.on_findings_retrying(&batch).await;
                 wake.notify_one();
             }
             _ = timer.tick() => {
+                if catch_up_every_tick {
+                    match engine.catch_up().await {
+                        Ok(n) if n > 0 => wake.notify_one(),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "cannot record findings other nodes stored"),
+                    }
+                }
                 match engine.tick().await {
                     Ok(r) if !r.escalated.is_empty() || !r.reopened.is_empty() => wake.notify_one(),
                     Ok(_) => {}
@@ -145,4 +199,28 @@ async fn run(
     }
     let _ = stop_dispatch.send(true);
     dispatch.join().await;
+}
+
+/// The findings of `batch` that are on no alert yet (all of them when the
+/// store cannot say: recording twice is the lesser harm than not at all).
+async fn still_unalerted(engine: &AlertEngine, batch: Vec<StoredFinding>) -> Vec<StoredFinding> {
+    let Some(first) = batch.iter().map(|f| f.id).min() else {
+        return batch;
+    };
+    let q = crate::store::FindingQuery {
+        unalerted: true,
+        after_id: Some(first - 1),
+        limit: 100_000,
+        ..Default::default()
+    };
+    match engine.store().findings(&q).await {
+        Ok(open) => {
+            let open: std::collections::HashSet<i64> = open.iter().map(|f| f.id).collect();
+            batch.into_iter().filter(|f| open.contains(&f.id)).collect()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell which findings are on alerts already");
+            batch
+        }
+    }
 }

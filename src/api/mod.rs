@@ -5,6 +5,7 @@
 //! | `GET /healthz` | anyone | the process answers |
 //! | `GET /readyz` | anyone | store writable (a writer round trip within the heartbeat window), listeners bound |
 //! | `GET /metrics` | viewer | Prometheus text ([`metrics`]) |
+//! | `GET /api/v1/cluster` | viewer | nodes, heartbeats, leader, line owners ([`cluster`]; 404 without `[cluster]`) |
 //! | `GET /api/v1/enterprises` | viewer | config with each outlet's and meter's live status |
 //! | `GET /api/v1/readings?enterprise=&outlet=\|meter=&factor=&kind=&stat=&from=&to=&limit=` | viewer | stored readings |
 //! | `GET /api/v1/reports/transmission?from=&to=&enterprise=`, `GET /api/v1/backfill?enterprise=&limit=` | viewer | data completeness ([`reports`]) |
@@ -37,6 +38,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod chart;
+pub mod cluster;
 pub mod enterprises;
 pub mod health;
 pub mod metrics;
@@ -113,6 +115,8 @@ pub struct ApiState {
     /// Wrong bearer tokens and wrong console logins per client address: one
     /// throttle for both doors ([`crate::throttle`]).
     pub throttle: Arc<crate::throttle::AuthThrottle>,
+    /// This node in a cluster (issue 22); `None` on a single node.
+    pub cluster: Option<cluster::ClusterInfo>,
 }
 
 /// Every route, with `state`: the API and the web console.
@@ -122,6 +126,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(alerts::routes())
         .merge(chart::routes())
         .merge(health::routes())
+        .merge(cluster::routes())
         .merge(metrics_routes())
         .merge(enterprises::routes())
         .merge(readings::routes())

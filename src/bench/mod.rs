@@ -6,6 +6,7 @@ pub mod alert_load;
 pub mod alerts;
 pub mod backfill;
 pub mod chart;
+pub mod cluster;
 pub mod evidence;
 pub mod field;
 pub mod hj212;

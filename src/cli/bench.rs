@@ -81,6 +81,32 @@ pub enum BenchWhat {
         #[arg(long)]
         backlog: bool,
     },
+    /// Cluster mode: the store-fed rules path against the in-process tap, on
+    /// one PostgreSQL server, side by side.
+    ClusterFeed {
+        /// A PostgreSQL server URL; a fresh database is made and dropped on it.
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 200_000)]
+        readings: usize,
+        /// Readings per write (one logger frame is 10–50).
+        #[arg(long, default_value_t = 20)]
+        batch: usize,
+    },
+    /// Cluster mode: SIGKILL the leader of two `pollwatch run` nodes again and
+    /// again; time until the survivor's leader term runs.
+    ClusterFailover {
+        /// A PostgreSQL server URL; a fresh database is made and dropped on it.
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 10)]
+        kills: usize,
+        #[arg(long, default_value = "10s")]
+        lease: String,
+        /// Enterprises (two outlets each, 5 h of minute values to rebuild).
+        #[arg(long, default_value_t = 300)]
+        enterprises: usize,
+    },
     /// Rules engine: readings per second through every rule on one core.
     Rules {
         /// Enterprises, each with a flue-gas and a wastewater outlet and two meters.
@@ -203,6 +229,27 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
                 backlog,
             };
             println!("{}", pollwatch::bench::mqtt::mqtt(&opts).await?);
+        }
+        BenchWhat::ClusterFeed {
+            url,
+            readings,
+            batch,
+        } => {
+            println!(
+                "{}",
+                pollwatch::bench::cluster::feed(&url, readings, batch).await?
+            );
+        }
+        BenchWhat::ClusterFailover {
+            url,
+            kills,
+            lease,
+            enterprises,
+        } => {
+            println!(
+                "{}",
+                pollwatch::bench::cluster::failover(&url, kills, &lease, enterprises).await?
+            );
         }
         BenchWhat::Rules {
             enterprises,

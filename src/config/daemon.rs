@@ -60,6 +60,8 @@ pub struct DaemonFile {
     /// The evidence key and the daily anchor; see [`EvidenceSection`].
     #[serde(default)]
     pub evidence: EvidenceSection,
+    /// Cluster mode (issue 22); see [`super::cluster`].
+    pub cluster: Option<super::ClusterSection>,
 }
 
 /// The key alert timelines are chained under, and where the daily anchor goes

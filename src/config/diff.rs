@@ -80,6 +80,7 @@ impl ConfigDiff {
         needs(o.http.listen != n.http.listen, "http.listen");
         needs(o.hj212 != n.hj212, "hj212");
         needs(o.dtu != n.dtu, "dtu");
+        needs(o.cluster != n.cluster, "cluster");
         needs(old.timezone != new.timezone, "daemon.timezone");
         ConfigDiff {
             enterprises: Changes::of(&enterprises(old), &enterprises(new)),

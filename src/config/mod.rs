@@ -11,6 +11,7 @@
 
 mod alerts;
 mod channels;
+mod cluster;
 mod daemon;
 mod device;
 mod diag;
@@ -30,6 +31,7 @@ mod validate_rules;
 pub use crate::model::check::ClockBounds;
 pub use alerts::AlertsSection;
 pub use channels::{ChannelConfig, ChannelKind, HttpMethod, MessageFormat, SmtpTls};
+pub use cluster::{ClusterSection, MAX_LEASE, MIN_LEASE};
 pub use daemon::{
     DaemonFile, DaemonSection, DtuSection, ExtraFactor, ExtraFactorClass, Hj212Section, HttpRole,
     HttpSection, HttpToken, MqttFormat, MqttSection, MqttSubscription, SqliteSync, StorageSection,
@@ -138,6 +140,7 @@ impl Config {
                     validate::daemon(&mut checker(&f, &mut errors), &d);
                     validate_http::http(&mut checker(&f, &mut errors), &d.http);
                     validate_listen::listeners(&mut checker(&f, &mut errors), &d);
+                    cluster::cluster(&mut checker(&f, &mut errors), &d);
                     validate_notify::channels(&mut checker(&f, &mut errors), &d.channels);
                     Some(d)
                 }

@@ -31,8 +31,14 @@ pub(super) fn start_mqtt(
     let Some(m) = &config.daemon.mqtt else {
         return Ok(None);
     };
+    // In a cluster every node shares the config but needs its own session at
+    // the broker (same client id: each would take the other's connection).
+    let mut m = m.clone();
+    if let Some(c) = &config.daemon.cluster {
+        m.client_id = format!("{}-{}", m.client_id, c.node_id);
+    }
     let (stop, stop_rx) = watch::channel(false);
-    let source = MqttSource::start(m, config, writer.clone(), clock.clone(), stop_rx)?;
+    let source = MqttSource::start(&m, config, writer.clone(), clock.clone(), stop_rx)?;
     log.lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(source.stats());
@@ -56,7 +62,17 @@ pub(super) struct Live {
     pub status: Arc<ReloadStatus>,
     /// DTU ids the dial-in listener was started for.
     pub dtu_ids: HashSet<String>,
+    /// Every polled device in the config in force.
+    pub devices: Vec<crate::sources::field::FieldDevice>,
+    /// Cluster mode: the lines this node holds, and where the lines that
+    /// exist are published (see `crate::cluster::lines`).
+    pub cluster_lines: Option<ClusterLines>,
 }
+
+pub(super) type ClusterLines = (
+    watch::Receiver<std::collections::BTreeSet<String>>,
+    watch::Sender<Vec<String>>,
+);
 
 fn invalid(file: &str, path: &str, message: String) -> ReloadError {
     ReloadError::Invalid(ConfigErrors(vec![Diagnostic {
@@ -140,7 +156,11 @@ impl Live {
 
         self.registry_tx
             .send_replace(Arc::new(Registry::from_config(&new)));
-        self.field.apply(devices);
+        self.devices = devices;
+        if let Some((_, wanted)) = &self.cluster_lines {
+            wanted.send_replace(crate::cluster::lines::names(&self.devices));
+        }
+        self.apply_lines();
         if diff.mqtt {
             if let Some((old, stop)) = self.mqtt.take() {
                 tracing::info!("reload: [mqtt] changed; reconnecting the MQTT client");
@@ -164,6 +184,16 @@ impl Live {
             hash: self.config.hash.clone(),
             diff,
         })
+    }
+
+    /// Polls the devices this node should: all of them on a single node; in a
+    /// cluster, those on lines it holds (and DTU lines).
+    pub fn apply_lines(&mut self) {
+        let devices = match &self.cluster_lines {
+            Some((held, _)) => crate::cluster::lines::owned(&self.devices, &held.borrow()),
+            None => self.devices.clone(),
+        };
+        self.field.apply(devices);
     }
 
     /// Stops the pollers and the MQTT client (after the shared shutdown signal)

@@ -14,6 +14,7 @@ mod anchor;
 mod completeness;
 mod disk;
 mod instrument;
+mod leader;
 mod live;
 pub mod plans;
 pub mod reload;
@@ -101,6 +102,7 @@ pub fn store_options(config: &Config) -> StoreOptions {
         sqlite_synchronous: config.daemon.storage.sqlite_synchronous,
         min_free: config.daemon.storage.min_free,
         keys: evidence_keys(config),
+        pg_idle_in_transaction: config.daemon.cluster.as_ref().map(|c| c.lease.0),
         ..StoreOptions::default()
     }
 }
@@ -147,12 +149,15 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let devices = crate::sources::field::devices(&config)?;
     let store = open_store(&config).await?;
+    // Cluster mode (issue 22): the leader's rules engine is fed from the store,
+    // not from this node's writer; see crate::cluster.
+    let cluster_cfg = config.daemon.cluster.clone();
     // The rules engine judges what the writer has committed (never before).
     let (tap, tap_rx) = tokio::sync::mpsc::channel(RULES_TAP_QUEUE);
     let (writer, writer_task) = Writer::spawn(
         store.clone(),
         WriterOptions {
-            tap: Some(tap),
+            tap: cluster_cfg.is_none().then_some(tap),
             ..writer_options(&config)
         },
         clock.clone(),
@@ -188,6 +193,12 @@ pub async fn run(
     let mqtt_log: instrument::MqttStatsLog = Arc::default();
     let mqtt = live::start_mqtt(&config, &writer, &clock, &mqtt_log)?;
     let polled = devices.len();
+    let all_devices = devices.clone();
+    let devices = match &cluster_cfg {
+        // Leased lines start once this node holds them.
+        Some(_) => crate::cluster::lines::owned(&devices, &Default::default()),
+        None => devices,
+    };
     let field = FieldSources::start(
         devices,
         dtu.as_ref().map(|d| (d.hub.clone(), d.heartbeat.clone())),
@@ -204,18 +215,34 @@ pub async fn run(
     let disk_findings = findings_tx.clone();
     let completeness_findings = findings_tx.clone();
     let skew_findings = findings_tx.clone();
-    let rules = RulesTask::spawn(
-        store.clone(),
-        plan_rx,
-        TaskOptions::default(),
-        clock.clone(),
-        tap_rx,
-        Some(findings_tx),
-    );
+    // A single node judges its own commits from the tap; in a cluster only the
+    // leader's term does (leader.rs), and findings this node's watchers store
+    // reach the leader through the findings table.
+    let rules = match &cluster_cfg {
+        None => Some(RulesTask::spawn(
+            store.clone(),
+            plan_rx,
+            TaskOptions::default(),
+            clock.clone(),
+            tap_rx,
+            Some(findings_tx),
+        )),
+        Some(_) => {
+            drop((plan_rx, tap_rx, findings_tx));
+            None
+        }
+    };
     let (stop_alerts, alerts_stop) = watch::channel(false);
-    let rules_stats = rules.stats.clone();
+    let rules_stats: Arc<std::sync::Mutex<Arc<crate::rules::task::TaskStats>>> = Arc::new(
+        std::sync::Mutex::new(rules.as_ref().map(|r| r.stats.clone()).unwrap_or_default()),
+    );
+    let term_rules_stats = rules_stats.clone();
     metrics.collect(move |out| {
-        let s = &rules_stats;
+        let s = rules_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let s = &s;
         for (name, help, v) in [
             (
                 "pollwatch_rules_readings_total",
@@ -303,18 +330,25 @@ pub async fn run(
             );
         }
     });
-    let alerts = crate::alerts::AlertsTask::spawn_from_config(
-        store.clone(),
-        crate::alerts::AlertsSetup {
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-            health: channel_health.clone(),
-            tick: Duration::from_secs(10),
-        },
-        findings_rx,
-        alerts_stop,
-        config_rx.clone(),
-    );
+    let alerts = match &cluster_cfg {
+        None => Some(crate::alerts::AlertsTask::spawn_from_config(
+            store.clone(),
+            crate::alerts::AlertsSetup {
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                health: channel_health.clone(),
+                tick: Duration::from_secs(10),
+            },
+            findings_rx,
+            alerts_stop,
+            config_rx.clone(),
+        )),
+        Some(_) => {
+            // Stored already; the leader records them from the table.
+            tokio::spawn(drain(findings_rx));
+            None
+        }
+    };
 
     // Proof of life for systemd's watchdog and /readyz.
     let (stop_aux, aux_stop) = watch::channel(false);
@@ -412,10 +446,52 @@ pub async fn run(
         open_alerts: api::alerts::open_alerts_hook(),
         plans: Some(plans.clone()),
         clock: clock.clone(),
-        console: crate::console::ConsoleState::new(aux_stop.clone(), channel_health),
+        console: crate::console::ConsoleState::new(aux_stop.clone(), channel_health.clone()),
         throttle: Default::default(),
+        cluster: None,
+    };
+    let cluster_info = cluster_cfg.as_ref().map(|c| api::cluster::ClusterInfo {
+        node: c.node_id.clone(),
+        lease: c.lease.0,
+        stats: Default::default(),
+    });
+    let state = ApiState {
+        cluster: cluster_info.clone(),
+        ..state
     };
     let http = api::Server::start(config.daemon.http.listen.0, state, aux_stop).await?;
+    let cluster = cluster_cfg.as_ref().map(|c| {
+        crate::cluster::Cluster::start(
+            store.clone(),
+            crate::cluster::ClusterOptions {
+                node: c.node_id.clone(),
+                lease: c.lease.0,
+                http: http.local_addr.to_string(),
+                started: clock.now(),
+            },
+            crate::cluster::lines::names(&all_devices),
+            cluster_info
+                .as_ref()
+                .map(|i| i.stats.clone())
+                .unwrap_or_default(),
+        )
+    });
+    let feed_stats: Arc<crate::cluster::feed::FeedStats> = Arc::default();
+    if let Some(info) = &cluster_info {
+        api::cluster::register_metrics(&metrics, info, feed_stats.clone());
+    }
+    let terms = cluster.as_ref().map(|c| leader::TermCtx {
+        node: c.node.clone(),
+        store: store.clone(),
+        plans: plans.clone(),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        health: channel_health.clone(),
+        config: config_tx.subscribe(),
+        belief: c.belief.clone(),
+        rules_stats: term_rules_stats.clone(),
+        feed_stats: feed_stats.clone(),
+    });
 
     let mut live = Live {
         config: Arc::new(config),
@@ -432,6 +508,10 @@ pub async fn run(
         metrics,
         status: reload_status,
         dtu_ids: dtu.as_ref().map(|d| d.ids.clone()).unwrap_or_default(),
+        devices: all_devices,
+        cluster_lines: cluster
+            .as_ref()
+            .map(|c| (c.lines.clone(), c.wanted.clone())),
     };
     systemd::ready("ready");
     if let Some(tx) = opts.on_ready {
@@ -455,6 +535,10 @@ pub async fn run(
     );
 
     tokio::pin!(shutdown);
+    let mut role = cluster.as_ref().map(|c| c.role.clone());
+    let mut lines = cluster.as_ref().map(|c| c.lines.clone());
+    let mut term: Option<leader::Term> = None;
+    let mut reconcile = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -463,6 +547,14 @@ pub async fn run(
                 if let Some(reply) = req.reply {
                     let _ = reply.send(outcome);
                 }
+            }
+            Some(()) = changed(&mut role) => {
+                term = follow_role(term, role.as_ref(), terms.as_ref(), opts.grace).await;
+            }
+            Some(()) = changed(&mut lines) => live.apply_lines(),
+            // A term that failed to start (the store was down) is tried again.
+            _ = reconcile.tick(), if terms.is_some() => {
+                term = follow_role(term, role.as_ref(), terms.as_ref(), opts.grace).await;
             }
         }
     }
@@ -493,10 +585,22 @@ pub async fn run(
     drop(writer);
     writer_task.finish(opts.grace).await;
     tracing::info!("judging the last committed readings");
-    rules.join(opts.grace).await;
+    if let Some(rules) = rules {
+        rules.join(opts.grace).await;
+    }
     // The findings channel is closed now; the task settles what it holds.
-    alerts.join().await;
+    if let Some(alerts) = alerts {
+        alerts.join().await;
+    }
     drop(stop_alerts);
+    // A leader's term ends before its lease is released, so the next leader
+    // starts from what this one saved.
+    if let Some(t) = term {
+        t.stop(Duration::from_secs(1)).await;
+    }
+    if let Some(c) = cluster {
+        c.stop().await;
+    }
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
@@ -592,4 +696,48 @@ fn dtu_ids(devices: &[FieldDevice]) -> HashSet<String> {
             _ => None,
         })
         .collect()
+}
+
+/// Waits for a change on an optional watch: `None` (never ready) without one.
+async fn changed<T>(rx: &mut Option<watch::Receiver<T>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts, keeps or ends the leader's term so that it matches the role.
+async fn follow_role(
+    term: Option<leader::Term>,
+    role: Option<&watch::Receiver<crate::cluster::Role>>,
+    terms: Option<&leader::TermCtx>,
+    grace: Duration,
+) -> Option<leader::Term> {
+    let (Some(role), Some(ctx)) = (role, terms) else {
+        return term;
+    };
+    let want = match &*role.borrow() {
+        crate::cluster::Role::Leader { epoch, .. } => Some(*epoch),
+        crate::cluster::Role::Follower => None,
+    };
+    if term.as_ref().map(leader::Term::epoch) == want {
+        return term;
+    }
+    if let Some(t) = term {
+        t.stop(grace.min(Duration::from_secs(1))).await;
+    }
+    let epoch = want?;
+    match ctx.start(epoch).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::error!(epoch, error = %e, "cannot start the leader's term; trying again");
+            None
+        }
+    }
+}
+
+/// Takes findings nobody on this node judges (cluster followers): they are
+/// stored already, and the leader records them from the table.
+async fn drain(mut rx: tokio::sync::mpsc::Receiver<Vec<crate::store::StoredFinding>>) {
+    while rx.recv().await.is_some() {}
 }

@@ -54,6 +54,11 @@ impl PlanFeed {
         ))
     }
 
+    /// Another receiver of the plan (a cluster leader's rules task, one per term).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Plan>> {
+        self.tx.subscribe()
+    }
+
     /// A reload succeeded.
     pub async fn set_config(&self, config: Arc<Config>) {
         let mut inputs = self.inputs.lock().await;

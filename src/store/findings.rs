@@ -276,42 +276,24 @@ impl Store {
                 .fetch_all(pool)
                 .await
                 .map_err(StoreError::db("replay readings"))?;
-            let corrupt = |e: crate::model::UnknownVariant| StoreError::Corrupt(e.to_string());
             let ent: crate::model::Id = enterprise.into();
             rows.iter()
                 .map(|r| {
-                    let kind: String = r.get(0);
-                    let loc: String = r.get(1);
-                    let location = match kind.as_str() {
-                        "outlet" => Location::Outlet(loc.into()),
-                        "meter" => Location::Meter(loc.into()),
-                        other => {
-                            return Err(StoreError::Corrupt(format!("location kind {other:?}")))
-                        }
-                    };
-                    let f: String = r.get(2);
-                    let unit: String = r.get(3);
-                    let k: String = r.get(4);
-                    let st: String = r.get(5);
-                    let flag: String = r.get(9);
-                    let protocol: String = r.get(10);
-                    let device: String = r.get(11);
-                    Ok(Reading {
+                    reading_of(ReplayCols {
                         enterprise: ent.clone(),
-                        location,
-                        factor: f.into(),
-                        unit: unit.into(),
-                        ts: from_ms(r.get(7))?,
-                        value: r.get(8),
-                        kind: k.parse().map_err(corrupt)?,
-                        stat: st.parse().map_err(corrupt)?,
+                        location_kind: r.get(0),
+                        location: r.get(1),
+                        factor: r.get(2),
+                        unit: r.get(3),
+                        kind: r.get(4),
+                        stat: r.get(5),
                         converted: r.get(6),
-                        flag: flag.parse().map_err(corrupt)?,
-                        source: SourceRef {
-                            protocol: protocol.parse().map_err(corrupt)?,
-                            device: device.into(),
-                            resend: r.get(12),
-                        },
+                        ts: r.get(7),
+                        value: r.get(8),
+                        flag: r.get(9),
+                        protocol: r.get(10),
+                        device: r.get(11),
+                        resend: r.get(12),
                     })
                 })
                 .collect()
@@ -354,6 +336,52 @@ fn stored_finding(
             message,
             evidence: serde_json::from_str(&evidence)
                 .map_err(|e| StoreError::Corrupt(format!("finding {id} evidence: {e}")))?,
+        },
+    })
+}
+
+/// The columns a replayed reading is read back from (both backends, and the
+/// cluster feed in `super::cluster`).
+pub(super) struct ReplayCols {
+    pub enterprise: crate::model::Id,
+    pub location_kind: String,
+    pub location: String,
+    pub factor: String,
+    pub unit: String,
+    pub kind: String,
+    pub stat: String,
+    pub converted: bool,
+    pub ts: i64,
+    pub value: f64,
+    pub flag: String,
+    pub protocol: String,
+    pub device: String,
+    pub resend: bool,
+}
+
+/// A stored reading as the rules engine sees it.
+pub(super) fn reading_of(c: ReplayCols) -> Result<Reading, StoreError> {
+    let corrupt = |e: crate::model::UnknownVariant| StoreError::Corrupt(e.to_string());
+    let location = match c.location_kind.as_str() {
+        "outlet" => Location::Outlet(c.location.into()),
+        "meter" => Location::Meter(c.location.into()),
+        other => return Err(StoreError::Corrupt(format!("location kind {other:?}"))),
+    };
+    Ok(Reading {
+        enterprise: c.enterprise,
+        location,
+        factor: c.factor.into(),
+        unit: c.unit.into(),
+        ts: from_ms(c.ts)?,
+        value: c.value,
+        kind: c.kind.parse().map_err(corrupt)?,
+        stat: c.stat.parse().map_err(corrupt)?,
+        converted: c.converted,
+        flag: c.flag.parse().map_err(corrupt)?,
+        source: SourceRef {
+            protocol: c.protocol.parse().map_err(corrupt)?,
+            device: c.device.into(),
+            resend: c.resend,
         },
     })
 }

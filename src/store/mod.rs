@@ -34,6 +34,7 @@ macro_rules! on_pool {
 }
 
 mod alerts;
+pub mod cluster;
 mod completeness;
 mod conflicts;
 mod events;
@@ -119,6 +120,22 @@ impl StoreError {
         move |source| StoreError::Db { op, source }
     }
 
+    /// A unique key was taken by a concurrent writer (PostgreSQL 23505): the
+    /// same write, re-read and retried, may well succeed.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            StoreError::Db {
+                source: sqlx::Error::Database(e),
+                ..
+            } => {
+                e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                    && e.code().as_deref() == Some("23505")
+            }
+            _ => false,
+        }
+    }
+
     /// Worth trying again as it is: the database was busy, locked, out of
     /// connections or unreachable — not a refusal of the data itself.
     pub fn is_transient(&self) -> bool {
@@ -172,6 +189,11 @@ pub struct StoreOptions {
     /// The evidence key timeline rows are chained under (`[evidence]`; none:
     /// rows are written unkeyed). See [`crate::seal`].
     pub keys: crate::seal::Keyring,
+    /// PostgreSQL only: `idle_in_transaction_session_timeout` on every
+    /// connection. Cluster mode sets it to the lease: a node paused in the
+    /// middle of a transaction (SIGSTOP, a frozen VM) would otherwise hold the
+    /// snapshot horizon the leader's feed waits for (`crate::cluster::feed`).
+    pub pg_idle_in_transaction: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -185,6 +207,7 @@ impl Default for StoreOptions {
             space_every: Duration::from_secs(1),
             sqlite_page_limit: None,
             keys: crate::seal::Keyring::default(),
+            pg_idle_in_transaction: None,
         }
     }
 }

@@ -39,10 +39,16 @@ fn bind_rows<'q>(
 impl PgStore {
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         let redacted = super::StoreUrl::redacted(url);
-        let connect: PgConnectOptions = url.parse().map_err(|source| StoreError::Open {
+        let mut connect: PgConnectOptions = url.parse().map_err(|source| StoreError::Open {
             url: redacted.clone(),
             source,
         })?;
+        if let Some(t) = opts.pg_idle_in_transaction {
+            connect = connect.options([(
+                "idle_in_transaction_session_timeout",
+                t.as_millis().max(1).to_string(),
+            )]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(opts.connect_timeout)
@@ -64,6 +70,15 @@ impl PgStore {
             pool,
             ids: Arc::default(),
         })
+    }
+
+    /// The same store on another pool (the fenced pool of `Store::fenced`).
+    pub(super) fn with_pool(&self, pool: PgPool) -> PgStore {
+        PgStore {
+            keys: self.keys.clone(),
+            pool,
+            ids: Arc::default(),
+        }
     }
 
     pub async fn commit(&self, parts: &[Received]) -> Result<CommitStats, StoreError> {

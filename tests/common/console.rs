@@ -69,6 +69,23 @@ pub const DUTY_TOML: &str =
      [[teams]]\nid = \"wuzhong\"\nname = \"吴中区执法大队\"\nmembers = [\"zhangwei\"]\n\
      [[routes]]\nteam = \"wuzhong\"\nchannels = [\"wecom\"]\n";
 
+/// E1 with `n` flue-gas outlets `DA000…`, logger `MN-000…` (password 123456),
+/// SO2 ≤ 35 by the hour, never offline: an enterprise file for tests that count
+/// alerts per outlet.
+pub fn e1_outlets(n: usize) -> String {
+    let mut e1 = String::from(
+        "id = \"E1\"\nname = \"东山热电\"\ndistrict = \"吴中区\"\nindustry = \"火电\"\n",
+    );
+    for i in 0..n {
+        e1.push_str(&format!(
+            "[[outlets]]\nid = \"DA{i:03}\"\nname = \"{i}#烟囱\"\nkind = \"flue_gas\"\no2_reference = 6.0\n\
+             offline_after = \"3650d\"\nhj212 = {{ mn = \"MN-{i:03}\", password = \"123456\" }}\n\
+             [[outlets.limits]]\nfactor = \"a21026\"\nmax = 35.0\nbasis = \"hour\"\n"
+        ));
+    }
+    e1
+}
+
 /// E1's logger uploads an SO2 hourly mean of 41.2 mg/m³ (limit 35) for
 /// 2026-11-27 09:00 over the real HJ 212 listener on `port`.
 pub async fn upload_exceedance(port: u16) {

@@ -109,4 +109,22 @@
     if (chart.complete && chart.naturalWidth === 0) failed();
     else chart.addEventListener('error', failed);
   }
+
+  // Cluster mode: a footer naming the node that served the page and the
+  // leader (who judges and notifies). A single node answers 404: no footer.
+  if (meta) {
+    fetch('/api/v1/cluster', { credentials: 'same-origin' })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (c) {
+        if (!c) return;
+        const f = document.createElement('footer');
+        f.className = 'cluster';
+        const leader = c.leader
+          ? '主节点 ' + c.leader.node + '（自 ' + new Date(c.leader.since).toLocaleString('zh-CN') + '）'
+          : '暂无主节点';
+        f.textContent = '本页由节点 ' + c.node + ' 提供 · ' + leader;
+        document.body.appendChild(f);
+      })
+      .catch(function () { /* the footer is a courtesy */ });
+  }
 })();
