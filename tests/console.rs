@@ -251,6 +251,47 @@ async fn login_cookie_csrf_roles_and_logout() {
     assert!(daemon.terminate().success());
 }
 
+/// Sessions live in the store: a restart of the daemon does not log the officer
+/// out, and a logout ends the session for good (also across a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlives_a_restart_and_not_a_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, mut daemon) = start(dir.path());
+    let c = client();
+    let desk = session(&c, &cfg.base(), OPERATOR).await;
+    let viewer = session(&c, &cfg.base(), VIEWER).await;
+    let (_, page) = get(&c, &format!("{}/", cfg.base()), &desk).await;
+    let csrf = csrf_of(&page);
+    assert!(daemon.terminate().success());
+
+    let mut daemon = Daemon::start(&cfg.dir, Some(&dir.path().join("daemon2.log")));
+    cfg.bound(&daemon);
+    let base = cfg.base();
+    let (status, page) = get(&c, &format!("{base}/"), &desk).await;
+    assert_eq!(status, 200, "logged in after the restart:\n{page}");
+    assert_eq!(csrf_of(&page), csrf, "the same session");
+    // Logout, then the session is gone; the viewer's is not.
+    let r = c
+        .post(format!("{base}/logout"))
+        .header("cookie", &desk)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(get(&c, &format!("{base}/"), &desk).await.0, 303);
+    assert_eq!(get(&c, &format!("{base}/overview"), &viewer).await.0, 200);
+    // Nothing of the cookie is in the database: only its hash.
+    let id = desk.split_once('=').unwrap().1;
+    let mut db = std::fs::read(&cfg.db).unwrap();
+    db.extend(std::fs::read(cfg.db.with_extension("db-wal")).unwrap_or_default());
+    assert!(
+        !db.windows(id.len()).any(|w| w == id.as_bytes()),
+        "the session id is stored in the clear"
+    );
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ends_when_its_token_is_removed_by_a_reload() {
     let dir = tempfile::tempdir().unwrap();

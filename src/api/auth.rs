@@ -95,11 +95,12 @@ impl Tokens {
     }
 
     /// The role a session's token has now: `None` once the token was removed or
-    /// its secret changed by a reload.
-    pub fn current(&self, name: &str, print: &[u8; 32]) -> Option<HttpRole> {
+    /// its secret changed by a reload. `sealed` says whether the session was
+    /// made with the secret of this fingerprint (see `console::session`).
+    pub fn current_for(&self, name: &str, sealed: impl Fn(&[u8; 32]) -> bool) -> Option<HttpRole> {
         self.entries
             .iter()
-            .find(|(n, _, secret)| n == name && constant_time_eq(&fingerprint(secret), print))
+            .find(|(n, _, secret)| n == name && sealed(&fingerprint(secret)))
             .map(|(_, role, _)| *role)
     }
 }
@@ -209,12 +210,12 @@ fn throttled_bearer(
 
 /// The caller's name if it holds at least `need`: by bearer token, or else by
 /// console session cookie.
-fn authorize(parts: &Parts, state: &ApiState, need: HttpRole) -> Result<String, AuthError> {
+async fn authorize(parts: &Parts, state: &ApiState, need: HttpRole) -> Result<String, AuthError> {
     let tokens: Arc<Tokens> = state.tokens.borrow().clone();
     let (name, role) = if parts.headers.contains_key(AUTHORIZATION) {
         throttled_bearer(parts, state, &tokens)?
     } else {
-        let s = crate::console::session::from_request(parts, state, &tokens)?;
+        let s = crate::console::session::from_request(parts, state, &tokens).await?;
         (s.name, s.role)
     };
     if role < need {
@@ -236,7 +237,7 @@ impl FromRequestParts<ApiState> for Viewer {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, AuthError> {
-        authorize(parts, state, HttpRole::Viewer).map(Viewer)
+        authorize(parts, state, HttpRole::Viewer).await.map(Viewer)
     }
 }
 
@@ -244,6 +245,8 @@ impl FromRequestParts<ApiState> for Operator {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, AuthError> {
-        authorize(parts, state, HttpRole::Operator).map(Operator)
+        authorize(parts, state, HttpRole::Operator)
+            .await
+            .map(Operator)
     }
 }

@@ -45,8 +45,10 @@ pub fn landing(role: crate::config::HttpRole) -> &'static str {
 
 async fn form(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     let tokens = s.tokens.borrow().clone();
-    let live = session::cookie(&headers)
-        .and_then(|id| s.console.sessions.lookup(id, &tokens, s.clock.now()));
+    let live = match session::cookie(&headers) {
+        Some(id) => s.console.sessions.lookup(id, &tokens, s.clock.now()).await,
+        None => None,
+    };
     if let Some(who) = live {
         return Redirect::to(landing(who.role)).into_response();
     }
@@ -97,6 +99,7 @@ async fn login(
         .console
         .sessions
         .create(&name, print, s.clock.now(), lifetime)
+        .await
     {
         Ok(id) => {
             tracing::info!(token = %name, role = role.as_str(), "console login");
@@ -137,7 +140,7 @@ async fn logout(
         );
     }
     if let Some(id) = session::cookie(&headers) {
-        s.console.sessions.remove(id);
+        s.console.sessions.remove(id).await;
     }
     tracing::info!(token = %who.name, "console logout");
     let secure = s.config.borrow().daemon.http.secure_cookies;

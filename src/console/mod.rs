@@ -94,13 +94,17 @@ impl FromRequestParts<ApiState> for Officer {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
         let tokens = state.tokens.borrow().clone();
-        session::cookie(&parts.headers)
-            .and_then(|id| {
+        let found = match session::cookie(&parts.headers) {
+            Some(id) => {
                 state
                     .console
                     .sessions
                     .lookup(id, &tokens, state.clock.now())
-            })
+                    .await
+            }
+            None => None,
+        };
+        found
             .map(Officer)
             .ok_or_else(|| Redirect::to("/login").into_response())
     }

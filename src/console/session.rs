@@ -1,18 +1,25 @@
 //! Console sessions: a login with an API token gives the browser a random
 //! 256-bit session id in an `HttpOnly; SameSite=Strict` cookie.
 //!
-//! Why server-side sessions in memory rather than HMAC-signed cookies: logout
-//! and a token's removal must end a session *now*, which a signed cookie cannot
-//! do without a revocation list (a server-side table again); there is one daemon
-//! per unit, so nothing needs sharing; and there is no signing key to generate,
-//! store and rotate. The price is that a daemon restart logs everyone out, which
-//! for a handful of duty officers is a re-login, not an outage.
+//! Why server-side sessions rather than HMAC-signed cookies: logout and a
+//! token's removal must end a session *now*, which a signed cookie cannot do
+//! without a revocation list (a server-side table again), and there is no
+//! signing key to generate, store and rotate.
 //!
-//! The map is keyed by SHA-256 of the id, so the cookie value itself is never
+//! Where they live: the daemon keeps them in the store ([`Sessions::persistent`],
+//! table `console_sessions`), so a restart does not log the duty officers out
+//! and, in a cluster, every node knows every session — a failover is invisible
+//! to the officer, and a logout on one node ends the session on all of them
+//! (each request reads the row; a primary-key lookup is nothing next to the
+//! page it guards). Without a store (unit tests) they live in memory.
+//!
+//! Sessions are keyed by SHA-256 of the id, so the cookie value itself is never
 //! held, and a lookup's timing says nothing useful about stored ids. Each session
-//! remembers its token's name and a fingerprint of its secret: when a reload
-//! removes the token or changes its secret, the next request with the session
-//! fails and the session is dropped. The role is read from the tokens in force,
+//! remembers its token's name and a seal, SHA-256 of the id and the fingerprint
+//! of the token's secret: when a reload removes the token or changes its secret,
+//! the next request with the session fails and the session is dropped. The seal
+//! binds the row to the cookie, so a reader of the table can neither use a row
+//! nor test guesses of a token against it. The role is read from the tokens in force,
 //! so a downgrade applies at once.
 //!
 //! CSRF: each session has its own random CSRF token. A state-changing request
@@ -33,6 +40,7 @@ use sha2::Digest;
 use crate::api::auth::{constant_time_eq, AuthError, Tokens};
 use crate::api::ApiState;
 use crate::config::HttpRole;
+use crate::store::{SessionRow, Store, StoreError};
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "pw_session";
@@ -43,11 +51,13 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub enum SessionError {
     #[error("the operating system's random number source failed: {0}")]
     Random(getrandom::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 struct Entry {
     name: String,
-    print: [u8; 32],
+    seal: [u8; 32],
     csrf: String,
     expires: DateTime<Utc>,
 }
@@ -66,10 +76,24 @@ pub struct Session {
 #[derive(Clone, Default)]
 pub struct Sessions {
     inner: Arc<Mutex<HashMap<[u8; 32], Entry>>>,
+    store: Option<Store>,
 }
 
 fn key(id: &str) -> [u8; 32] {
     sha2::Sha256::digest(id.as_bytes()).into()
+}
+
+/// Binds a session to its cookie and its token's secret.
+fn seal(id: &str, print: &[u8; 32]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    h.update(b"pollwatch console session\0");
+    h.update(id.as_bytes());
+    h.update(print);
+    h.finalize().into()
+}
+
+fn hex(b: &[u8; 32]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// 256 random bits from the operating system, in hex.
@@ -80,6 +104,15 @@ pub(crate) fn random_hex() -> Result<String, SessionError> {
 }
 
 impl Sessions {
+    /// Sessions kept in `store`: they survive a restart and are shared by the
+    /// nodes of a cluster.
+    pub fn persistent(store: Store) -> Sessions {
+        Sessions {
+            inner: Arc::default(),
+            store: Some(store),
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
         // A panic while holding the lock leaves a consistent map (every change
         // is one insert or remove), so a poisoned lock is still usable.
@@ -87,8 +120,8 @@ impl Sessions {
     }
 
     /// Starts a session for a token found by [`Tokens::login`]; returns the id
-    /// for the cookie. Expired sessions are swept here, so the map stays small.
-    pub fn create(
+    /// for the cookie. Expired sessions are swept here.
+    pub async fn create(
         &self,
         name: &str,
         print: [u8; 32],
@@ -97,48 +130,97 @@ impl Sessions {
     ) -> Result<String, SessionError> {
         let id = random_hex()?;
         let csrf = random_hex()?;
-        let mut map = self.map();
-        map.retain(|_, e| e.expires > now);
-        map.insert(
-            key(&id),
-            Entry {
-                name: name.to_string(),
-                print,
-                csrf,
-                expires: now + lifetime,
-            },
-        );
+        let entry = Entry {
+            name: name.to_string(),
+            seal: seal(&id, &print),
+            csrf,
+            expires: now + lifetime,
+        };
+        match &self.store {
+            Some(store) => {
+                store
+                    .put_session(&SessionRow {
+                        key: hex(&key(&id)),
+                        name: entry.name,
+                        seal: hex(&entry.seal),
+                        csrf: entry.csrf,
+                        created_at: now,
+                        expires_at: entry.expires,
+                    })
+                    .await?
+            }
+            None => {
+                let mut map = self.map();
+                map.retain(|_, e| e.expires > now);
+                map.insert(key(&id), entry);
+            }
+        }
         Ok(id)
     }
 
     /// The session of `id` if it has not expired and its token is still in force;
-    /// a dead session is removed.
-    pub fn lookup(&self, id: &str, tokens: &Tokens, now: DateTime<Utc>) -> Option<Session> {
+    /// a dead session is removed. A store that cannot be read is no session
+    /// (logged): the officer is sent to the login page, which says why.
+    pub async fn lookup(&self, id: &str, tokens: &Tokens, now: DateTime<Utc>) -> Option<Session> {
         let k = key(id);
-        let mut map = self.map();
-        let e = map.get(&k)?;
-        let role = (e.expires > now)
-            .then(|| tokens.current(&e.name, &e.print))
-            .flatten();
-        match role {
-            Some(role) => Some(Session {
+        let entry = match &self.store {
+            Some(store) => match store.session(&hex(&k)).await {
+                Ok(row) => row.map(|r| Entry {
+                    seal: unhex(&r.seal).unwrap_or([0; 32]),
+                    name: r.name,
+                    csrf: r.csrf,
+                    expires: r.expires_at,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "console session: the store cannot be read");
+                    return None;
+                }
+            },
+            None => self.map().get(&k).map(|e| Entry {
                 name: e.name.clone(),
-                role,
+                seal: e.seal,
                 csrf: e.csrf.clone(),
                 expires: e.expires,
             }),
+        }?;
+        let role = (entry.expires > now)
+            .then(|| {
+                tokens.current_for(&entry.name, |print| {
+                    constant_time_eq(&seal(id, print), &entry.seal)
+                })
+            })
+            .flatten();
+        match role {
+            Some(role) => Some(Session {
+                name: entry.name,
+                role,
+                csrf: entry.csrf,
+                expires: entry.expires,
+            }),
             None => {
-                map.remove(&k);
+                self.remove(id).await;
                 None
             }
         }
     }
 
-    /// Logout.
-    pub fn remove(&self, id: &str) {
-        self.map().remove(&key(id));
+    /// Logout (and the end of a dead session). A store error is logged: the
+    /// cookie is cleared anyway and the row expires.
+    pub async fn remove(&self, id: &str) {
+        let k = key(id);
+        match &self.store {
+            Some(store) => {
+                if let Err(e) = store.delete_session(&hex(&k)).await {
+                    tracing::warn!(error = %e, "console session: could not delete");
+                }
+            }
+            None => {
+                self.map().remove(&k);
+            }
+        }
     }
 
+    /// Sessions held in memory (0 when they live in the store).
     pub fn len(&self) -> usize {
         self.map().len()
     }
@@ -146,6 +228,18 @@ impl Sessions {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(std::str::from_utf8(&b[2 * i..2 * i + 2]).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The session cookie's value, if the request has one.
@@ -185,7 +279,7 @@ fn safe(method: &Method) -> bool {
 
 /// The session behind a request's cookie, for [`crate::api::auth`]. A
 /// state-changing method must carry the CSRF header.
-pub fn from_request(
+pub async fn from_request(
     parts: &Parts,
     state: &ApiState,
     tokens: &Tokens,
@@ -195,6 +289,7 @@ pub fn from_request(
         .console
         .sessions
         .lookup(id, tokens, state.clock.now())
+        .await
         .ok_or(AuthError::Invalid)?;
     if !safe(&parts.method) {
         let presented = parts
@@ -231,28 +326,40 @@ mod tests {
         assert_ne!(a, b);
     }
 
-    #[test]
-    fn a_session_ends_at_expiry_on_logout_and_with_its_token() {
+    #[tokio::test]
+    async fn a_session_ends_at_expiry_on_logout_and_with_its_token() {
         let s = Sessions::default();
         let tokens = Tokens::from_entries(&[("desk", HttpRole::Operator, "desk-token-0123456789")]);
         let (name, role, print) = tokens.login(b"desk-token-0123456789").unwrap();
         assert_eq!((name.as_str(), role), ("desk", HttpRole::Operator));
         let now = Utc::now();
         let life = Duration::minutes(5);
-        let id = s.create(&name, print, now, life).unwrap();
-        let got = s.lookup(&id, &tokens, now + Duration::minutes(4)).unwrap();
+        let id = s.create(&name, print, now, life).await.unwrap();
+        let got = s
+            .lookup(&id, &tokens, now + Duration::minutes(4))
+            .await
+            .unwrap();
         assert_eq!((got.name.as_str(), got.role), ("desk", HttpRole::Operator));
-        assert!(s.lookup(&id, &tokens, now + life).is_none(), "expired");
+        assert!(
+            s.lookup(&id, &tokens, now + life).await.is_none(),
+            "expired"
+        );
         assert!(s.is_empty(), "an expired session is dropped");
 
-        let id = s.create(&name, print, now, life).unwrap();
-        s.remove(&id);
-        assert!(s.lookup(&id, &tokens, now).is_none(), "logged out");
+        let id = s.create(&name, print, now, life).await.unwrap();
+        s.remove(&id).await;
+        assert!(s.lookup(&id, &tokens, now).await.is_none(), "logged out");
 
-        let id = s.create(&name, print, now, life).unwrap();
+        let id = s.create(&name, print, now, life).await.unwrap();
         let rotated =
             Tokens::from_entries(&[("desk", HttpRole::Operator, "a-new-secret-0123456789")]);
-        assert!(s.lookup(&id, &rotated, now).is_none(), "secret changed");
-        assert!(s.lookup(&id, &tokens, now).is_none(), "and it stays dead");
+        assert!(
+            s.lookup(&id, &rotated, now).await.is_none(),
+            "secret changed"
+        );
+        assert!(
+            s.lookup(&id, &tokens, now).await.is_none(),
+            "and it stays dead"
+        );
     }
 }

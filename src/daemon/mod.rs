@@ -446,7 +446,11 @@ pub async fn run(
         open_alerts: api::alerts::open_alerts_hook(),
         plans: Some(plans.clone()),
         clock: clock.clone(),
-        console: crate::console::ConsoleState::new(aux_stop.clone(), channel_health.clone()),
+        console: crate::console::ConsoleState {
+            // In the store: a restart or a failover does not log officers out.
+            sessions: crate::console::Sessions::persistent(store.clone()),
+            ..crate::console::ConsoleState::new(aux_stop.clone(), channel_health.clone())
+        },
         throttle: Default::default(),
         cluster: None,
     };
