@@ -1,6 +1,7 @@
 //! Data completeness (issue #20): the worked example of the bureau's definitions
-//! through the CLI and the API, and the persisted daily figures and backfill
-//! records, on SQLite and PostgreSQL.
+//! through the CLI and the API, the persisted daily figures and backfill
+//! records, and a day's `low_transmission` revised and then superseded as
+//! backfill fills its hours, on SQLite and PostgreSQL.
 
 #[macro_use]
 mod common;
@@ -17,6 +18,7 @@ use pollwatch::store::{
 
 use common::console::VIEWER;
 use common::daemon::Daemon;
+use pollwatch::completeness::daily::store_pass;
 
 both_backends!(
     worked_example_through_cli_and_api,
@@ -375,22 +377,55 @@ async fn closing_a_day_persists_figures_and_raises_low_transmission(url: &str) {
     let d = &stored[0].figures;
     assert_eq!((d.expected, d.received, d.valid), (23, 19, 17));
 
+    // Stored as the daemon does (and the day's missing hours go to the backfill).
+    assert_eq!(
+        closed.missing,
+        vec![("E1".to_string(), "DW001".to_string())]
+    );
+    let pass = store_pass(&store, closed, now).await.unwrap();
+    assert_eq!(pass.new.len(), 1);
+    let low_id = pass.new[0].id;
+
     // Counting again changes nothing and raises nothing.
     let again = close().await.unwrap();
     assert_eq!((again.new, again.revised, again.findings.len()), (0, 0, 0));
+    let pass = store_pass(&store, again, now).await.unwrap();
+    assert!(pass.new.is_empty() && pass.revised.revised.is_empty());
 
-    // The logger's backlog fills hours 20–23: the day is revised.
-    write_hours(url, 20..24).await;
+    // The logger's backlog fills hours 20 and 21: the day is revised, still
+    // below the line (19 of 23), and so is its finding.
+    write_hours(url, 20..22).await;
     let revised = close().await.unwrap();
     assert_eq!(
         (revised.new, revised.revised, revised.findings.len()),
         (0, 1, 0)
     );
+    let later = now + chrono::Duration::hours(1);
+    let pass = store_pass(&store, revised, later).await.unwrap();
+    assert_eq!(pass.revised.revised, vec![low_id]);
+    assert!(pass.revised.superseded.is_empty());
+    let h = store.finding_history(low_id).await.unwrap();
+    assert!(h.superseded.is_none());
+    assert!((h.revisions[0].to_value.unwrap() - 19.0 / 23.0).abs() < 1e-9);
+
+    // Hours 22 and 23 too: 21 of 23 valid (91.3 %), above the line: the
+    // finding is superseded.
+    write_hours(url, 22..24).await;
+    let revised = close().await.unwrap();
+    assert_eq!((revised.new, revised.revised), (0, 1));
+    let pass = store_pass(&store, revised, later).await.unwrap();
+    assert_eq!(pass.revised.superseded, vec![low_id]);
+    assert!(store
+        .finding_history(low_id)
+        .await
+        .unwrap()
+        .superseded
+        .is_some());
     let stored = store
         .transmission_days(day, day.succ_opt().unwrap(), None)
         .await
         .unwrap();
-    assert_eq!(stored[0].revision, 2);
+    assert_eq!(stored[0].revision, 3);
     let d = &stored[0].figures;
     assert_eq!((d.expected, d.received, d.valid), (23, 23, 21));
     // The report reads the persisted day.

@@ -177,7 +177,7 @@ pub async fn run(
         writer.clone(),
         clock.clone(),
         sources_stop.clone(),
-        Some(backfill),
+        Some(backfill.clone()),
     )
     .await?;
     let mut listeners = vec![("hj212", hj212.local_addr())];
@@ -204,13 +204,17 @@ pub async fn run(
     let disk_findings = findings_tx.clone();
     let completeness_findings = findings_tx.clone();
     let skew_findings = findings_tx.clone();
+    // Hours the rules engine closes short are asked for on the way to alerts.
+    let (rules_tx, rules_rx) = tokio::sync::mpsc::channel(1024);
+    let short = completeness::short_hours(rules_rx, findings_tx, backfill.clone(), clock.clone());
+    tokio::spawn(short);
     let rules = RulesTask::spawn(
         store.clone(),
         plan_rx,
         TaskOptions::default(),
         clock.clone(),
         tap_rx,
-        Some(findings_tx),
+        Some(rules_tx),
     );
     let (stop_alerts, alerts_stop) = watch::channel(false);
     let rules_stats = rules.stats.clone();
@@ -362,6 +366,7 @@ pub async fn run(
         config_rx.clone(),
         completeness_findings,
         clock.clone(),
+        Some(backfill),
         aux_stop.clone(),
     ));
     // Logger clocks out of bounds: clock_skew once an hour per outlet (issue #17).
