@@ -111,6 +111,7 @@ async fn worked_example_through_cli_and_api(url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), url);
     write_worked_example(url).await;
+    record_minute_request(url).await;
 
     let report = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_pollwatch"))
@@ -196,7 +197,61 @@ async fn worked_example_through_cli_and_api(url: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
+
+    // The enterprise page: the last seven days' rates of each limited factor,
+    // and the requests with their outcome.
+    let c = common::console::client();
+    let cookie = common::console::session(&c, &base, VIEWER).await;
+    let (status, page) = common::console::get(&c, &format!("{base}/enterprises/E1"), &cookie).await;
+    assert_eq!(status, 200);
+    let at = page
+        .find(r#"<section id="completeness">"#)
+        .expect("the completeness section");
+    let section = &page[at..];
+    assert!(section.contains("有效传输率"), "{section}");
+    assert!(
+        section.contains("<td>DW001</td><td>w01018</td>"),
+        "{section}"
+    );
+    assert!(
+        section.contains("分钟数据 (2051)")
+            && section.contains("MN-WW-0001")
+            && section.contains("数采仪无数据（确认缺失）")
+            && section.contains("ExeRtn=100"),
+        "{section}"
+    );
     drop(daemon);
+}
+
+/// A minute-data request that the logger answered ExeRtn=100.
+async fn record_minute_request(url: &str) {
+    let store = Store::open(url, &Default::default()).await.unwrap();
+    let begin = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+    let at = begin + chrono::Duration::hours(2);
+    let id = store
+        .insert_backfill(&NewBackfill {
+            enterprise: "E1".into(),
+            outlet: "DW001".into(),
+            mn: "MN-WW-0001".into(),
+            cn: "2051".into(),
+            begin,
+            end: begin + chrono::Duration::hours(1),
+            qn: "20261127220000001".into(),
+            attempt: 1,
+            requested_at: at,
+        })
+        .await
+        .unwrap();
+    let outcome = BackfillOutcome {
+        state: BackfillState::NoData,
+        qn_rtn: Some(1),
+        exe_rtn: Some(100),
+        readings: 0,
+        finished_at: at,
+        detail: "ExeRtn=100: the logger has no data for the period".into(),
+    };
+    store.finish_backfill(id, &outcome).await.unwrap();
+    store.close().await;
 }
 
 async fn daily_figures_and_backfill_records(url: &str) {
