@@ -40,27 +40,17 @@ struct Rig {
 impl Rig {
     async fn start(url: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let c = dir.path().join("config");
-        std::fs::create_dir_all(c.join("enterprises")).unwrap();
-        std::fs::write(
-            c.join("pollwatch.toml"),
-            format!(
-                "[daemon]\ntimezone = \"Asia/Shanghai\"\nstate_dir = {:?}\n\n[storage]\nurl = {url:?}\n\n\
-                 [hj212]\nlisten = \"127.0.0.1:0\"\nbackfill_max_age = \"6h\"\nbackfill_timeout = \"3s\"\n",
-                dir.path().join("state").display().to_string()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            c.join("enterprises/e1.toml"),
-            common::completeness::enterprise(&[
+        let cfg = common::backfill::config(
+            dir.path(),
+            url,
+            "6h",
+            "3s",
+            &common::completeness::enterprise(&[
                 ("DW001", "MN-WW-0001"),
                 ("DW002", "MN-WW-0002"),
                 ("DW003", "MN-WW-0003"),
             ]),
-        )
-        .unwrap();
-        let cfg = Config::load(&c, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+        );
         let (store, writer, task) = common::store_and_writer(url).await;
         let (stop, stop_rx) = watch::channel(false);
         let (_tx, registry) = watch::channel(Arc::new(Registry::from_config(&cfg)));
@@ -116,20 +106,7 @@ impl Rig {
     }
 
     async fn requests(&self, mn: &str) -> Vec<pollwatch::store::BackfillRow> {
-        // The recorder writes behind the connection: wait for it to settle.
-        let mut last = Vec::new();
-        for _ in 0..50 {
-            last = self
-                .store
-                .backfill_requests(None, Some(mn), None, 100)
-                .await
-                .unwrap();
-            if !last.is_empty() && last.iter().all(|r| r.state != BackfillState::Sent) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        last
+        common::backfill::requests(&self.store, Some(mn), 1).await
     }
 
     /// A logger connects again and uploads; what it is asked for within 1.5 s.

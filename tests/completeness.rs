@@ -1,6 +1,7 @@
 //! Data completeness (issue #20): the worked example of the bureau's definitions
-//! through the CLI and the API, and the persisted daily figures and backfill
-//! records, on SQLite and PostgreSQL.
+//! through the CLI and the API, the persisted daily figures and backfill
+//! records, and a day's `low_transmission` revised and then superseded as
+//! backfill fills its hours, on SQLite and PostgreSQL.
 
 #[macro_use]
 mod common;
@@ -17,6 +18,7 @@ use pollwatch::store::{
 
 use common::console::VIEWER;
 use common::daemon::Daemon;
+use pollwatch::completeness::daily::store_pass;
 
 both_backends!(
     worked_example_through_cli_and_api,
@@ -109,6 +111,7 @@ async fn worked_example_through_cli_and_api(url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), url);
     write_worked_example(url).await;
+    record_minute_request(url).await;
 
     let report = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_pollwatch"))
@@ -194,7 +197,61 @@ async fn worked_example_through_cli_and_api(url: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::OK);
+
+    // The enterprise page: the last seven days' rates of each limited factor,
+    // and the requests with their outcome.
+    let c = common::console::client();
+    let cookie = common::console::session(&c, &base, VIEWER).await;
+    let (status, page) = common::console::get(&c, &format!("{base}/enterprises/E1"), &cookie).await;
+    assert_eq!(status, 200);
+    let at = page
+        .find(r#"<section id="completeness">"#)
+        .expect("the completeness section");
+    let section = &page[at..];
+    assert!(section.contains("有效传输率"), "{section}");
+    assert!(
+        section.contains("<td>DW001</td><td>w01018</td>"),
+        "{section}"
+    );
+    assert!(
+        section.contains("分钟数据 (2051)")
+            && section.contains("MN-WW-0001")
+            && section.contains("数采仪无数据（确认缺失）")
+            && section.contains("ExeRtn=100"),
+        "{section}"
+    );
     drop(daemon);
+}
+
+/// A minute-data request that the logger answered ExeRtn=100.
+async fn record_minute_request(url: &str) {
+    let store = Store::open(url, &Default::default()).await.unwrap();
+    let begin = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+    let at = begin + chrono::Duration::hours(2);
+    let id = store
+        .insert_backfill(&NewBackfill {
+            enterprise: "E1".into(),
+            outlet: "DW001".into(),
+            mn: "MN-WW-0001".into(),
+            cn: "2051".into(),
+            begin,
+            end: begin + chrono::Duration::hours(1),
+            qn: "20261127220000001".into(),
+            attempt: 1,
+            requested_at: at,
+        })
+        .await
+        .unwrap();
+    let outcome = BackfillOutcome {
+        state: BackfillState::NoData,
+        qn_rtn: Some(1),
+        exe_rtn: Some(100),
+        readings: 0,
+        finished_at: at,
+        detail: "ExeRtn=100: the logger has no data for the period".into(),
+    };
+    store.finish_backfill(id, &outcome).await.unwrap();
+    store.close().await;
 }
 
 async fn daily_figures_and_backfill_records(url: &str) {
@@ -375,22 +432,55 @@ async fn closing_a_day_persists_figures_and_raises_low_transmission(url: &str) {
     let d = &stored[0].figures;
     assert_eq!((d.expected, d.received, d.valid), (23, 19, 17));
 
+    // Stored as the daemon does (and the day's missing hours go to the backfill).
+    assert_eq!(
+        closed.missing,
+        vec![("E1".to_string(), "DW001".to_string())]
+    );
+    let pass = store_pass(&store, closed, now).await.unwrap();
+    assert_eq!(pass.new.len(), 1);
+    let low_id = pass.new[0].id;
+
     // Counting again changes nothing and raises nothing.
     let again = close().await.unwrap();
     assert_eq!((again.new, again.revised, again.findings.len()), (0, 0, 0));
+    let pass = store_pass(&store, again, now).await.unwrap();
+    assert!(pass.new.is_empty() && pass.revised.revised.is_empty());
 
-    // The logger's backlog fills hours 20–23: the day is revised.
-    write_hours(url, 20..24).await;
+    // The logger's backlog fills hours 20 and 21: the day is revised, still
+    // below the line (19 of 23), and so is its finding.
+    write_hours(url, 20..22).await;
     let revised = close().await.unwrap();
     assert_eq!(
         (revised.new, revised.revised, revised.findings.len()),
         (0, 1, 0)
     );
+    let later = now + chrono::Duration::hours(1);
+    let pass = store_pass(&store, revised, later).await.unwrap();
+    assert_eq!(pass.revised.revised, vec![low_id]);
+    assert!(pass.revised.superseded.is_empty());
+    let h = store.finding_history(low_id).await.unwrap();
+    assert!(h.superseded.is_none());
+    assert!((h.revisions[0].to_value.unwrap() - 19.0 / 23.0).abs() < 1e-9);
+
+    // Hours 22 and 23 too: 21 of 23 valid (91.3 %), above the line: the
+    // finding is superseded.
+    write_hours(url, 22..24).await;
+    let revised = close().await.unwrap();
+    assert_eq!((revised.new, revised.revised), (0, 1));
+    let pass = store_pass(&store, revised, later).await.unwrap();
+    assert_eq!(pass.revised.superseded, vec![low_id]);
+    assert!(store
+        .finding_history(low_id)
+        .await
+        .unwrap()
+        .superseded
+        .is_some());
     let stored = store
         .transmission_days(day, day.succ_opt().unwrap(), None)
         .await
         .unwrap();
-    assert_eq!(stored[0].revision, 2);
+    assert_eq!(stored[0].revision, 3);
     let d = &stored[0].figures;
     assert_eq!((d.expected, d.received, d.valid), (23, 23, 21));
     // The report reads the persisted day.

@@ -186,6 +186,36 @@ fn keep_state_leaves_the_config_and_database_behind() {
     assert_eq!(kept, (true, true, true), "{context}");
 }
 
+/// 西山水泥's logger loses its link from simulated minute 56 to 72 (at 300×,
+/// 11 to 14 s); once back it is asked for the first hour, whose hourly mean it
+/// kept, and sends it: the summary lists the filled gap, and no alert came of it.
+#[test]
+fn a_logger_whose_link_drops_has_its_gap_filled_after_it_returns() {
+    let out = demo(
+        &["--speed", "300", "--duration", "25s"],
+        Duration::from_secs(90),
+    );
+    let context = format!("stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{context}", out.status);
+    assert!(
+        out.stdout.contains(
+            "西山水泥's logger lost its link and, once back, sent what was missing on request:"
+        ),
+        "{context}"
+    );
+    let filled: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("CN 2061"))
+        .collect();
+    assert_eq!(filled.len(), 1, "{context}");
+    assert!(filled[0].contains(": 4 values stored"), "{context}");
+    assert!(
+        out.stdout.contains("from 西山水泥 (all normal): 0"),
+        "{context}"
+    );
+}
+
 #[test]
 fn a_speed_out_of_range_is_refused_before_anything_starts() {
     let out = demo(&["--speed", "1000"], Duration::from_secs(30));

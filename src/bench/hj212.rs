@@ -177,6 +177,7 @@ pub(super) fn logger(enterprise: &str, outlet: &str, mn: &str) -> Endpoint {
         power: Vec::new(),
         backfill: false,
         factors: Vec::new(),
+        kinds: Default::default(),
         clock: crate::config::ClockBounds {
             max_age: chrono::Duration::days(365 * 100),
             ..Default::default()

@@ -119,6 +119,7 @@ pub async fn logger_backfill(
         max_age: Duration::from_secs(u64::from(hours + 1) * 3600),
         answer_timeout: Duration::from_secs(120),
         settle: Duration::ZERO,
+        tz,
     };
     let backfill = Backfill::start(store.clone(), settings);
     let server = Hj212Server::start_with_backfill(

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use pollwatch::config::HumanDuration;
-use pollwatch::demo::scenarios::{Tracker, CEMENT, SCENARIOS};
+use pollwatch::demo::scenarios::{Tracker, CEMENT, CEMENT_LINK_DOWN_MIN, SCENARIOS};
 use pollwatch::demo::{Demo, DemoOptions};
 
 #[derive(Args)]
@@ -99,6 +99,7 @@ pub async fn demo(
         }
     };
     let elapsed = demo.started.elapsed();
+    let gaps = filled_gaps(&demo).await;
     let stopped = demo.stop(args.keep_state).await;
 
     println!("── summary after {:.0} s (real) ──", elapsed.as_secs_f64());
@@ -114,6 +115,19 @@ pub async fn demo(
         }
     }
     println!("  messages received by the officer: {received}; from 西山水泥 (all normal): {cement_alerts}");
+    match gaps {
+        Ok(lines) if lines.is_empty() => println!(
+            "  西山水泥's logger: no gap filled yet (its link is down from minute {:.0} to {:.0})",
+            CEMENT_LINK_DOWN_MIN.0, CEMENT_LINK_DOWN_MIN.1
+        ),
+        Ok(lines) => {
+            println!("  西山水泥's logger lost its link and, once back, sent what was missing on request:");
+            for l in lines {
+                println!("    {l}");
+            }
+        }
+        Err(e) => println!("  backfill requests: cannot read them ({e:#})"),
+    }
     match &stopped {
         Ok(Some(dir)) => println!("  state kept in {}", dir.display()),
         Ok(None) => println!("  state directory removed"),
@@ -151,6 +165,10 @@ fn print_banner(d: &Demo) {
         d.bound.hj212
     );
     println!(
+        "              西山水泥's logger loses its link from minute {:.0} to {:.0}; once back it is asked for the hour it kept (see the summary, or /enterprises/{CEMENT})",
+        CEMENT_LINK_DOWN_MIN.0, CEMENT_LINK_DOWN_MIN.1
+    );
+    println!(
         "  Modbus TCP  {}  ← 城南污水处理厂's analyzers (polled)",
         d.devices.modbus
     );
@@ -168,4 +186,35 @@ fn print_banner(d: &Demo) {
     }
     println!("  and 西山水泥, where everything stays within limits.");
     println!("What the duty officer 张伟 receives (Ctrl-C to stop):\n");
+}
+
+/// The history requests that filled a gap of 西山水泥's logger, one line each
+/// (from the API, as an officer's tools would read them).
+async fn filled_gaps(d: &Demo) -> anyhow::Result<Vec<String>> {
+    let url = format!("{}/api/v1/backfill?enterprise={CEMENT}", d.api_url());
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&d.viewer_token)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let rows = v["requests"].as_array().cloned().unwrap_or_default();
+    Ok(rows
+        .iter()
+        .filter(|r| r["state"] == "done")
+        .map(|r| {
+            format!(
+                "CN {} {} – {}: {} values stored (requested {}, done {})",
+                r["cn"].as_str().unwrap_or("?"),
+                r["begin"].as_str().unwrap_or("?"),
+                r["end"].as_str().unwrap_or("?"),
+                r["readings"],
+                r["requested_at"].as_str().unwrap_or("?"),
+                r["finished_at"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect())
 }

@@ -7,7 +7,9 @@
 //! that changed is rewritten with a higher revision. A day that has just closed
 //! (ended within the last [`FRESH`]) and is below the line gives a finding naming
 //! its missing and invalid hours; the store keeps one finding per outlet, factor
-//! and day, so counting the same day again raises nothing new.
+//! and day, so counting the same day again raises nothing new. A day revised
+//! (backfill, late data) revises its stored finding: the new rate when it is
+//! still below the line, superseded when it is no longer.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -15,8 +17,9 @@ use super::rates::{day_start, local_day, Counts};
 use super::report::{count_days, targets, ReportError};
 use crate::config::{Config, Outlet};
 use crate::model::{Id, Location};
+use crate::rules::rejudge::Period;
 use crate::rules::{Evidence, Finding, RuleName, Severity};
-use crate::store::{DayFigures, DayWrite, Store};
+use crate::store::{DayFigures, DayWrite, Revised, Store, StoreError, StoredFinding};
 
 /// Days counted again on every pass: the repair window.
 pub const REPAIR_DAYS: i64 = 10;
@@ -28,7 +31,14 @@ pub const FRESH: Duration = Duration::hours(26);
 pub struct Closed {
     pub new: u32,
     pub revised: u32,
+    /// New `low_transmission` findings.
     pub findings: Vec<Finding>,
+    /// Revised days: the period of each, and its verdict now (`None`: at or
+    /// above the line).
+    pub revisions: Vec<(Period, Option<Finding>)>,
+    /// Outlets (enterprise, outlet) with hours missing on a day new or revised
+    /// in this pass: their loggers may have them.
+    pub missing: Vec<(String, String)>,
 }
 
 /// Counts and stores the closed days of the repair window as of `now`.
@@ -58,14 +68,76 @@ pub async fn close_days(
                 DayWrite::Revised => out.revised += 1,
                 DayWrite::Unchanged => continue,
             }
-            let end = day_start(d.day.succ_opt().unwrap_or(d.day), tz)?;
+            let (start, end) = (
+                day_start(d.day, tz)?,
+                day_start(d.day.succ_opt().unwrap_or(d.day), tz)?,
+            );
             let rate = Counts::from(&d).effective_rate();
-            if write == DayWrite::New && now - end <= FRESH && rate.is_some_and(|r| r < min) {
-                out.findings
-                    .push(low_transmission(&d, day_start(d.day, tz)?, end, min, now));
+            let low = rate.is_some_and(|r| r < min);
+            if !d.missing_hours.is_empty() {
+                let key = (d.enterprise.clone(), d.outlet.clone());
+                if !out.missing.contains(&key) {
+                    out.missing.push(key);
+                }
             }
+            if write == DayWrite::New {
+                if now - end <= FRESH && low {
+                    out.findings
+                        .push(low_transmission(&d, start, end, min, now));
+                }
+                continue;
+            }
+            let period = Period {
+                enterprise: Id::from(d.enterprise.as_str()),
+                location: Location::Outlet(Id::from(d.outlet.as_str())),
+                factor: Id::from(d.factor.as_str()),
+                start,
+                end,
+            };
+            let verdict = low.then(|| low_transmission(&d, start, end, min, now));
+            out.revisions.push((period, verdict));
         }
     }
+    Ok(out)
+}
+
+/// What storing a pass did.
+#[derive(Debug, Default)]
+pub struct StoredPass {
+    /// New findings (to hand to the alerts engine).
+    pub new: Vec<StoredFinding>,
+    pub revised: Revised,
+}
+
+/// Stores a pass's new findings and applies its revisions: a revised day's
+/// stored `low_transmission` takes the new rate, or is superseded (and an alert
+/// on nothing else resolved) when the day is no longer below the line. A
+/// revised day below the line that had no finding gets none here: only a day
+/// that has just closed raises one.
+pub async fn store_pass(
+    store: &Store,
+    closed: Closed,
+    now: DateTime<Utc>,
+) -> Result<StoredPass, StoreError> {
+    let mut out = StoredPass::default();
+    let ids = store.insert_findings(&closed.findings, now).await?;
+    out.new = ids
+        .into_iter()
+        .zip(closed.findings)
+        .filter_map(|(id, finding)| {
+            id.map(|id| StoredFinding {
+                id,
+                created: now,
+                finding,
+            })
+        })
+        .collect();
+    let (periods, verdicts): (Vec<Period>, Vec<Option<Finding>>) =
+        closed.revisions.into_iter().unzip();
+    let verdicts: Vec<Finding> = verdicts.into_iter().flatten().collect();
+    out.revised = store
+        .revise_findings_of(&[RuleName::LowTransmission], &periods, &verdicts, now)
+        .await?;
     Ok(out)
 }
 

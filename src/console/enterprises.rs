@@ -201,6 +201,7 @@ async fn show(
     body.push_str(&linkages(e, &data.power));
     body.push_str(&orders_html(e, &data.orders, now, tz));
     body.push_str(&events_html(&data.events, tz));
+    body.push_str(&super::enterprise_completeness::section(&cfg, &s.store, &e.id, now).await);
     html::page_with_banner(
         &e.name,
         Some(&who),

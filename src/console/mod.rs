@@ -27,6 +27,7 @@
 pub mod assets;
 pub mod board;
 pub mod detail;
+pub mod enterprise_completeness;
 pub mod enterprises;
 pub mod events;
 pub mod hour;

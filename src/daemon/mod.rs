@@ -182,7 +182,7 @@ pub async fn run(
         writer.clone(),
         clock.clone(),
         sources_stop.clone(),
-        Some(backfill),
+        Some(backfill.clone()),
     )
     .await?;
     let mut listeners = vec![("hj212", hj212.local_addr())];
@@ -219,14 +219,23 @@ pub async fn run(
     // leader's term does (leader.rs), and findings this node's watchers store
     // reach the leader through the findings table.
     let rules = match &cluster_cfg {
-        None => Some(RulesTask::spawn(
-            store.clone(),
-            plan_rx,
-            TaskOptions::default(),
-            clock.clone(),
-            tap_rx,
-            Some(findings_tx),
-        )),
+        None => {
+            // Hours the rules engine closes short are asked for on the way to
+            // alerts. (In a cluster the logger's connection may be on another
+            // node; there, backfill runs on reconnect and on the daily close.)
+            let (rules_tx, rules_rx) = tokio::sync::mpsc::channel(1024);
+            let short =
+                completeness::short_hours(rules_rx, findings_tx, backfill.clone(), clock.clone());
+            tokio::spawn(short);
+            Some(RulesTask::spawn(
+                store.clone(),
+                plan_rx,
+                TaskOptions::default(),
+                clock.clone(),
+                tap_rx,
+                Some(rules_tx),
+            ))
+        }
         Some(_) => {
             drop((plan_rx, tap_rx, findings_tx));
             None
@@ -396,6 +405,7 @@ pub async fn run(
         config_rx.clone(),
         completeness_findings,
         clock.clone(),
+        Some(backfill),
         aux_stop.clone(),
     ));
     // Logger clocks out of bounds: clock_skew once an hour per outlet (issue #17).

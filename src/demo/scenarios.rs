@@ -135,6 +135,12 @@ pub fn chemical_values(m: f64) -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// 西山水泥's logger loses its link between these simulated minutes: shorter
+/// than `offline_after` (30 min) and short of no hour's 45 valid minutes, across
+/// the end of the first hour, whose hourly mean it keeps and sends when asked;
+/// back 12 minutes after that hour, once its data would have arrived.
+pub const CEMENT_LINK_DOWN_MIN: (f64, f64) = (56.0, 72.0);
+
 /// 西山水泥 DA001, all well inside its limits (reference O2 10 %).
 pub fn cement_values(m: f64) -> Vec<(&'static str, f64)> {
     vec![

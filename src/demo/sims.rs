@@ -21,6 +21,7 @@ use crate::clock::{Clock, ScaledClock};
 use crate::sim::hj212_logger::{cp_values, LoggerSim};
 use crate::sim::modbus::{serve_tcp, ModbusSim, Point, Profile, RegisterKind};
 use crate::sim::MeterSim;
+use crate::sim::{Backlog, HistoryMode};
 use crate::sources::dlt645::types::MeterAddress;
 use crate::sources::hj212::codec::crypt::Sm4Key;
 use crate::sources::hj212::codec::time::LocalDateTime;
@@ -153,6 +154,9 @@ struct LoggerPlan {
     st: &'static str,
     values: fn(f64) -> Vec<(&'static str, f64)>,
     silent_after_min: Option<f64>,
+    /// The link is down from the first to the second simulated minute: the
+    /// logger keeps measuring, keeps its hourly values, and uploads again after.
+    link_down_min: Option<(f64, f64)>,
     /// An HJ 212-2025 logger encrypting its data areas with this key.
     sm4: Option<Sm4Key>,
 }
@@ -173,6 +177,7 @@ pub fn start_loggers(
             st: "31",
             values: sc::power_values,
             silent_after_min: None,
+            link_down_min: None,
             sm4: None,
         },
         LoggerPlan {
@@ -180,6 +185,7 @@ pub fn start_loggers(
             st: "32",
             values: sc::chemical_values,
             silent_after_min: Some(sc::CHEMICAL_SILENT_AFTER_MIN),
+            link_down_min: None,
             sm4: None,
         },
         LoggerPlan {
@@ -187,6 +193,7 @@ pub fn start_loggers(
             st: "31",
             values: sc::cement_values,
             silent_after_min: None,
+            link_down_min: Some(sc::CEMENT_LINK_DOWN_MIN),
             sm4: cement_key,
         },
     ];
@@ -200,6 +207,51 @@ pub fn start_loggers(
             stop.clone(),
         ));
     }
+}
+
+/// A logger's hourly means (2061) as it keeps them: the values it measured in
+/// each hour, whether or not its link was up.
+#[derive(Default)]
+struct Hours {
+    hour: Option<DateTime<Utc>>,
+    sums: Vec<(&'static str, f64, u32)>,
+}
+
+impl Hours {
+    /// Adds one sample at `now`; the CP of the hour that just ended, if any.
+    fn sample(
+        &mut self,
+        now: DateTime<Utc>,
+        values: &[(&'static str, f64, char)],
+    ) -> Option<(DateTime<Utc>, String)> {
+        let hour = crate::completeness::rates::floor_hour(now);
+        let mut ended = None;
+        if self.hour.is_some_and(|h| h != hour) && !self.sums.is_empty() {
+            let means: Vec<(&str, f64, char)> = self
+                .sums
+                .iter()
+                .map(|(c, s, n)| (*c, (s / f64::from(*n) * 1000.0).round() / 1000.0, 'N'))
+                .collect();
+            ended = self.hour.map(|h| (h, cp_values("Avg", &means)));
+            self.sums.clear();
+        }
+        self.hour = Some(hour);
+        for (code, v, _) in values {
+            match self.sums.iter_mut().find(|(c, _, _)| c == code) {
+                Some((_, s, n)) => {
+                    *s += v;
+                    *n += 1;
+                }
+                None => self.sums.push((code, *v, 1)),
+            }
+        }
+        ended
+    }
+}
+
+fn local_time(t: DateTime<Utc>, tz: Tz) -> Option<LocalDateTime> {
+    let text = t.with_timezone(&tz).format("%Y%m%d%H%M%S").to_string();
+    LocalDateTime::parse_compact(&text).ok()
 }
 
 async fn run_logger(
@@ -220,6 +272,9 @@ async fn run_logger(
     }
     let mut tick = tokio::time::interval(clock.real(SAMPLE_EVERY_SIM));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hours = Hours::default();
+    let mut backlog = Backlog::default();
+    let mut link_down = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -234,22 +289,74 @@ async fn run_logger(
             let _ = stop.wait_for(|s| *s).await;
             return;
         }
-        let local = now.with_timezone(&tz).format("%Y%m%d%H%M%S").to_string();
-        let Ok(t) = LocalDateTime::parse_compact(&local) else {
-            tracing::error!(local, "demo: cannot express the time as HJ 212 DataTime");
+        let Some(t) = local_time(now, tz) else {
+            tracing::error!(%now, "demo: cannot express the time as HJ 212 DataTime");
             continue;
         };
         let values: Vec<(&str, f64, char)> = (plan.values)(minute)
             .into_iter()
             .map(|(code, v)| (code, (v * 1000.0).round() / 1000.0, 'N'))
             .collect();
+        // The logger with a link that drops also keeps and sends hourly means.
+        let ended = plan.link_down_min.and_then(|_| hours.sample(now, &values));
+        if let Some((h, cp)) = &ended {
+            if let Some(lt) = local_time(*h, tz) {
+                backlog.keep("2061", lt, cp);
+            }
+        }
+        let down = plan
+            .link_down_min
+            .is_some_and(|(from, to)| minute >= from && minute < to);
+        if down != link_down {
+            link_down = down;
+            if down {
+                logger.disconnect();
+                tracing::info!(
+                    enterprise,
+                    mn,
+                    "demo: the logger's link drops; it keeps its data"
+                );
+            } else {
+                tracing::info!(enterprise, mn, "demo: the logger's link is back");
+            }
+        }
+        if down {
+            continue;
+        }
         let cp = cp_values("Rtd", &values);
         // A lost answer is what real loggers live with: log it and go on.
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
-            r = logger.upload("2011", t, &cp) => if let Err(e) = r {
+            r = upload(&mut logger, t, &cp, ended.as_ref().and_then(|(h, cp)| Some((local_time(*h, tz)?, cp.as_str())))) => if let Err(e) = r {
                 tracing::warn!(enterprise, mn, error = %e, "demo logger: upload not acknowledged");
             }
         }
+        // History requests that came meanwhile: answered from what it kept
+        // (ExeRtn=100 for periods it has nothing for).
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = logger.answer_received(&backlog, HistoryMode::Answer) => match r {
+                Ok(answered) => {
+                    for req in answered.iter().filter(|r| r.uploaded > 0) {
+                        tracing::info!(enterprise, mn, cn = req.cn, begin = %req.begin, uploaded = req.uploaded, "demo: the logger filled a gap on request");
+                    }
+                }
+                Err(e) => tracing::warn!(enterprise, mn, error = %e, "demo logger: history answer not acknowledged"),
+            }
+        }
     }
+}
+
+/// The real-time upload, and the hour that just ended when its link is up.
+async fn upload(
+    logger: &mut LoggerSim,
+    t: LocalDateTime,
+    cp: &str,
+    hour: Option<(LocalDateTime, &str)>,
+) -> Result<(), crate::sim::SimError> {
+    logger.upload("2011", t, cp).await?;
+    if let Some((h, cp)) = hour {
+        logger.upload("2061", h, cp).await?;
+    }
+    Ok(())
 }

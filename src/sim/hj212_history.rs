@@ -67,57 +67,98 @@ impl LoggerSim {
     ) -> Result<Option<HistoryRequest>, SimError> {
         let deadline = Instant::now() + wait;
         while let Some(text) = self.next_segment(deadline).await {
-            let Ok(seg) = DataSegment::parse(&text) else {
-                continue;
-            };
-            let (Some(qn), Some(b), Some(e)) =
-                (seg.qn, seg.cp_get("BeginTime"), seg.cp_get("EndTime"))
-            else {
-                self.received.push(text.clone());
-                continue;
-            };
-            let (Ok(begin), Ok(end)) = (
-                LocalDateTime::parse_compact(b),
-                LocalDateTime::parse_compact(e),
-            ) else {
-                continue;
-            };
-            let (qn, cn) = (qn.to_string(), seg.cn.to_string());
-            self.received.push(text.clone());
-            let mut req = HistoryRequest {
-                qn: qn.clone(),
-                cn: cn.clone(),
-                begin,
-                end,
-                uploaded: 0,
-            };
-            let rtn = match mode {
-                HistoryMode::Refuse(r) => r,
-                _ => 1,
-            };
-            let frame = self.request_answer(&qn, "9011", &format!("QnRtn={rtn}"))?;
-            let _ = self.send_raw(&frame).await;
-            if rtn != 1 {
-                return Ok(Some(req));
+            match self.answer_request(&text, backlog, mode).await? {
+                Some(req) => return Ok(Some(req)),
+                None => self.received.push(text),
             }
-            let wanted: Vec<(LocalDateTime, String)> = self
-                .periods_in(backlog, &cn, begin, end)
-                .into_iter()
-                .filter(|_| mode == HistoryMode::Answer)
-                .collect();
-            let resend = self.resend;
-            self.resend = resend || self.flag >= 8;
-            for (at, cp) in &wanted {
-                self.upload(&cn, *at, cp).await?;
-                req.uploaded += 1;
-            }
-            self.resend = resend;
-            let exe = if req.uploaded == 0 { 100 } else { 1 };
-            let frame = self.request_answer(&qn, "9012", &format!("ExeRtn={exe}"))?;
-            let _ = self.send_raw(&frame).await;
-            return Ok(Some(req));
         }
         Ok(None)
+    }
+
+    /// Answers the history requests that came while this logger waited for the
+    /// answers to its uploads (kept in `received`), as a logger does between two
+    /// real-time uploads: what was answered, in order.
+    pub async fn answer_received(
+        &mut self,
+        backlog: &Backlog,
+        mode: HistoryMode,
+    ) -> Result<Vec<HistoryRequest>, SimError> {
+        let mut answered = Vec::new();
+        let mut i = 0;
+        while i < self.received.len() {
+            if !is_history_request(&self.received[i]) {
+                i += 1;
+                continue;
+            }
+            let text = self.received.remove(i);
+            if let Some(req) = self.answer_request(&text, backlog, mode).await? {
+                answered.push(req);
+            }
+        }
+        Ok(answered)
+    }
+
+    /// Answers `text` if it is a history request (CN 2031/2051/2061 or any other
+    /// with BeginTime and EndTime): 9011, the backlog's data of that CN in the
+    /// period, 9012.
+    pub async fn answer_request(
+        &mut self,
+        text: &str,
+        backlog: &Backlog,
+        mode: HistoryMode,
+    ) -> Result<Option<HistoryRequest>, SimError> {
+        let Ok(seg) = DataSegment::parse(text) else {
+            return Ok(None);
+        };
+        let (Some(qn), Some(b), Some(e)) = (seg.qn, seg.cp_get("BeginTime"), seg.cp_get("EndTime"))
+        else {
+            return Ok(None);
+        };
+        let (Ok(begin), Ok(end)) = (
+            LocalDateTime::parse_compact(b),
+            LocalDateTime::parse_compact(e),
+        ) else {
+            return Ok(None);
+        };
+        let (qn, cn) = (qn.to_string(), seg.cn.to_string());
+        self.history.push(text.to_string());
+        let mut req = HistoryRequest {
+            qn: qn.clone(),
+            cn: cn.clone(),
+            begin,
+            end,
+            uploaded: 0,
+        };
+        let rtn = match mode {
+            HistoryMode::Refuse(r) => r,
+            _ => 1,
+        };
+        let frame = self.request_answer(&qn, "9011", &format!("QnRtn={rtn}"))?;
+        let _ = self.send_raw(&frame).await;
+        if rtn != 1 {
+            return Ok(Some(req));
+        }
+        let wanted: Vec<(LocalDateTime, String)> = self
+            .periods_in(backlog, &cn, begin, end)
+            .into_iter()
+            .filter(|_| mode == HistoryMode::Answer)
+            .collect();
+        let resend = self.resend;
+        self.resend = resend || self.flag >= 8;
+        let mut result = Ok(());
+        for (at, cp) in &wanted {
+            if let Err(e) = self.upload(&cn, *at, cp).await {
+                result = Err(e);
+                break;
+            }
+            req.uploaded += 1;
+        }
+        self.resend = resend;
+        result?;
+        let exe = if req.uploaded == 0 { 100 } else { 1 };
+        let frame = self.request_answer(&qn, "9012", &format!("ExeRtn={exe}"))?;
+        let _ = self.send_raw(&frame).await;
+        Ok(Some(req))
     }
 
     fn periods_in(
@@ -134,4 +175,9 @@ impl LoggerSim {
             .map(|((_, at), cp)| (*at, cp.clone()))
             .collect()
     }
+}
+
+/// Whether a platform frame asks for history (it has BeginTime and EndTime).
+fn is_history_request(text: &str) -> bool {
+    text.contains("BeginTime=") && text.contains("EndTime=")
 }

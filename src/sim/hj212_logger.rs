@@ -65,6 +65,8 @@ pub struct LoggerSim {
     /// Every frame the platform sent us other than the 9014s we waited for
     /// (9013s, 1012 set-time, 1062 set-interval…), as segment text.
     pub received: Vec<String>,
+    /// Every history request answered (2031/2051/2061…), as segment text.
+    pub history: Vec<String>,
 }
 
 impl LoggerSim {
@@ -86,6 +88,7 @@ impl LoggerSim {
             seq: 0,
             connects: 0,
             received: Vec::new(),
+            history: Vec::new(),
         }
     }
 

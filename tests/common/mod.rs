@@ -30,6 +30,7 @@ macro_rules! both_backends {
 }
 
 pub mod alerting;
+pub mod backfill;
 pub mod completeness;
 pub mod console;
 pub mod daemon;

@@ -1,20 +1,26 @@
-//! Backfill (反控): asking a logger for the hours it kept while we did not hear it.
+//! Backfill (反控): asking a logger for the data it kept while we did not hear it.
 //!
-//! When a logger connects (its first authenticated frame on a connection), a
-//! planner task looks at the stored hourly values of its outlet over the repair
-//! window (`backfill_max_age`, default 10 days) and lists the hours some limited
-//! factor lacks, minus the hours an earlier request settled (refused, done, or
-//! confirmed missing by ExeRtn 100) or has tried `MAX_ATTEMPTS` times. Contiguous
-//! hours become one CN 2061 request of at most a day.
+//! Two things start a plan ([`super::backfill_plan`], which says what to ask for:
+//! hourly data for missing hours, minute data where the outlet judges computed
+//! aggregates, daily data for daily limits):
+//! - a logger connects (its first authenticated frame on a connection): the
+//!   repair window (`backfill_max_age`, default 10 days) is looked over;
+//! - while it is connected, an hour of its outlet closes short of its valid
+//!   minutes because data never arrived, or a day closes with hours missing
+//!   ([`Backfill::wanted`], called by the daemon from the rules engine's
+//!   `missing_data` findings and the daily close). The plan waits until the
+//!   hour's own data would have arrived (`settle`), so an hourly value sent a
+//!   little after the hour is not asked for.
 //!
 //! The connection task sends the requests itself, one in flight per connection
-//! (so per logger), each start paced server-wide (`backfill_rate` per second). It
-//! never waits for an answer: the 9011, the data and the 9012 arrive through the
-//! same read loop as real-time uploads, which are stored and answered as usual —
-//! a backfill holds nothing up. The data goes through the ordinary upload path (the
+//! (so per logger), each start paced server-wide (`backfill_rate` per second).
+//! A period already queued or in flight is not queued again. The task never
+//! waits for an answer: the 9011, the data and the 9012 arrive through the same
+//! read loop as real-time uploads, which are stored and answered as usual — a
+//! backfill holds nothing up. The data goes through the ordinary upload path (the
 //! writer, then the rules engine's late-data judging). A request with no 9012
 //! within `backfill_timeout` of its last sign of life ends `timeout` and is asked
-//! again on a later connection, at most `MAX_ATTEMPTS` times.
+//! again by a later plan, at most `MAX_ATTEMPTS` times.
 //!
 //! Every request and outcome is recorded (`backfill_requests`) by one recorder
 //! task, in order, through a bounded queue the connection never waits on.
@@ -28,17 +34,12 @@ use chrono_tz::Tz;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub use super::backfill_plan::{plan, Period, MAX_ATTEMPTS};
 use super::codec::time::LocalDateTime;
 use super::registry::Endpoint;
-use crate::completeness::rates::floor_hour;
 use crate::config::Config;
-use crate::model::{DataKind, LocationKind, Stat};
-use crate::store::{BackfillOutcome, BackfillState, NewBackfill, ReadingQuery, Store, StoreError};
+use crate::store::{BackfillOutcome, BackfillState, NewBackfill, Store};
 
-/// Tries per hour before a logger is no longer asked for it.
-pub const MAX_ATTEMPTS: u32 = 3;
-/// Hours per request at most.
-const MAX_PERIOD_HOURS: i64 = 24;
 /// Requests queued for recording before new ones are only logged.
 const RECORD_QUEUE: usize = 4096;
 
@@ -54,6 +55,8 @@ pub struct BackfillSettings {
     /// An hour whose data would have arrived by now if the link were up: hours
     /// ending later than `now - settle` are not asked for yet.
     pub settle: Duration,
+    /// Local time of the loggers (days for daily data).
+    pub tz: Tz,
 }
 
 impl BackfillSettings {
@@ -64,9 +67,15 @@ impl BackfillSettings {
             max_age: h.backfill_max_age.0,
             answer_timeout: h.backfill_timeout.0,
             settle: Duration::from_secs(10 * 60),
+            tz: cfg.timezone,
         }
     }
 }
+
+/// Plans for one connection's session: the logger and what to ask it for.
+type PlanTx = mpsc::UnboundedSender<(Arc<Endpoint>, Vec<Period>)>;
+/// An outlet: (enterprise, outlet).
+type OutletKey = (String, String);
 
 /// Shared by all connections of a server.
 pub struct Backfill {
@@ -75,6 +84,10 @@ pub struct Backfill {
     /// The next instant a request may start (std mutex: never held across an await).
     next_start: Mutex<Instant>,
     records: mpsc::Sender<Record>,
+    /// Connected loggers that may be asked, by (enterprise, outlet).
+    live: Mutex<HashMap<OutletKey, (Arc<Endpoint>, PlanTx)>>,
+    /// Outlets with a plan waiting to run, and the short hours it will include.
+    waiting: Mutex<HashMap<OutletKey, BTreeSet<DateTime<Utc>>>>,
 }
 
 enum Record {
@@ -96,17 +109,100 @@ impl Backfill {
             store,
             next_start: Mutex::new(Instant::now()),
             records: tx,
+            live: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Data of `enterprise`'s `outlet` is missing while its logger is connected:
+    /// `short` hours closed short of their valid minutes (empty: a day closed
+    /// with hours missing). If the logger is connected and may be asked, a plan
+    /// runs once the last of these hours has settled, as of `now` then, and its
+    /// periods go to the logger's connection. Calls for an outlet whose plan is
+    /// already waiting join it. Returns whether a plan is (or was) waiting.
+    pub fn wanted(
+        self: &Arc<Self>,
+        enterprise: &str,
+        outlet: &str,
+        short: &[DateTime<Utc>],
+        now: DateTime<Utc>,
+    ) -> bool {
+        let key = (enterprise.to_string(), outlet.to_string());
+        let Some((ep, _)) = lock(&self.live).get(&key).cloned() else {
+            return false;
+        };
+        if !ep.backfill {
+            return false;
+        }
+        let first = {
+            let mut waiting = lock(&self.waiting);
+            let first = !waiting.contains_key(&key);
+            waiting.entry(key.clone()).or_default().extend(short);
+            first
+        };
+        if !first {
+            return true;
+        }
+        let settle = chrono::Duration::from_std(self.settings.settle).unwrap_or_default();
+        let due = short
+            .iter()
+            .map(|h| *h + chrono::Duration::hours(1) + settle)
+            .max()
+            .unwrap_or(now);
+        let wait = (due - now).to_std().unwrap_or_default();
+        let shared = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let short = lock(&shared.waiting).remove(&key).unwrap_or_default();
+            // The logger may have gone (or come back on another connection).
+            let Some((ep, tx)) = lock(&shared.live).get(&key).cloned() else {
+                return;
+            };
+            let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            shared.plan_for(ep, tx, at, short).await;
+        });
+        true
+    }
+
+    /// Plans `ep`'s backfill as of `now` and hands the periods to its session.
+    async fn plan_for(
+        &self,
+        ep: Arc<Endpoint>,
+        tx: PlanTx,
+        now: DateTime<Utc>,
+        short: BTreeSet<DateTime<Utc>>,
+    ) {
+        match plan(
+            &self.store,
+            &ep,
+            &self.settings,
+            self.settings.tz,
+            now,
+            &short,
+        )
+        .await
+        {
+            Ok(periods) if !periods.is_empty() => {
+                tracing::info!(enterprise = %ep.origin.enterprise, outlet = %ep.origin.outlet, mn = %ep.origin.mn, periods = periods.len(), short_hours = short.len(), "hj212 backfill planned");
+                let _ = tx.send((ep, periods));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(enterprise = %ep.origin.enterprise, outlet = %ep.origin.outlet, mn = %ep.origin.mn, error = %e, "hj212 backfill: cannot plan")
+            }
+        }
+    }
+
+    /// How many loggers may be asked right now (connected, backfill on).
+    pub fn askable(&self) -> usize {
+        lock(&self.live).len()
     }
 
     /// Reserves a start slot: the instant this request may go.
     fn reserve(&self) -> Instant {
         let interval = Duration::from_secs(1) / self.settings.rate.max(1);
         let now = Instant::now();
-        let mut next = self
-            .next_start
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = lock(&self.next_start);
         let at = (*next).max(now);
         *next = at + interval;
         at
@@ -117,6 +213,12 @@ impl Backfill {
             tracing::warn!("hj212 backfill: record queue full; a request outcome is only logged");
         }
     }
+}
+
+/// Locks a std mutex that is never held across an await; a poisoned one is
+/// still consistent (every critical section is a single map operation).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn record(store: Store, mut rx: mpsc::Receiver<Record>) {
@@ -139,100 +241,6 @@ async fn record(store: Store, mut rx: mpsc::Receiver<Record>) {
             }
         }
     }
-}
-
-/// One period to ask a logger for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Period {
-    pub cn: &'static str,
-    pub begin: DateTime<Utc>,
-    /// Exclusive.
-    pub end: DateTime<Utc>,
-    pub attempt: u32,
-}
-
-/// The hours of `ep`'s outlet to ask for, as of `now`.
-pub async fn plan(
-    store: &Store,
-    ep: &Endpoint,
-    settings: &BackfillSettings,
-    now: DateTime<Utc>,
-) -> Result<Vec<Period>, StoreError> {
-    let max_age =
-        chrono::Duration::from_std(settings.max_age).unwrap_or(chrono::Duration::days(10));
-    let settle = chrono::Duration::from_std(settings.settle).unwrap_or_default();
-    let start = floor_hour(now - max_age) + chrono::Duration::hours(1);
-    let end = floor_hour(now - settle);
-    if end <= start {
-        return Ok(Vec::new());
-    }
-    let o = &ep.origin;
-    let q = ReadingQuery {
-        kind: Some(DataKind::Hour),
-        stat: Some(Stat::Avg),
-        from: Some(start),
-        to: Some(end),
-        ..ReadingQuery::new(&*o.enterprise, LocationKind::Outlet, &*o.outlet)
-    };
-    let mut have: HashMap<&str, BTreeSet<DateTime<Utc>>> = HashMap::new();
-    let rows = store.readings(&q).await?;
-    for r in &rows {
-        have.entry(r.factor.as_str())
-            .or_default()
-            .insert(floor_hour(r.ts));
-    }
-    let any: BTreeSet<DateTime<Utc>> = have.values().flatten().copied().collect();
-    let complete = |h: &DateTime<Utc>| {
-        if ep.factors.is_empty() {
-            any.contains(h)
-        } else {
-            ep.factors
-                .iter()
-                .all(|f| have.get(f.as_str()).is_some_and(|s| s.contains(h)))
-        }
-    };
-    // Earlier requests: settled hours, and tries per hour.
-    let earlier = store
-        .backfill_requests(None, Some(&o.mn), Some(start - max_age), 10_000)
-        .await?;
-    let mut settled: BTreeSet<DateTime<Utc>> = BTreeSet::new();
-    let mut tries: HashMap<DateTime<Utc>, u32> = HashMap::new();
-    for r in earlier.iter().filter(|r| r.request.cn == "2061") {
-        let mut h = r.request.begin;
-        while h < r.request.end {
-            if r.state.is_final() {
-                settled.insert(h);
-            } else {
-                *tries.entry(h).or_default() += 1;
-            }
-            h += chrono::Duration::hours(1);
-        }
-    }
-    let mut periods: Vec<Period> = Vec::new();
-    let mut h = start;
-    while h < end {
-        let attempts = tries.get(&h).copied().unwrap_or(0);
-        let wanted = !complete(&h) && !settled.contains(&h) && attempts < MAX_ATTEMPTS;
-        if wanted {
-            match periods.last_mut() {
-                Some(p)
-                    if p.end == h
-                        && p.attempt == attempts + 1
-                        && (p.end - p.begin).num_hours() < MAX_PERIOD_HOURS =>
-                {
-                    p.end = h + chrono::Duration::hours(1);
-                }
-                _ => periods.push(Period {
-                    cn: "2061",
-                    begin: h,
-                    end: h + chrono::Duration::hours(1),
-                    attempt: attempts + 1,
-                }),
-            }
-        }
-        h += chrono::Duration::hours(1);
-    }
-    Ok(periods)
 }
 
 /// A local time as HJ 212 writes it.
@@ -297,7 +305,8 @@ impl Session {
         }
     }
 
-    /// A logger connected: plan its backfill in the background.
+    /// A logger connected: plan its backfill in the background, and let
+    /// [`Backfill::wanted`] reach it here while it stays.
     pub fn connected(&mut self, ep: &Arc<Endpoint>, now: DateTime<Utc>, st: &str, version: u8) {
         self.headers
             .insert(ep.origin.mn.to_string(), (st.to_string(), version));
@@ -307,20 +316,30 @@ impl Session {
         if !ep.backfill {
             return;
         }
+        let key = (
+            ep.origin.enterprise.to_string(),
+            ep.origin.outlet.to_string(),
+        );
+        lock(&shared.live).insert(key, (ep.clone(), self.plans_tx.clone()));
         let ep = ep.clone();
         let tx = self.plans_tx.clone();
-        tokio::spawn(async move {
-            match plan(&shared.store, &ep, &shared.settings, now).await {
-                Ok(periods) if !periods.is_empty() => {
-                    tracing::info!(enterprise = %ep.origin.enterprise, outlet = %ep.origin.outlet, mn = %ep.origin.mn, periods = periods.len(), "hj212 backfill planned");
-                    let _ = tx.send((ep, periods));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(mn = %ep.origin.mn, error = %e, "hj212 backfill: cannot plan")
-                }
+        tokio::spawn(async move { shared.plan_for(ep, tx, now, BTreeSet::new()).await });
+    }
+
+    /// Queues what a plan asks for, less what is queued or in flight already.
+    fn queue_plan(&mut self, ep: Arc<Endpoint>, periods: Vec<Period>) {
+        for p in periods {
+            let mn = &*ep.origin.mn;
+            let same = |e: &Endpoint, q: &Period| &*e.origin.mn == mn && q.covers(&p);
+            let busy = self
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| same(&f.ep, &f.period))
+                || self.queue.iter().any(|(e, q)| same(e, q));
+            if !busy {
+                self.queue.push_back((ep.clone(), p));
             }
-        });
+        }
     }
 
     /// Waits for the next thing to do; pending forever when there is nothing.
@@ -345,7 +364,7 @@ impl Session {
             };
             tokio::select! {
                 Some((ep, periods)) = self.plans_rx.recv() => {
-                    self.queue.extend(periods.into_iter().map(|p| (ep.clone(), p)));
+                    self.queue_plan(ep, periods);
                     return Wake::Planned;
                 }
                 () = sleep => {
@@ -482,5 +501,15 @@ impl Session {
     /// Resets the answer deadline of the request just sent.
     pub fn deadline_from_now(&self) -> Instant {
         Instant::now() + self.timeout()
+    }
+}
+
+impl Drop for Session {
+    /// The connection ended: its loggers can no longer be asked through it.
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            let tx = &self.plans_tx;
+            lock(&shared.live).retain(|_, (_, t)| !t.same_channel(tx));
+        }
     }
 }

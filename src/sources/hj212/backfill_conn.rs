@@ -72,7 +72,7 @@ impl Conn {
                     mn: &ep.origin.mn,
                     flag: HjFlag((version << 2) | 1),
                 };
-                let last = period.end - chrono::Duration::hours(1);
+                let last = period.last(tz);
                 let seg = history_request(&h, period.cn, local(period.begin, tz), local(last, tz));
                 tracing::info!(enterprise = %ep.origin.enterprise, outlet = %ep.origin.outlet, mn = %ep.origin.mn, cn = period.cn, begin = %period.begin, end = %period.end, attempt = period.attempt, "hj212 backfill request");
                 self.answer(seg, ep.crc, true).await?;

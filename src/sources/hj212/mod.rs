@@ -12,6 +12,7 @@
 
 pub mod backfill;
 mod backfill_conn;
+pub mod backfill_plan;
 pub mod codec;
 mod conn;
 mod handle;

@@ -29,8 +29,36 @@ pub struct Endpoint {
     /// The outlet's limited factors: an hour is complete when each has a value
     /// (any factor when empty).
     pub factors: Vec<String>,
+    /// Which kinds of data besides hourly values to ask for.
+    pub kinds: BackfillKinds,
     /// How far the logger's DataTime may be from now (`clock_skew` beyond).
     pub clock: ClockBounds,
+}
+
+/// What a backfill asks the logger for besides hourly values (2061).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackfillKinds {
+    /// Minute data (2051): the outlet judges computed aggregates.
+    pub minutes: bool,
+    /// Daily data (2031) of these factors: they have a daily limit.
+    pub day_factors: Vec<String>,
+}
+
+impl BackfillKinds {
+    pub fn of(o: &crate::config::Outlet) -> BackfillKinds {
+        let mut day_factors: Vec<String> = o
+            .limits
+            .iter()
+            .filter(|l| l.basis == crate::config::Basis::Day)
+            .map(|l| l.factor.clone())
+            .collect();
+        day_factors.sort();
+        day_factors.dedup();
+        BackfillKinds {
+            minutes: o.aggregates == crate::config::Aggregates::Computed,
+            day_factors,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,6 +108,7 @@ impl Registry {
                         f.dedup();
                         f
                     },
+                    kinds: BackfillKinds::of(o),
                     clock: cfg.clock_bounds(&e.id, Some(&o.id)),
                 };
                 by_mn.insert(h.mn.clone(), Arc::new(endpoint));

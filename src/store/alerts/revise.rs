@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::chain::Window;
 use crate::rules::rejudge::{Period, REVISABLE};
-use crate::rules::Finding;
+use crate::rules::{Finding, RuleName};
 use crate::store::tx::WriteTx;
 use crate::store::{from_ms, to_ms, Store, StoreError};
 
@@ -91,12 +91,25 @@ impl Store {
         verdicts: &[Finding],
         now: DateTime<Utc>,
     ) -> Result<Revised, StoreError> {
+        self.revise_findings_of(REVISABLE, periods, verdicts, now)
+            .await
+    }
+
+    /// As [`Store::revise_findings`], for the stored verdicts of `rules` (a day's
+    /// `low_transmission` when backfill revised its figures).
+    pub async fn revise_findings_of(
+        &self,
+        rules: &[RuleName],
+        periods: &[Period],
+        verdicts: &[Finding],
+        now: DateTime<Utc>,
+    ) -> Result<Revised, StoreError> {
         let mut out = Revised::default();
-        if periods.is_empty() {
+        if periods.is_empty() || rules.is_empty() {
             return Ok(out);
         }
         let keys: Vec<(String, &Finding)> = verdicts.iter().map(|f| (f.natural_key(), f)).collect();
-        let rules: Vec<&str> = REVISABLE.iter().map(|r| r.as_str()).collect();
+        let rules: Vec<&str> = rules.iter().map(|r| r.as_str()).collect();
         on_pool!(self, |pool, Db| {
             let mut tx = WriteTx::<Db>::begin(pool).await?;
             for p in periods {
