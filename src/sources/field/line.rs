@@ -77,7 +77,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
 
 pub enum Link {
     /// Modbus TCP to a gateway: pollwatch's own master ([`super::modbus_tcp`]).
-    ModbusTcp(TcpMaster),
+    ModbusTcp(Box<TcpMaster>),
     /// Modbus RTU framing over a byte stream (tokio-modbus).
     Modbus(Context),
     Bytes(Box<dyn ByteStream>),
@@ -198,7 +198,7 @@ async fn connect(endpoint: &Endpoint, protocol: DeviceProtocol) -> Result<Link, 
                 })?;
             let _ = s.set_nodelay(true);
             if matches!(endpoint, Endpoint::Tcp(_)) && protocol == DeviceProtocol::Modbus {
-                return Ok(Link::ModbusTcp(TcpMaster::new(s)));
+                return Ok(Link::ModbusTcp(Box::new(TcpMaster::new(s))));
             }
             Box::new(s)
         }
