@@ -1,8 +1,15 @@
 //! Field polling at scale: N simulated Modbus TCP devices (ten unit ids behind each
-//! simulated gateway, as meters sit behind converters) each polled every second.
+//! simulated gateway, as meters sit behind converters) each polled every second
+//! for two f32 input registers at 52 and 54 — one request of 4 registers per poll.
 //! The simulators run in a child process (`pollwatch simulate modbus`) so that the
-//! CPU figure is the poller's alone; poll jitter is read from the stored readings'
-//! times (the gap between consecutive readings of a device minus its interval).
+//! CPU figure is the poller's (and its store writer's) alone; poll jitter is read
+//! from the stored readings' times (the gap between consecutive readings of a
+//! device minus its interval).
+//!
+//! With a peer command ([`super::field_peer`]) the same simulators are then polled
+//! by a bare client for the same time, and pollwatch's CPU per 10,000 polls is
+//! reported as a ratio to the client's: a figure that survives a busy machine
+//! better than either number alone.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::field_peer::{self, per_10k, PeerReport, PeerTarget};
+use super::procstat::ProcStats;
 use super::BenchError;
 use crate::clock::SystemClock;
 use crate::config::Device;
@@ -31,49 +40,56 @@ pub struct FieldReport {
     pub jitter_p50: Duration,
     pub jitter_p99: Duration,
     pub missed: usize,
+    /// Good polls in the window (readings polled ÷ 2 points); the readings go to
+    /// the store (`readings` = polls × 2).
+    pub polls: usize,
+    pub cost: ProcStats,
+    /// The bare client's run against the same simulators, when one was given.
+    pub peer: Option<PeerReport>,
+}
+
+impl FieldReport {
+    pub fn cpu_per_10k(&self) -> f64 {
+        per_10k(self.cost.cpu, self.polls as u64)
+    }
 }
 
 impl fmt::Display for FieldReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "field: {} Modbus TCP devices polled every 1 s for {:.0} s: poller CPU {:.0} % of one core; {} readings ({:.1} % of expected); poll jitter p50 {:.1} ms, p99 {:.1} ms",
+            "field: {} Modbus TCP devices polled every 1 s for {:.0} s: poller CPU {:.0} % of one core = {:.3} s per 10k polls; {:.2} context switches per poll; peak RSS {:.0} MiB; {} good polls ({:.1} % of expected); poll jitter p50 {:.1} ms, p99 {:.1} ms",
             self.devices,
             self.seconds,
             self.cpu_percent,
-            self.readings,
-            100.0 * self.readings as f64 / (self.devices as f64 * self.seconds).max(1.0),
+            self.cpu_per_10k(),
+            self.cost.context_switches as f64 / self.polls.max(1) as f64,
+            self.cost.peak_rss_kib as f64 / 1024.0,
+            self.polls,
+            100.0 * self.polls as f64 / (self.devices as f64 * self.seconds).max(1.0),
             self.jitter_p50.as_secs_f64() * 1e3,
             self.jitter_p99.as_secs_f64() * 1e3,
-        )
+        )?;
+        if let Some(peer) = &self.peer {
+            write!(
+                f,
+                "\n{peer}\nratio: pollwatch CPU per poll = {:.2} × the peer's",
+                self.cpu_per_10k() / peer.cpu_per_10k()
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// CPU time (user + system) this process has used.
-fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name (which may contain spaces) — utime is 14th,
-    // stime 15th overall, in clock ticks (100 per second on Linux).
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 /// Polls `devices` simulated devices on gateways at 127.0.0.1:`base_port`…
-/// for `seconds` after a warm-up, storing into `url`.
+/// for `seconds` after a warm-up, storing into `url`; then, with `peer`, runs that
+/// command against the same simulators for as long.
 pub async fn modbus(
     url: &str,
     devices: usize,
     base_port: u16,
     seconds: u64,
+    peer: Option<&str>,
 ) -> Result<FieldReport, BenchError> {
     let gateways = devices.div_ceil(usize::from(UNITS_PER_GATEWAY));
     let exe = std::env::current_exe().map_err(|e| BenchError::Setup(e.to_string()))?;
@@ -114,7 +130,7 @@ pub async fn modbus(
         let gw = base_port + (i / usize::from(UNITS_PER_GATEWAY)) as u16;
         let unit = 1 + (i % usize::from(UNITS_PER_GATEWAY)) as u8;
         let toml = format!(
-            "protocol = \"modbus\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{gw}\"\nunit = {unit}\ninterval = \"1s\"\ntimeout = \"500ms\"\n\n[[points]]\nfactor = \"e_p\"\nregister = \"input\"\naddress = 52\ntype = \"f32\"\n\n[[points]]\nfactor = \"e_ep\"\nregister = \"input\"\naddress = 72\ntype = \"f32\"\n"
+            "protocol = \"modbus\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{gw}\"\nunit = {unit}\ninterval = \"1s\"\ntimeout = \"500ms\"\n\n[[points]]\nfactor = \"e_p\"\nregister = \"input\"\naddress = 52\ntype = \"f32\"\n\n[[points]]\nfactor = \"e_ep\"\nregister = \"input\"\naddress = 54\ntype = \"f32\"\n"
         );
         let d: Device = toml::from_str(&toml).map_err(|e| BenchError::Setup(e.to_string()))?;
         let plan = DevicePlan::new(&d).map_err(|e| BenchError::Setup(e.to_string()))?;
@@ -134,21 +150,42 @@ pub async fn modbus(
     // Warm-up: connections opened, first polls spread.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = chrono::Utc::now();
-    let cpu0 = cpu_time();
+    let stats = sources.stats();
+    let polled = || {
+        stats
+            .modbus_readings
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (before, readings0) = (ProcStats::read(None).unwrap_or_default(), polled());
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let cpu = cpu_time().saturating_sub(cpu0);
+    let cost = ProcStats::read(None).unwrap_or_default().since(&before);
+    // Two points per poll, one reading each.
+    let polls = (polled() - readings0) as usize / 2;
     let wall = t0.elapsed();
     let to = chrono::Utc::now();
     let _ = stop.send(true);
     sources.join().await;
     drop(writer);
     task.finish(Duration::from_secs(10)).await;
+    let peer = match peer {
+        Some(cmd) => {
+            let target = PeerTarget {
+                base_port,
+                gateways,
+                units: UNITS_PER_GATEWAY,
+                devices,
+            };
+            Some(field_peer::run(cmd, &target, Duration::from_secs(3), seconds).await?)
+        }
+        None => None,
+    };
     let _ = child.kill().await;
 
+    // Jitter from the stored times of up to 500 devices spread over the lines
+    // (reading back every device's series takes longer than the run at 5,000).
     let mut jitter = Vec::new();
-    let mut readings = 0;
-    for i in 0..devices {
+    for i in (0..devices).step_by(devices.div_ceil(500).max(1)) {
         let rows = store
             .readings(&ReadingQuery {
                 enterprise: "BENCH".into(),
@@ -162,7 +199,6 @@ pub async fn modbus(
                 limit: None,
             })
             .await?;
-        readings += rows.len();
         for w in rows.windows(2) {
             let gap = (w[1].ts - w[0].ts).to_std().unwrap_or_default();
             jitter.push(gap.abs_diff(Duration::from_secs(1)));
@@ -174,10 +210,13 @@ pub async fn modbus(
     Ok(FieldReport {
         devices,
         seconds: wall.as_secs_f64(),
-        cpu_percent: 100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
-        readings,
+        cpu_percent: 100.0 * cost.cpu.as_secs_f64() / wall.as_secs_f64(),
+        readings: polls * 2,
         jitter_p50: super::percentile(&jitter, 0.5),
         jitter_p99: super::percentile(&jitter, 0.99),
-        missed: expected.saturating_sub(readings),
+        missed: expected.saturating_sub(polls),
+        polls,
+        cost,
+        peer,
     })
 }

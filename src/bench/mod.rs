@@ -9,9 +9,11 @@ pub mod chart;
 pub mod cluster;
 pub mod evidence;
 pub mod field;
+pub mod field_peer;
 pub mod hj212;
 pub mod logger_backfill;
 pub mod mqtt;
+pub mod procstat;
 pub mod report;
 pub mod rules;
 pub mod store;
@@ -32,11 +34,5 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// User + system CPU time of this process from /proc (Linux), in clock ticks of
 /// 1/100 s (the kernel's USER_HZ on every Linux we ship to).
 pub(crate) fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_millis((utime + stime) * 10))
+    procstat::ProcStats::read(None).map(|s| s.cpu)
 }

@@ -23,6 +23,11 @@ pub enum BenchWhat {
         /// Store URL; default a fresh SQLite file in a temporary directory.
         #[arg(long)]
         url: Option<String>,
+        /// Then run this bare client against the same simulators for as long
+        /// and report pollwatch's CPU per poll as a ratio to it, e.g.
+        /// `node benches/peer/modbus-serial.js` (see benches/peer/README.md).
+        #[arg(long)]
+        peer_cmd: Option<String>,
     },
     /// HJ 212 codec: frames framed, CRC-checked and parsed per second on one core.
     Hj212Codec {
@@ -207,9 +212,17 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
             seconds,
             base_port,
             url,
+            peer_cmd,
         } => {
             let (_dir, url) = store_url(url)?;
-            let report = pollwatch::bench::field::modbus(&url, devices, base_port, seconds).await?;
+            let report = pollwatch::bench::field::modbus(
+                &url,
+                devices,
+                base_port,
+                seconds,
+                peer_cmd.as_deref(),
+            )
+            .await?;
             println!("{report}");
         }
         BenchWhat::Mqtt {

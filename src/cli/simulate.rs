@@ -35,7 +35,7 @@ pub async fn simulate_modbus(gateways: u16, base_port: u16) -> anyhow::Result<Ex
         sim.set(
             unit,
             RegisterKind::Input,
-            72,
+            54,
             Point::new(energy, DataType::F32, WordOrder::ABCD),
         );
     }

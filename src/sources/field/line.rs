@@ -17,6 +17,7 @@ use tokio_modbus::client::Context;
 use tokio_modbus::Slave;
 
 use super::dtu::{DtuHub, HeartbeatFilter};
+use super::modbus_tcp::TcpMaster;
 use crate::config::{Device, DeviceProtocol, Parity, Transport};
 
 /// Where a line goes; devices with equal endpoints share a line.
@@ -75,6 +76,9 @@ pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
 
 pub enum Link {
+    /// Modbus TCP to a gateway: pollwatch's own master ([`super::modbus_tcp`]).
+    ModbusTcp(Box<TcpMaster>),
+    /// Modbus RTU framing over a byte stream (tokio-modbus).
     Modbus(Context),
     Bytes(Box<dyn ByteStream>),
 }
@@ -127,10 +131,13 @@ impl Line {
         self.gap = gap;
     }
 
-    /// Waits out the quiet gap the line needs between requests.
+    /// Waits out the quiet gap the line needs between requests (no timer at all
+    /// when it has passed, as it always has on a TCP gateway).
     pub async fn pace(&mut self) {
-        if let Some(last) = self.last_request {
-            tokio::time::sleep_until(last + self.gap).await;
+        if let Some(at) = self.last_request.map(|last| last + self.gap) {
+            if at > Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
         }
     }
 
@@ -191,10 +198,7 @@ async fn connect(endpoint: &Endpoint, protocol: DeviceProtocol) -> Result<Link, 
                 })?;
             let _ = s.set_nodelay(true);
             if matches!(endpoint, Endpoint::Tcp(_)) && protocol == DeviceProtocol::Modbus {
-                return Ok(Link::Modbus(tokio_modbus::client::tcp::attach_slave(
-                    s,
-                    Slave(1),
-                )));
+                return Ok(Link::ModbusTcp(Box::new(TcpMaster::new(s))));
             }
             Box::new(s)
         }

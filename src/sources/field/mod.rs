@@ -3,7 +3,9 @@
 //!
 //! Devices are grouped by [`line::Endpoint`] — one task per TCP gateway, serial
 //! port or RTU-over-TCP socket. Inside a line, devices are polled in turn, each at
-//! its own interval, with the line's quiet gap between requests. What others get
+//! its own interval, with the line's quiet gap between requests; devices due at
+//! the same time are polled in one burst per timer wake-up ([`task`]), and their
+//! readings go to the writer in batches through the [`sink`]. What others get
 //! wrong and this module is built around (see `shared/domain/FIELD-DEVICES.md`):
 //! a dead or slow device costs its line at most its own timeout per poll and is
 //! then polled less and less often ([`health`]); other devices keep their
@@ -13,26 +15,30 @@
 pub mod dtu;
 pub mod health;
 pub mod line;
+pub mod modbus_tcp;
 pub mod poll;
+pub mod sink;
+mod task;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::config::{Config, Device};
-use crate::model::{DataKind, Id, Location, Protocol, Reading, SourceRef, Stat};
+use crate::model::{Id, Location};
 use crate::ratelimit::LogLimiter;
-use crate::store::{Batch, StatusEvent, Writer};
-use health::{Health, Transition};
+use crate::store::Writer;
+use health::Health;
 use line::{Endpoint, Line};
 use poll::DevicePlan;
 pub use poll::PollError;
+use sink::Sink;
+use task::{LineTask, Polled};
 
 /// A configured device, resolved for polling.
 #[derive(Debug, Clone)]
@@ -132,6 +138,10 @@ pub struct FieldSources {
     logs: Arc<LogLimiter>,
     dtu: Option<(Arc<dtu::DtuHub>, Vec<u8>)>,
     writer: Writer,
+    /// Where lines put their readings; dropped at [`FieldSources::join`] so the
+    /// flusher writes what is queued and ends.
+    sink: Option<Sink>,
+    flusher: tokio::task::JoinHandle<()>,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 }
@@ -159,6 +169,7 @@ impl FieldSources {
         clock: Arc<dyn Clock>,
         shutdown: watch::Receiver<bool>,
     ) -> FieldSources {
+        let (sink, flusher) = Sink::spawn(writer.clone(), sink::LINGER);
         let mut me = FieldSources {
             lines: HashMap::new(),
             tasks: JoinSet::new(),
@@ -167,6 +178,8 @@ impl FieldSources {
             logs: Arc::new(LogLimiter::new(Duration::from_secs(60))),
             dtu,
             writer,
+            sink: Some(sink),
+            flusher,
             clock,
             shutdown,
         };
@@ -177,13 +190,18 @@ impl FieldSources {
     }
 
     fn spawn_line(&mut self, endpoint: Endpoint, devices: Vec<FieldDevice>) {
+        // After join() has begun no line starts; there is nothing left to feed.
+        let Some(sink) = self.sink.clone() else {
+            return;
+        };
         let gap = devices.iter().map(|d| d.gap).max().unwrap_or_default();
         let (devices_tx, devices_rx) = watch::channel(devices.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = LineTask {
             line: Line::new(endpoint.clone(), gap, self.dtu.clone()),
-            devices,
+            devices: devices.into_iter().map(Polled::new).collect(),
             writer: self.writer.clone(),
+            sink,
             clock: self.clock.clone(),
             health: self.health.clone(),
             logs: self.logs.clone(),
@@ -244,188 +262,15 @@ impl FieldSources {
         self.stats.clone()
     }
 
-    /// Waits for every line task to stop (after shutdown was signalled).
+    /// Waits for every line task to stop (after shutdown was signalled), then
+    /// for their last readings to be handed to the writer.
     pub async fn join(mut self) {
+        drop(self.sink.take());
         while self.tasks.join_next().await.is_some() {}
+        let _ = self.flusher.await;
     }
 }
 
 fn lock_health(h: &HealthMap) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Health>> {
     h.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct LineTask {
-    line: Line,
-    devices: Vec<FieldDevice>,
-    writer: Writer,
-    clock: Arc<dyn Clock>,
-    health: HealthMap,
-    logs: Arc<LogLimiter>,
-    stats: Arc<FieldStats>,
-}
-
-impl LineTask {
-    async fn run(
-        mut self,
-        mut shutdown: watch::Receiver<bool>,
-        mut stop: watch::Receiver<bool>,
-        mut updates: watch::Receiver<Vec<FieldDevice>>,
-    ) {
-        let start = Instant::now();
-        // Spread the first polls over the line so devices do not all fire at once.
-        let n = self.devices.len().max(1) as u32;
-        let mut due: Vec<Instant> = self
-            .devices
-            .iter()
-            .enumerate()
-            .map(|(i, d)| start + d.interval.min(Duration::from_secs(1)) * i as u32 / n)
-            .collect();
-        loop {
-            let Some((idx, when)) = due.iter().copied().enumerate().min_by_key(|(_, t)| *t) else {
-                return;
-            };
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = stop.changed() => return,
-                Ok(()) = updates.changed() => {
-                    let new = updates.borrow_and_update().clone();
-                    due = self.replace_devices(new, &due);
-                    continue;
-                }
-                _ = tokio::time::sleep_until(when) => {}
-            }
-            let next_in = self.poll_one(idx).await;
-            // Keep the cadence (due + interval), but never schedule in the past.
-            due[idx] = (when + next_in).max(Instant::now());
-        }
-    }
-
-    /// Installs a reloaded device list; returns the new schedule. Devices that did
-    /// not change keep their next poll time, new or changed ones are polled soon.
-    fn replace_devices(&mut self, new: Vec<FieldDevice>, due: &[Instant]) -> Vec<Instant> {
-        let now = Instant::now();
-        let n = new.len().max(1) as u32;
-        let schedule = new
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                self.devices
-                    .iter()
-                    .position(|old| old.same_as(d))
-                    .and_then(|j| due.get(j).copied())
-                    .unwrap_or_else(|| now + d.interval.min(Duration::from_secs(1)) * i as u32 / n)
-            })
-            .collect();
-        let gap = new.iter().map(|d| d.gap).max().unwrap_or_default();
-        self.line.set_gap(gap);
-        tracing::info!(line = %self.line.endpoint, devices = new.len(), "reload: line's devices updated; connection kept");
-        self.devices = new;
-        schedule
-    }
-
-    async fn poll_one(&mut self, idx: usize) -> Duration {
-        let Some(dev) = self.devices.get(idx).cloned() else {
-            return Duration::from_secs(60);
-        };
-        let span = tracing::info_span!("poll", enterprise = %dev.enterprise, location = %dev.location, device = %dev.id, line = %self.line.endpoint);
-        let result =
-            tracing::Instrument::instrument(poll::poll(&mut self.line, &dev.plan), span).await;
-        let now = self.clock.now();
-        let key = (dev.enterprise.to_string(), dev.id.to_string());
-        let (transition, next_in, detail) = {
-            let mut map = self.health.lock().unwrap_or_else(|e| e.into_inner());
-            let h = map.entry(key).or_default();
-            match &result {
-                Ok(_) => (h.ok(now), h.next_in(dev.interval), String::new()),
-                Err(e) => (h.failed(e.kind()), h.next_in(dev.interval), e.to_string()),
-            }
-        };
-        match result {
-            Ok(values) => {
-                let protocol = match dev.plan.protocol {
-                    crate::config::DeviceProtocol::Modbus => Protocol::Modbus,
-                    crate::config::DeviceProtocol::Dlt645 => Protocol::Dlt645,
-                };
-                let readings: Vec<Reading> = values
-                    .into_iter()
-                    .filter_map(|(i, value, flag)| {
-                        let t = dev.plan.targets.get(i)?;
-                        value.is_finite().then(|| Reading {
-                            enterprise: dev.enterprise.clone(),
-                            location: dev.location.clone(),
-                            factor: t.factor.clone(),
-                            unit: t.unit.clone(),
-                            ts: now,
-                            value,
-                            kind: DataKind::Rtd,
-                            stat: Stat::Rtd,
-                            converted: false,
-                            flag,
-                            source: SourceRef {
-                                protocol,
-                                device: dev.id.clone(),
-                                resend: false,
-                            },
-                        })
-                    })
-                    .collect();
-                // The same per-message checks as every source (codes come from
-                // config here, so this is a last line): a poll that fails them is a
-                // dead letter, not readings.
-                let readings = match crate::model::check::readings(&readings) {
-                    Ok(()) => readings,
-                    Err(e) => {
-                        tracing::warn!(enterprise = %dev.enterprise, device = %dev.id, reason = e.reason, "poll refused: {}", e.detail);
-                        let letter = crate::store::DeadLetter {
-                            at: now,
-                            protocol,
-                            peer: self.line.endpoint.to_string(),
-                            reason: e.reason.to_string(),
-                            detail: format!("{}/{}: {}", dev.enterprise, dev.id, e.detail),
-                            raw: Vec::new(),
-                        };
-                        if let Err(e) = self.writer.submit(Batch::dead_letter(letter)).await {
-                            tracing::error!(device = %dev.id, error = %e, "cannot record dead letter");
-                        }
-                        Vec::new()
-                    }
-                };
-                let counter = match protocol {
-                    Protocol::Dlt645 => &self.stats.dlt645_readings,
-                    _ => &self.stats.modbus_readings,
-                };
-                counter.fetch_add(readings.len() as u64, Ordering::Relaxed);
-                if let Err(e) = self.writer.submit(Batch::readings(readings)).await {
-                    tracing::error!(device = %dev.id, error = %e, "cannot queue readings");
-                }
-            }
-            Err(e) => {
-                if e.poisons_link() {
-                    self.line.drop_link();
-                }
-                let key = format!("{}/{} {}", dev.enterprise, dev.id, e.kind());
-                if let Some(suppressed) = self.logs.allow(&key) {
-                    tracing::warn!(enterprise = %dev.enterprise, device = %dev.id, line = %self.line.endpoint, suppressed, "poll failed: {e}");
-                }
-            }
-        }
-        if let Some(t) = transition {
-            let status = match t {
-                Transition::Online => "online",
-                Transition::Offline => "offline",
-            };
-            tracing::info!(enterprise = %dev.enterprise, device = %dev.id, status, "device {status}");
-            let ev = StatusEvent {
-                at: now,
-                enterprise: dev.enterprise.to_string(),
-                device: dev.id.to_string(),
-                status: status.to_string(),
-                detail,
-            };
-            if let Err(e) = self.writer.submit(Batch::status_event(ev)).await {
-                tracing::error!(error = %e, "cannot record device status");
-            }
-        }
-        next_in
-    }
 }

@@ -9,6 +9,7 @@ use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::Slave;
 
 use super::line::{ConnectError, Line, Link};
+use super::modbus_tcp::{Answer, TcpMaster};
 use crate::config::{Device, DeviceProtocol};
 use crate::model::{factor, Flag, Id};
 use crate::sources::dlt645::frame::{decode as decode_645, encode_read, Dlt645Error, Preamble};
@@ -207,17 +208,50 @@ async fn read(ctx: &mut Context, req: &ReadRequest, timeout: Duration) -> Result
     }
 }
 
+/// One request over pollwatch's own Modbus TCP master.
+async fn read_tcp(
+    master: &mut TcpMaster,
+    unit: u8,
+    req: &ReadRequest,
+    timeout: Duration,
+) -> Result<Words, PollError> {
+    let call = master.read(unit, req.register, req.start, req.count);
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => Err(PollError::Timeout(timeout)),
+        Ok(Err(e)) => Err(PollError::Transport(e.to_string())),
+        Ok(Ok(Answer::Exception(code))) => Err(PollError::Exception(format!(
+            "{:?}",
+            tokio_modbus::ExceptionCode::new(code)
+        ))),
+        Ok(Ok(Answer::Data(data))) if req.register.is_bit() => Ok(Words::Bits(
+            (0..usize::from(req.count))
+                .map(|i| data.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0))
+                .collect(),
+        )),
+        Ok(Ok(Answer::Data(data))) => Ok(Words::Regs(
+            data.chunks_exact(2)
+                .map(|w| u16::from_be_bytes([w[0], w[1]]))
+                .collect(),
+        )),
+    }
+}
+
 async fn poll_modbus(line: &mut Line, plan: &DevicePlan) -> Result<Values, PollError> {
     let mut replies = Vec::with_capacity(plan.requests.len());
     for req in &plan.requests {
         line.pace().await;
-        let Link::Modbus(ctx) = line.link(DeviceProtocol::Modbus, plan.timeout).await? else {
-            return Err(PollError::Transport(
-                "line holds a non-Modbus connection".into(),
-            ));
+        let words = match line.link(DeviceProtocol::Modbus, plan.timeout).await? {
+            Link::ModbusTcp(master) => read_tcp(master, plan.unit, req, plan.timeout).await,
+            Link::Modbus(ctx) => {
+                ctx.set_slave(Slave(plan.unit));
+                read(ctx, req, plan.timeout).await
+            }
+            Link::Bytes(_) => {
+                return Err(PollError::Transport(
+                    "line holds a non-Modbus connection".into(),
+                ))
+            }
         };
-        ctx.set_slave(Slave(plan.unit));
-        let words = read(ctx, req, plan.timeout).await;
         line.mark();
         replies.push(words?);
     }
