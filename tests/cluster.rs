@@ -268,6 +268,14 @@ async fn sigkill_of_the_leader_mid_stream_loses_and_doubles_nothing() {
     let r = rig(&base).await;
     let (mut a, b) = start_both(&r);
     let (pa, pb) = (port(&a), port(&b));
+    // An officer logs in to the console on a.
+    let c = common::console::client();
+    let cookie = common::console::session(
+        &c,
+        &format!("http://{}", a.field("http")),
+        common::console::VIEWER,
+    )
+    .await;
 
     // Before the kill: an exceedance judged and notified by a.
     exceedance(pb, 0).await;
@@ -288,6 +296,10 @@ async fn sigkill_of_the_leader_mid_stream_loses_and_doubles_nothing() {
         b.log()
     );
     println!("b took over {:?} after the SIGKILL", killed.elapsed());
+    // The session lives in the database: b knows the officer, no new login.
+    let (status, page) =
+        common::console::get(&c, &format!("http://{}/overview", b.field("http")), &cookie).await;
+    assert_eq!(status, 200, "logged out by the failover:\n{page}");
     let mut acked = to_a.await.unwrap();
     acked.extend(to_b.await.unwrap());
     // What a did not acknowledge the logger sends again, to b.
