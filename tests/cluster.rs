@@ -219,6 +219,7 @@ impl Drop for Rig {
 
 struct Rig {
     _dir: tempfile::TempDir,
+    url: String,
     cfg_a: PathBuf,
     cfg_b: PathBuf,
     dir: PathBuf,
@@ -240,6 +241,7 @@ async fn rig(base: &str) -> Rig {
     Rig {
         dir: dir.path().to_path_buf(),
         _dir: dir,
+        url,
         cfg_a,
         cfg_b,
         pool,
@@ -425,6 +427,34 @@ async fn a_leader_paused_past_its_lease_stops_judging_and_sending() {
     assert_eq!(v["leader"]["node"], "b", "{v}");
     assert_eq!(v["node"], "a", "{v}");
     assert_eq!(v["nodes"].as_array().map(Vec::len), Some(2), "{v}");
+
+    // An order stored by another node (as its orders API does) reaches the
+    // leader's plan without a reload.
+    let b_from = b.log_len();
+    let now = chrono::Utc::now();
+    let order: pollwatch::config::Order = toml::from_str(&format!(
+        "id = \"RT-CLUSTER\"\nkind = \"stop\"\nstart = \"{}\"\nend = \"{}\"\n",
+        now.to_rfc3339(),
+        (now + chrono::Duration::hours(2)).to_rfc3339()
+    ))
+    .unwrap();
+    let store = pollwatch::store::Store::open(&r.url, &Default::default())
+        .await
+        .unwrap();
+    store
+        .insert_order("E1", &order, "重污染天气", "duty", now)
+        .await
+        .unwrap();
+    assert!(
+        b.wait_for_log(
+            b_from,
+            "production orders changed in the store",
+            Duration::from_secs(30)
+        )
+        .is_some(),
+        "the leader never took up the order another node stored: {:#?}",
+        b.log()
+    );
 }
 
 /// `[cluster]` on SQLite is refused by check-config, naming the section; with

@@ -49,6 +49,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 /// readings (it then recovers from the store; ingest never waits for judging).
 pub const RULES_TAP_QUEUE: usize = 4096;
 
+/// Cluster mode: how often a node re-reads the production orders other nodes
+/// may have stored.
+pub const ORDERS_FOLLOW: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
@@ -371,6 +375,16 @@ pub async fn run(
         aux_stop.clone(),
     ));
 
+    // Cluster mode: orders issued through another node reach this node's plan.
+    let orders_follow = cluster_cfg.as_ref().map(|_| {
+        tokio::spawn(plans.clone().follow_orders(
+            store.clone(),
+            clock.clone(),
+            ORDERS_FOLLOW,
+            aux_stop.clone(),
+        ))
+    });
+
     // The previous day's evidence anchor, outside the database.
     let anchors = tokio::spawn(anchor::daily(
         store.clone(),
@@ -586,6 +600,9 @@ pub async fn run(
     }
     let _ = heartbeat.await;
     let _ = anchors.await;
+    if let Some(t) = orders_follow {
+        let _ = t.await;
+    }
     if let Some(d) = disk {
         let _ = d.await;
     }

@@ -84,6 +84,41 @@ impl PlanFeed {
         Ok(())
     }
 
+    /// Cluster mode: an order issued through another node's API is stored there
+    /// and published to that node's plan only; every `every`, this node reads
+    /// the orders from the store and publishes its plan when they changed, so
+    /// the leader judges an order issued anywhere within `every`.
+    pub async fn follow_orders(
+        self,
+        store: Store,
+        clock: Arc<dyn crate::clock::Clock>,
+        every: std::time::Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let fresh = match store.orders(Some(clock.now() - ORDERS_LOOKBACK)).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "orders: cannot read the store; tried again next period");
+                    continue;
+                }
+            };
+            let mut inputs = self.inputs.lock().await;
+            if inputs.orders != fresh {
+                tracing::info!(
+                    orders = fresh.len(),
+                    "production orders changed in the store (another node)"
+                );
+                inputs.orders = fresh;
+                self.publish(&inputs);
+            }
+        }
+    }
+
     fn publish(&self, inputs: &Inputs) {
         let plan = Plan::with_orders(&inputs.config, &inputs.orders);
         // No receiver only means the rules task has stopped (shutdown).
