@@ -424,6 +424,7 @@ async fn a_leader_paused_past_its_lease_stops_judging_and_sending() {
         .json()
         .await
         .unwrap();
+    assert_eq!(v["cluster"], true, "{v}");
     assert_eq!(v["leader"]["node"], "b", "{v}");
     assert_eq!(v["node"], "a", "{v}");
     assert_eq!(v["nodes"].as_array().map(Vec::len), Some(2), "{v}");

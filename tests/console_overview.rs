@@ -198,6 +198,9 @@ async fn the_overview_and_the_enterprise_trend() {
         assert!(fragment.contains(want), "{want} missing:\n{fragment}");
     }
     assert!(page.contains(r#"<a href="/overview">概况</a>"#));
+    // A single node says so (the console's cluster footer stays away).
+    let (status, cluster) = get(&c, &format!("{base}/api/v1/cluster"), &cookie).await;
+    assert_eq!((status, cluster.as_str()), (200, r#"{"cluster":false}"#));
 
     // The enterprise page: a trend per outlet and limited factor, hourly means
     // with the limit line at 35 and the last full hour's 41 above it.

@@ -2,7 +2,8 @@
 //! last heartbeat, the leader and since when, and who polls which line; and
 //! the cluster's metrics. Read from the database every node shares, so any
 //! node answers the same; `node` says which one answered. A single-node
-//! daemon answers 404.
+//! daemon answers `{"cluster": false}` (200: the console asks on every page,
+//! and a single node is not an error).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub fn routes() -> Router<ApiState> {
 
 async fn view(_: Viewer, State(s): State<ApiState>) -> Response {
     let Some(info) = &s.cluster else {
-        return error(StatusCode::NOT_FOUND, "not a cluster: no [cluster] section");
+        return Json(serde_json::json!({ "cluster": false })).into_response();
     };
     let (nodes, leases, now) = match s.store.cluster_view().await {
         Ok(v) => v,
@@ -70,6 +71,7 @@ async fn view(_: Viewer, State(s): State<ApiState>) -> Response {
         })
         .collect();
     Json(serde_json::json!({
+        "cluster": true,
         "node": info.node,
         "lease_ms": info.lease.as_millis() as u64,
         "leader": leader,

@@ -111,12 +111,12 @@
   }
 
   // Cluster mode: a footer naming the node that served the page and the
-  // leader (who judges and notifies). A single node answers 404: no footer.
+  // leader (who judges and notifies). A single node says {"cluster": false}: no footer.
   if (meta) {
     fetch('/api/v1/cluster', { credentials: 'same-origin' })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (c) {
-        if (!c) return;
+        if (!c || c.cluster === false) return;
         const f = document.createElement('footer');
         f.className = 'cluster';
         const leader = c.leader
