@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::console::{
     client, cookie_pair, csrf_of, get, login, open_store, seed_alert, seed_e1_exceedance, session,
-    start, write_config, write_power_plant, OPERATOR, VIEWER,
+    start, start_power_plant, OPERATOR, VIEWER,
 };
 use common::daemon::Daemon;
 use pollwatch::model::{Location, Reading};
@@ -461,10 +461,7 @@ fn e3(location: Location, factor: &str, unit: &str, ts: DateTime<Utc>, value: f6
 async fn the_enterprise_page_shows_this_hour_power_linkage_and_orders() {
     let dir = tempfile::tempdir().unwrap();
     let now = Utc::now();
-    let cfg = write_config(dir.path(), "");
-    write_power_plant(&cfg, now);
-    let mut daemon = Daemon::start(&cfg.dir, Some(&dir.path().join("daemon.log")));
-    cfg.bound(&daemon);
+    let (cfg, mut daemon) = start_power_plant(dir.path(), now);
     let base = cfg.base();
     let c = client();
     let cookie = session(&c, &base, VIEWER).await;

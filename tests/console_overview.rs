@@ -10,10 +10,8 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::console::{
-    client, cookie_pair, get, login, open_store, seed_alert, write_config, write_power_plant,
-    OPERATOR, VIEWER,
+    client, cookie_pair, get, login, open_store, seed_alert, start_power_plant, OPERATOR, VIEWER,
 };
-use common::daemon::Daemon;
 use pollwatch::model::{DataKind, Location, Reading, Stat};
 use pollwatch::rules::window::hour_start;
 use pollwatch::store::{AlertState, Batch, Received};
@@ -35,10 +33,7 @@ fn hourly(enterprise: &str, factor: &str, ts: DateTime<Utc>, value: f64) -> Read
 async fn the_overview_and_the_enterprise_trend() {
     let dir = tempfile::tempdir().unwrap();
     let now = Utc::now();
-    let cfg = write_config(dir.path(), "");
-    write_power_plant(&cfg, now);
-    let mut daemon = Daemon::start(&cfg.dir, Some(&dir.path().join("daemon.log")));
-    cfg.bound(&daemon);
+    let (cfg, mut daemon) = start_power_plant(dir.path(), now);
     let base = cfg.base();
     let c = client();
 

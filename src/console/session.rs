@@ -362,4 +362,47 @@ mod tests {
             "and it stays dead"
         );
     }
+
+    /// In the store: a second `Sessions` on the same store (another node, or
+    /// the daemon after a restart) knows the session; a logout ends it there
+    /// too; a store that cannot be read is no session and no login.
+    #[tokio::test]
+    async fn sessions_in_the_store_are_shared_and_a_dead_store_is_no_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::open(&url, &Default::default()).await.unwrap();
+        let (a, b) = (
+            Sessions::persistent(store.clone()),
+            Sessions::persistent(store.clone()),
+        );
+        let tokens = Tokens::from_entries(&[("desk", HttpRole::Operator, "desk-token-0123456789")]);
+        let (name, _, print) = tokens.login(b"desk-token-0123456789").unwrap();
+        let now = Utc::now();
+        let id = a
+            .create(&name, print, now, Duration::hours(1))
+            .await
+            .unwrap();
+        let seen = b
+            .lookup(&id, &tokens, now)
+            .await
+            .expect("known to the other");
+        assert_eq!(seen.name, "desk");
+        assert!(a.is_empty(), "nothing held in memory");
+        b.remove(&id).await;
+        assert!(
+            a.lookup(&id, &tokens, now).await.is_none(),
+            "logged out everywhere"
+        );
+
+        let id = a
+            .create(&name, print, now, Duration::hours(1))
+            .await
+            .unwrap();
+        store.close().await;
+        assert!(a.lookup(&id, &tokens, now).await.is_none());
+        assert!(matches!(
+            a.create(&name, print, now, Duration::hours(1)).await,
+            Err(SessionError::Store(_))
+        ));
+    }
 }

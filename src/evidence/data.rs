@@ -131,13 +131,7 @@ pub async fn alert_chart(
     };
 
     let catalogue = model::factor(&alert.factor);
-    let unit = values
-        .iter()
-        .map(|r| r.unit.as_str())
-        .find(|u| !u.is_empty())
-        .or(catalogue.map(|f| f.unit))
-        .unwrap_or("")
-        .to_string();
+    let unit = unit_of(&values, &alert.factor);
     let (title, mut subtitle) = titles(config, &alert, &location, span_from, span_to);
     // The store returns the oldest first: a cut-off chart must say where it ends.
     if values.len() >= MAX_READINGS as usize {
@@ -279,6 +273,17 @@ fn chart_points(
     } else {
         rtd
     }
+}
+
+/// The unit the values were stored with, else the factor catalogue's.
+pub(super) fn unit_of(values: &[StoredReading], factor: &str) -> String {
+    values
+        .iter()
+        .map(|r| r.unit.as_str())
+        .find(|u| !u.is_empty())
+        .or(model::factor(factor).map(|f| f.unit))
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The rule parameters hourly means depend on.

@@ -12,7 +12,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::chart::ChartData;
-use super::data::{hourly_means, pick_limit, plan_outlet, HourRules, MAX_READINGS};
+use super::data::{hourly_means, pick_limit, plan_outlet, unit_of, HourRules, MAX_READINGS};
 use super::EvidenceError;
 use crate::config::Config;
 use crate::model::{self, Location};
@@ -58,13 +58,7 @@ pub async fn outlet_trend(
     let limit = pick_limit(op, factor, None);
     let catalogue = model::factor(factor);
     let factor_name = catalogue.map_or(factor, |f| f.name_zh).to_string();
-    let unit = values
-        .iter()
-        .map(|r| r.unit.as_str())
-        .find(|u| !u.is_empty())
-        .or(catalogue.map(|f| f.unit))
-        .unwrap_or("")
-        .to_string();
+    let unit = unit_of(&values, factor);
     let outlet_name = config
         .enterprise(enterprise)
         .and_then(|e| e.outlets.iter().find(|o| o.id == outlet))

@@ -200,6 +200,15 @@ pub fn start(dir: &Path) -> (ConsoleConfig, super::daemon::Daemon) {
     (cfg, daemon)
 }
 
+/// The daemon of a fresh [`write_config`] with [`write_power_plant`] around `now`.
+pub fn start_power_plant(dir: &Path, now: DateTime<Utc>) -> (ConsoleConfig, super::daemon::Daemon) {
+    let cfg = write_config(dir, "");
+    write_power_plant(&cfg, now);
+    let daemon = super::daemon::Daemon::start(&cfg.dir, Some(&dir.join("daemon.log")));
+    cfg.bound(&daemon);
+    (cfg, daemon)
+}
+
 /// Logs in with `token` and returns the cookie to send back.
 pub async fn session(c: &reqwest::Client, base: &str, token: &str) -> String {
     let (status, set) = login(c, base, token).await;
