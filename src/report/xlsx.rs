@@ -13,22 +13,33 @@ use crate::evidence::png::{render_png, Fonts};
 /// Rows an embedded chart takes (300 px at the default row height).
 const CHART_ROWS: u32 = 17;
 
+/// A row's cell format and the same as a percentage.
+struct RowFormat {
+    base: Format,
+    pct: Format,
+}
+
+impl RowFormat {
+    fn new(base: Format) -> RowFormat {
+        let pct = base.clone().set_num_format("0.0%");
+        RowFormat { base, pct }
+    }
+}
+
 fn write_row(
     ws: &mut Worksheet,
     r: u32,
     cells: Vec<Value>,
-    format: Option<&Format>,
+    format: &RowFormat,
 ) -> Result<(), ReportError> {
-    let plain = Format::new();
-    let base = format.unwrap_or(&plain);
-    let pct = base.clone().set_num_format("0.0%");
+    let (base, pct) = (&format.base, &format.pct);
     for (c, v) in cells.into_iter().enumerate() {
         let c = c as u16;
         match v {
             Value::Text(s) => ws.write_string_with_format(r, c, s, base)?,
             Value::Num(n) => ws.write_number_with_format(r, c, n, base)?,
             // The fraction stays a number (sortable); only its display is %.
-            Value::Pct(n) => ws.write_number_with_format(r, c, n, &pct)?,
+            Value::Pct(n) => ws.write_number_with_format(r, c, n, pct)?,
             Value::Blank => ws.write_string_with_format(r, c, "—", base)?,
         };
     }
@@ -38,10 +49,13 @@ fn write_row(
 /// The workbook as bytes.
 pub fn write(report: &MonthlyReport) -> Result<Vec<u8>, ReportError> {
     let fonts = Fonts::shared();
-    let head = Format::new()
-        .set_bold()
-        .set_background_color(Color::RGB(0xEEF3FB));
-    let low = Format::new().set_background_color(Color::RGB(0xFDE8E8));
+    let head = RowFormat::new(
+        Format::new()
+            .set_bold()
+            .set_background_color(Color::RGB(0xEEF3FB)),
+    );
+    let low = RowFormat::new(Format::new().set_background_color(Color::RGB(0xFDE8E8)));
+    let plain = RowFormat::new(Format::new());
     let mut wb = Workbook::new();
     for section in sections(report) {
         let ws = wb.add_worksheet();
@@ -65,10 +79,10 @@ pub fn write(report: &MonthlyReport) -> Result<Vec<u8>, ReportError> {
                 }
                 Block::Table { head: names, rows } => {
                     let names = names.into_iter().map(Value::from).collect();
-                    write_row(ws, r, names, Some(&head))?;
+                    write_row(ws, r, names, &head)?;
                     r += 1;
                     for Row { cells, highlight } in rows {
-                        write_row(ws, r, cells, highlight.then_some(&low))?;
+                        write_row(ws, r, cells, if highlight { &low } else { &plain })?;
                         r += 1;
                     }
                 }
