@@ -6,6 +6,9 @@
 //!   `missing_data` findings of those hours are superseded once the minutes are
 //!   judged, the rates are back to 100 %, and real-time uploads sent while a
 //!   request is in flight are answered and stored;
+//! - the same outage on an outlet judging the logger's own (supplied) hourly
+//!   values is asked for hourly data only; those alone supersede the hours'
+//!   `missing_data`, and a backfilled hour over the limit is found once;
 //! - a connected logger is asked for the daily value (2031) of a closed day it
 //!   lacks, and, without reconnecting, for the minutes of an hour the rules
 //!   engine closed short ([`Backfill::wanted`]).
@@ -21,7 +24,7 @@ use chrono_tz::Tz;
 use pollwatch::clock::ManualClock;
 use pollwatch::completeness::rates::{floor_hour, local_day};
 use pollwatch::config::Config;
-use pollwatch::model::{DataKind, Flag, LocationKind, Stat};
+use pollwatch::model::{DataKind, Flag, Location, LocationKind, Stat};
 use pollwatch::rules::task::{RulesTask, TaskOptions};
 use pollwatch::rules::{Plan, RuleName};
 use pollwatch::sim::{Backlog, HistoryMode, LoggerSim};
@@ -29,23 +32,28 @@ use pollwatch::sources::hj212::backfill::local;
 use pollwatch::sources::hj212::codec::time::LocalDateTime;
 use pollwatch::sources::hj212::{Backfill, BackfillSettings, Hj212Server, Registry, ServerConfig};
 use pollwatch::store::{
-    BackfillRow, BackfillState, Batch, FindingQuery, ReadingQuery, Store, Writer, WriterTask,
+    BackfillRow, BackfillState, Batch, FindingQuery, ReadingQuery, Store, StoredFinding, Writer,
+    WriterTask,
 };
 use tokio::sync::watch;
 
 both_backends!(
     computed_outage_is_backfilled_with_minutes_and_missing_data_superseded,
+    supplied_outage_is_backfilled_with_hours_and_missing_data_superseded,
     connected_logger_is_asked_for_missing_days_and_short_hours
 );
 
-/// E1 with outlet DW001 judging computed aggregates; `limits` its limit tables.
+/// E1 with outlet DW001 judging computed aggregates, DW002 never backfilled and
+/// DW003 judging the logger's (supplied) aggregates; `limits` their limit tables.
 fn enterprise(limits: &str) -> String {
     format!(
         "id = \"E1\"\nname = \"测试污水厂\"\ndistrict = \"吴中区\"\nindustry = \"污水处理\"\n\n\
          [[outlets]]\nid = \"DW001\"\nname = \"排口\"\nkind = \"wastewater\"\naggregates = \"computed\"\n\
          hj212 = {{ mn = \"MN-WW-0001\", password = \"123456\" }}\n\n{limits}\n\n\
          [[outlets]]\nid = \"DW002\"\nname = \"排口二\"\nkind = \"wastewater\"\nbackfill = false\n\
-         hj212 = {{ mn = \"MN-WW-0002\", password = \"123456\" }}\n\n{limits}\n"
+         hj212 = {{ mn = \"MN-WW-0002\", password = \"123456\" }}\n\n{limits}\n\n\
+         [[outlets]]\nid = \"DW003\"\nname = \"排口三\"\nkind = \"wastewater\"\n\
+         hj212 = {{ mn = \"MN-WW-0003\", password = \"123456\" }}\n\n{limits}\n"
     )
 }
 
@@ -134,6 +142,46 @@ impl Rig {
         common::backfill::requests(&self.store, None, n).await
     }
 
+    /// Every hour of today so far was received and valid at `outlet`.
+    async fn assert_day_complete(&self, outlet: &str, now: DateTime<Utc>) {
+        let day = local_day(now, self.tz());
+        let report = pollwatch::completeness::transmission_report(
+            &self.cfg,
+            &self.store,
+            day,
+            day.succ_opt().unwrap(),
+            Some("E1"),
+            now,
+        )
+        .await
+        .unwrap();
+        let row = report.rows.iter().find(|r| r.outlet == outlet).unwrap();
+        assert!(row.counts.expected >= 10, "{row:?}");
+        assert_eq!(row.counts.received, row.counts.expected, "{row:?}");
+        assert_eq!(row.counts.effective_rate(), Some(1.0), "{row:?}");
+    }
+
+    /// Waits for each of `found` to be superseded.
+    async fn assert_superseded(&self, found: &[StoredFinding]) {
+        for m in found {
+            let mut superseded = false;
+            for _ in 0..200 {
+                let h = self.store.finding_history(m.id).await.unwrap();
+                if h.superseded.is_some() {
+                    superseded = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(
+                superseded,
+                "{} of {} not superseded",
+                m.finding.rule.as_str(),
+                m.finding.window_start
+            );
+        }
+    }
+
     async fn stop(mut self) {
         let _ = self.stop.send(true);
         if let Some(s) = self.server.take() {
@@ -147,6 +195,102 @@ impl Rig {
             r.join(Duration::from_secs(20)).await;
         }
         self.store.close().await;
+    }
+}
+
+const HOURLY_50: &str = "[[outlets.limits]]\nfactor = \"w01018\"\nmax = 50.0\nbasis = \"hour\"";
+
+/// The current findings of `rule` on the hours `gap` of `outlet` (missing_data:
+/// those about hours, not days).
+async fn hour_findings(
+    rig: &Rig,
+    outlet: &str,
+    gap: &[DateTime<Utc>],
+    rule: RuleName,
+) -> Vec<StoredFinding> {
+    rig.store
+        .findings(&FindingQuery {
+            rule: Some(rule.as_str().into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| {
+            (rule != RuleName::MissingData || s.finding.detail == "hour")
+                && gap.contains(&s.finding.window_start)
+                && s.finding.location == Some(Location::Outlet(outlet.into()))
+        })
+        .collect()
+}
+
+/// A 3-hour outage at `outlet` and the logger's return.
+struct Outage {
+    gap: [DateTime<Utc>; 3],
+    /// What the logger kept: each gap hour's hourly value (`hourly`) and its
+    /// minutes (31.0).
+    backlog: Backlog,
+    sim: LoggerSim,
+    /// The `missing_data` of the gap hours, raised before the logger returned.
+    missing: Vec<StoredFinding>,
+}
+
+/// Hourly values 00–06 and minute values 04:00–06:59 of `outlet` arrived, the
+/// link was down 07:00–09:59 (the 3 hours before `now`'s); once the rules
+/// engine has closed those hours as missing, the logger comes back with one
+/// real-time upload and answers the first request, which must be for the hourly
+/// values of the gap (2061).
+async fn outage(rig: &Rig, outlet: &str, now: DateTime<Utc>, hourly: [&str; 3]) -> Outage {
+    let tz = rig.tz();
+    let f = floor_hour(now);
+    let day0 = hour(f, -10); // 00:00 local
+    let gap = [hour(f, -3), hour(f, -2), hour(f, -1)];
+    let hours: Vec<_> = (0..7).map(|k| hour(day0, k)).collect();
+    rig.write(outlet, DataKind::Hour, &hours).await;
+    rig.write(outlet, DataKind::Min, &minutes(hour(f, -6), gap[0]))
+        .await;
+    let mut missing = Vec::new();
+    for _ in 0..200 {
+        missing = hour_findings(rig, outlet, &gap, RuleName::MissingData).await;
+        if missing.len() == gap.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(missing.len(), 3, "missing_data for each hour of the outage");
+
+    let mut backlog = Backlog::default();
+    for (g, v) in gap.iter().zip(hourly) {
+        backlog.keep("2061", lt(*g, tz), &format!("w01018-Avg={v},w01018-Flag=N"));
+        for m in minutes(*g, hour(*g, 1)) {
+            backlog.keep("2051", lt(m, tz), "w01018-Avg=31.0,w01018-Flag=N");
+        }
+    }
+    let mn = rig.cfg.enterprises[0]
+        .outlets
+        .iter()
+        .find(|o| o.id == outlet)
+        .and_then(|o| o.hj212.as_ref())
+        .map(|h| h.mn.to_string())
+        .unwrap();
+    let mut sim = rig.sim(&mn);
+    sim.upload("2011", lt(now, tz), "w01018-Rtd=31.5,w01018-Flag=N")
+        .await
+        .unwrap();
+    let first = sim
+        .answer_history(&backlog, HistoryMode::Answer, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("a history request");
+    assert_eq!(first.cn, "2061");
+    assert_eq!((first.begin, first.end), (lt(gap[0], tz), lt(gap[2], tz)));
+    assert_eq!(first.uploaded, 3);
+    Outage {
+        gap,
+        backlog,
+        sim,
+        missing,
     }
 }
 
@@ -175,65 +319,10 @@ fn morning() -> DateTime<Utc> {
 
 async fn computed_outage_is_backfilled_with_minutes_and_missing_data_superseded(url: &str) {
     let now = morning();
-    let rig = Rig::start(
-        url,
-        "[[outlets.limits]]\nfactor = \"w01018\"\nmax = 50.0\nbasis = \"hour\"",
-        "6h",
-        now,
-    )
-    .await;
+    let rig = Rig::start(url, HOURLY_50, "6h", now).await;
     let tz = rig.tz();
-    let f = floor_hour(now);
-    let day0 = hour(f, -10); // 00:00 local
-                             // Hourly values 00–06 and minute values 04:00–06:59 arrived; the link was
-                             // down 07:00–09:59 (F-3h .. F).
-    let gap = [hour(f, -3), hour(f, -2), hour(f, -1)];
-    let hours: Vec<_> = (0..7).map(|k| hour(day0, k)).collect();
-    rig.write("DW001", DataKind::Hour, &hours).await;
-    rig.write("DW001", DataKind::Min, &minutes(hour(f, -6), gap[0]))
-        .await;
-    // The rules engine closes the silent hours as missing.
-    let mut missing = Vec::new();
-    for _ in 0..200 {
-        missing = rig
-            .store
-            .findings(&FindingQuery {
-                rule: Some("missing_data".into()),
-                limit: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|s| s.finding.detail == "hour" && gap.contains(&s.finding.window_start))
-            .collect::<Vec<_>>();
-        if missing.len() == gap.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(missing.len(), 3, "missing_data for each hour of the outage");
-
-    let mut backlog = Backlog::default();
-    for g in gap {
-        backlog.keep("2061", lt(g, tz), "w01018-Avg=31.0,w01018-Flag=N");
-        for m in minutes(g, hour(g, 1)) {
-            backlog.keep("2051", lt(m, tz), "w01018-Avg=31.0,w01018-Flag=N");
-        }
-    }
-    // The logger comes back: hourly data first, then the minutes.
-    let mut sim = rig.sim("MN-WW-0001");
-    sim.upload("2011", lt(now, tz), "w01018-Rtd=31.5,w01018-Flag=N")
-        .await
-        .unwrap();
-    let first = sim
-        .answer_history(&backlog, HistoryMode::Answer, Duration::from_secs(10))
-        .await
-        .unwrap()
-        .expect("a history request");
-    assert_eq!(first.cn, "2061");
-    assert_eq!((first.begin, first.end), (lt(gap[0], tz), lt(gap[2], tz)));
-    assert_eq!(first.uploaded, 3);
+    let o = outage(&rig, "DW001", now, ["31.0", "31.0", "31.0"]).await;
+    let (gap, backlog, mut sim, missing) = (o.gap, o.backlog, o.sim, o.missing);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let second = loop {
         let seg = sim.next_segment(deadline).await.expect("a minute request");
@@ -294,22 +383,7 @@ async fn computed_outage_is_backfilled_with_minutes_and_missing_data_superseded(
     );
 
     // The minutes are judged late: each hour's missing_data is superseded.
-    for m in &missing {
-        let mut superseded = false;
-        for _ in 0..200 {
-            let h = rig.store.finding_history(m.id).await.unwrap();
-            if h.superseded.is_some() {
-                superseded = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            superseded,
-            "missing_data of {} not superseded",
-            m.finding.window_start
-        );
-    }
+    rig.assert_superseded(&missing).await;
     assert!(
         !rig.store
             .findings(&FindingQuery {
@@ -325,21 +399,37 @@ async fn computed_outage_is_backfilled_with_minutes_and_missing_data_superseded(
     );
 
     // Every hour of the day so far was received and valid.
-    let day = local_day(now, tz);
-    let report = pollwatch::completeness::transmission_report(
-        &rig.cfg,
-        &rig.store,
-        day,
-        day.succ_opt().unwrap(),
-        Some("E1"),
-        now,
-    )
-    .await
-    .unwrap();
-    let row = report.rows.iter().find(|r| r.outlet == "DW001").unwrap();
-    assert!(row.counts.expected >= 10, "{row:?}");
-    assert_eq!(row.counts.received, row.counts.expected, "{row:?}");
-    assert_eq!(row.counts.effective_rate(), Some(1.0), "{row:?}");
+    rig.assert_day_complete("DW001", now).await;
+    rig.stop().await;
+}
+
+/// The outage of the test above on an outlet judging the logger's own hourly
+/// values: the hourly values alone make the hours valid again, so 2061 is all
+/// that is asked, each hour's `missing_data` is superseded, and the hour whose
+/// backfilled value is over the limit is found once.
+async fn supplied_outage_is_backfilled_with_hours_and_missing_data_superseded(url: &str) {
+    let now = morning();
+    let rig = Rig::start(url, HOURLY_50, "6h", now).await;
+    // The logger kept its hourly values; the middle hour was over the limit.
+    let o = outage(&rig, "DW003", now, ["31.0", "80.0", "31.0"]).await;
+    let (gap, backlog, mut sim, missing) = (o.gap, o.backlog, o.sim, o.missing);
+    rig.assert_superseded(&missing).await;
+    let over = hour_findings(&rig, "DW003", &gap, RuleName::Exceedance).await;
+    assert_eq!(
+        over.iter()
+            .map(|s| (s.finding.window_start, s.finding.value))
+            .collect::<Vec<_>>(),
+        [(gap[1], Some(80.0))],
+        "the backfilled hour over the limit, found once: {over:#?}"
+    );
+    // The hourly values are enough: no minutes are asked for.
+    let again = sim
+        .answer_history(&backlog, HistoryMode::Answer, Duration::from_millis(1500))
+        .await
+        .unwrap();
+    assert_eq!(again, None, "no 2051 for an outlet judging supplied hours");
+
+    rig.assert_day_complete("DW003", now).await;
     rig.stop().await;
 }
 

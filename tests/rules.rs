@@ -618,6 +618,78 @@ fn a_supplied_hourly_mean_is_judged_on_arrival() {
     assert_eq!(ex[0].evidence.aggregate.as_deref(), Some("supplied"));
 }
 
+/// With `supplied` aggregates (the default) the logger's valid hourly value is
+/// the hour's value: minutes lost on the way do not make the hour missing. When
+/// the value arrives after the hour closed short (a backfilled outage), the hour
+/// is reported for re-judging so that its `missing_data` is superseded.
+#[test]
+fn a_supplied_hourly_mean_makes_a_short_hour_valid() {
+    let hourly = |ts| {
+        let mut v = vec![
+            outlet("DA001", "a21026", ts, 20.0),
+            outlet("DA001", "a19001", ts, 6.0),
+        ];
+        for r in &mut v {
+            r.kind = DataKind::Hour;
+            r.stat = Stat::Avg;
+        }
+        v
+    };
+    // 20 minutes of SO2 and O2, the logger's hourly values, then the close.
+    let short_then_hourly = |ev: &mut Evaluator| {
+        let mut f = Vec::new();
+        for s in (0..20 * 60).step_by(30) {
+            let ts = at(s);
+            f.extend(feed(
+                ev,
+                vec![
+                    outlet("DA001", "a21026", ts, 20.0),
+                    outlet("DA001", "a19001", ts, 6.0),
+                ],
+            ));
+        }
+        f.extend(feed(ev, hourly(t0())));
+        f.extend(tick(ev, t0() + Duration::minutes(66)));
+        f
+    };
+    // Before the hour closes: no missing_data.
+    let mut ev = evaluator(FLUE);
+    let f = short_then_hourly(&mut ev);
+    assert!(of(&f, RuleName::MissingData).is_empty(), "{f:#?}");
+
+    // After: the hour was missing, and is reopened by its hourly value.
+    let mut ev = evaluator(FLUE);
+    let f = flue_hour(&mut ev, t0(), 20, 20.0, 6.0);
+    assert_eq!(of(&f, RuleName::MissingData).len(), 1);
+    let mut out = Output::default();
+    ev.ingest(&hourly(t0()), &mut out);
+    let hours: Vec<_> = out
+        .reopened
+        .iter()
+        .filter(|r| r.factor.as_ref() == "a21026")
+        .map(|r| r.hour)
+        .collect();
+    assert_eq!(hours, [Some(t0())], "{:#?}", out.reopened);
+
+    // A valid computed hour is not reopened by the logger's value (it is
+    // cross-checked instead), and with `computed` aggregates the minutes decide.
+    let mut ev = evaluator(FLUE);
+    flue_hour(&mut ev, t0(), 60, 20.0, 6.0);
+    let mut out = Output::default();
+    ev.ingest(&hourly(t0()), &mut out);
+    assert!(
+        out.reopened.iter().all(|r| r.hour.is_none()),
+        "{:#?}",
+        out.reopened
+    );
+    let mut ev = evaluator(&FLUE.replace(
+        "o2_reference = 6.0",
+        "o2_reference = 6.0\naggregates = \"computed\"",
+    ));
+    let f = short_then_hourly(&mut ev);
+    assert_eq!(of(&f, RuleName::MissingData).len(), 1, "{f:#?}");
+}
+
 #[test]
 fn maintenance_flags_for_more_than_a_tenth_of_the_day() {
     let mut ev = evaluator(FLUE);

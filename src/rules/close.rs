@@ -27,8 +27,12 @@ impl Series {
             let d = day_start(h.start, ctx.tz);
             self.day = Some(DayWin::new(d, day_start(d + Duration::hours(36), ctx.tz)));
         }
+        // With `supplied` aggregates the logger's own hourly value is the hour's
+        // value: a valid one makes the hour valid whatever minutes we lost.
+        let supplied_stands =
+            ctx.op.aggregates == Aggregates::Supplied && self.supplied_hours.get(h.start).is_some();
         if !valid {
-            if !self.limits.is_empty() {
+            if !self.limits.is_empty() && !supplied_stands {
                 out.findings.push(
                     Finding::new(RuleName::MissingData, ctx.plan, ctx.loc(), &self.factor, h.start, h.end())
                         .value(f64::from(st.valid_minutes))
@@ -171,6 +175,9 @@ impl Series {
 
     /// A logger-supplied hourly (2061) or daily (2031) average. Returns true when
     /// it belongs to a day already closed (late: the caller has it re-judged).
+    /// A valid hourly value for an hour that closed short (a backfilled hour of
+    /// an outage) is reported for re-judging here, so that the hour's
+    /// `missing_data` is superseded.
     pub(crate) fn supplied(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -221,6 +228,15 @@ impl Series {
                 None => Some(r.value),
             }
         };
+        // An hour already closed without a valid hourly value of ours (short, or
+        // out of the recent window) that now has the logger's valid one: its
+        // `missing_data` no longer stands, so the hour is judged again.
+        let closed_short = basis == Basis::Hour
+            && ctx.op.aggregates == Aggregates::Supplied
+            && judged.is_some()
+            && !self.limits.is_empty()
+            && self.hour.as_ref().is_some_and(|h| r.ts < h.start)
+            && self.computed_hours.get(start).is_none();
         // Whether we build this period ourselves (a computed hour, a day from
         // hours): before the day takes this hour in.
         let built = match basis {
@@ -230,6 +246,9 @@ impl Series {
         let late = basis == Basis::Hour
             && self.has_basis(Basis::Day)
             && self.day_hour(ctx, r, judged, out);
+        if closed_short {
+            self.reopen(ctx, Some(start), day_start(start, ctx.tz), out);
+        }
         let Some(judged) = judged else {
             return late;
         };
