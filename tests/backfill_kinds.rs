@@ -40,6 +40,7 @@ use tokio::sync::watch;
 both_backends!(
     computed_outage_is_backfilled_with_minutes_and_missing_data_superseded,
     supplied_outage_is_backfilled_with_hours_and_missing_data_superseded,
+    an_unanswered_request_is_asked_again_on_the_same_connection,
     connected_logger_is_asked_for_missing_days_and_short_hours
 );
 
@@ -70,8 +71,19 @@ struct Rig {
 
 impl Rig {
     async fn start(url: &str, limits: &str, max_age: &str, now: DateTime<Utc>) -> Rig {
+        Rig::start_with_timeout(url, limits, max_age, "5s", now).await
+    }
+
+    /// With `timeout` as `backfill_timeout`.
+    async fn start_with_timeout(
+        url: &str,
+        limits: &str,
+        max_age: &str,
+        timeout: &str,
+        now: DateTime<Utc>,
+    ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = common::backfill::config(dir.path(), url, max_age, "5s", &enterprise(limits));
+        let cfg = common::backfill::config(dir.path(), url, max_age, timeout, &enterprise(limits));
         let store = Store::open(url, &Default::default()).await.unwrap();
         let clock = Arc::new(ManualClock::new(now));
         let (writer, wtask, rules) = common::rules_pipeline(
@@ -430,6 +442,58 @@ async fn supplied_outage_is_backfilled_with_hours_and_missing_data_superseded(ur
     assert_eq!(again, None, "no 2051 for an outlet judging supplied hours");
 
     rig.assert_day_complete("DW003", now).await;
+    rig.stop().await;
+}
+
+/// A logger that stays connected but lets a request time out is asked again
+/// after the backoff (twice `backfill_timeout`), with the next attempt number,
+/// and the answer to the retry fills the gap.
+async fn an_unanswered_request_is_asked_again_on_the_same_connection(url: &str) {
+    let now = morning();
+    let rig = Rig::start_with_timeout(url, HOURLY_50, "6h", "1s", now).await;
+    let tz = rig.tz();
+    let f = floor_hour(now);
+    let day0 = hour(f, -10);
+    let gap = [hour(f, -3), hour(f, -2), hour(f, -1)];
+    let hours: Vec<_> = (0..7).map(|k| hour(day0, k)).collect();
+    rig.write("DW003", DataKind::Hour, &hours).await;
+    let mut backlog = Backlog::default();
+    for g in gap {
+        backlog.keep("2061", lt(g, tz), "w01018-Avg=31.0,w01018-Flag=N");
+    }
+    let mut sim = rig.sim("MN-WW-0003");
+    sim.upload("2011", lt(now, tz), "w01018-Rtd=31.5,w01018-Flag=N")
+        .await
+        .unwrap();
+    // The first request is read and left unanswered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ignored = loop {
+        let seg = sim.next_segment(deadline).await.expect("a request");
+        if seg.contains("CN=2061") {
+            break seg;
+        }
+    };
+    let retry = sim
+        .answer_history(&backlog, HistoryMode::Answer, Duration::from_secs(15))
+        .await
+        .unwrap()
+        .expect("the request asked again");
+    assert_eq!(retry.cn, "2061");
+    assert_eq!((retry.begin, retry.end), (lt(gap[0], tz), lt(gap[2], tz)));
+    assert_eq!(retry.uploaded, 3);
+    assert!(!ignored.contains(&format!("QN={}", retry.qn)), "a new QN: {ignored} / {retry:?}");
+
+    let reqs = common::backfill::requests(&rig.store, Some("MN-WW-0003"), 2).await;
+    let mut seen: Vec<_> = reqs
+        .iter()
+        .map(|r| (r.request.attempt, r.state, r.readings))
+        .collect();
+    seen.sort_by_key(|s| s.0);
+    assert_eq!(
+        seen,
+        [(1, BackfillState::Timeout, 0), (2, BackfillState::Done, 3)],
+        "{reqs:#?}"
+    );
     rig.stop().await;
 }
 

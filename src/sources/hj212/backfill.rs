@@ -19,8 +19,10 @@
 //! read loop as real-time uploads, which are stored and answered as usual — a
 //! backfill holds nothing up. The data goes through the ordinary upload path (the
 //! writer, then the rules engine's late-data judging). A request with no 9012
-//! within `backfill_timeout` of its last sign of life ends `timeout` and is asked
-//! again by a later plan, at most `MAX_ATTEMPTS` times.
+//! within `backfill_timeout` of its last sign of life ends `timeout` (a 9012
+//! with another code, `failed`); while the logger stays connected it is asked
+//! again after a backoff ([`retry_backoff`]: twice the timeout, then four
+//! times, at most an hour), and by any later plan, at most `MAX_ATTEMPTS` times.
 //!
 //! Every request and outcome is recorded (`backfill_requests`) by one recorder
 //! task, in order, through a bounded queue the connection never waits on.
@@ -193,6 +195,39 @@ impl Backfill {
         }
     }
 
+    /// A request of `ep`'s went unanswered (or failed) on a connection that
+    /// stays: unless it was the last attempt, the period is planned again after
+    /// [`retry_backoff`], through whatever connection the logger is on by then.
+    /// A minute request's hours are passed as short hours, so that they are
+    /// asked for again even where they are not missing hours.
+    pub fn retry_later(self: &Arc<Self>, ep: &Endpoint, period: &Period, now: DateTime<Utc>) {
+        let Some(wait) = retry_backoff(self.settings.answer_timeout, period.attempt) else {
+            return;
+        };
+        let key = (
+            ep.origin.enterprise.to_string(),
+            ep.origin.outlet.to_string(),
+        );
+        let mut short = BTreeSet::new();
+        if period.cn == super::backfill_plan::MINUTE {
+            let mut h = period.begin;
+            while h < period.end {
+                short.insert(h);
+                h += chrono::Duration::hours(1);
+            }
+        }
+        tracing::info!(enterprise = %ep.origin.enterprise, outlet = %ep.origin.outlet, mn = %ep.origin.mn, cn = period.cn, attempt = period.attempt, retry_in_s = wait.as_secs(), "hj212 backfill: asking again later");
+        let shared = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some((ep, tx)) = lock(&shared.live).get(&key).cloned() else {
+                return;
+            };
+            let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            shared.plan_for(ep, tx, at, short).await;
+        });
+    }
+
     /// How many loggers may be asked right now (connected, backfill on).
     pub fn askable(&self) -> usize {
         lock(&self.live).len()
@@ -213,6 +248,17 @@ impl Backfill {
             tracing::warn!("hj212 backfill: record queue full; a request outcome is only logged");
         }
     }
+}
+
+/// How long after the `attempt`-th try of a period timed out it is asked
+/// again: the answer timeout doubled per attempt (2×, 4×, …), at most an hour;
+/// `None` once [`MAX_ATTEMPTS`] tries are spent.
+pub fn retry_backoff(answer_timeout: Duration, attempt: u32) -> Option<Duration> {
+    (attempt < MAX_ATTEMPTS).then(|| {
+        answer_timeout
+            .saturating_mul(1 << attempt.min(16))
+            .min(Duration::from_secs(3600))
+    })
 }
 
 /// Locks a std mutex that is never held across an await; a poisoned one is
@@ -498,6 +544,13 @@ impl Session {
         }
     }
 
+    /// Whether the request in flight is `mn`'s with `qn`.
+    pub fn is_in_flight(&self, mn: &str, qn: Option<&str>) -> bool {
+        self.in_flight
+            .as_ref()
+            .is_some_and(|f| &*f.ep.origin.mn == mn && qn == Some(f.qn.as_str()))
+    }
+
     /// Resets the answer deadline of the request just sent.
     pub fn deadline_from_now(&self) -> Instant {
         Instant::now() + self.timeout()
@@ -511,5 +564,23 @@ impl Drop for Session {
             let tx = &self.plans_tx;
             lock(&shared.live).retain(|_, (_, t)| !t.same_channel(tx));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_and_stop_at_the_last_attempt() {
+        let t = Duration::from_secs(120);
+        assert_eq!(retry_backoff(t, 1), Some(Duration::from_secs(240)));
+        assert_eq!(retry_backoff(t, 2), Some(Duration::from_secs(480)));
+        assert_eq!(retry_backoff(t, MAX_ATTEMPTS), None);
+        assert_eq!(
+            retry_backoff(Duration::from_secs(3600), 1),
+            Some(Duration::from_secs(3600)),
+            "at most an hour"
+        );
     }
 }

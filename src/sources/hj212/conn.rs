@@ -62,6 +62,8 @@ pub(super) struct Conn {
     /// The current frame's dead letter was not written (cap or sampling): the
     /// frame must not be answered.
     pub(super) unstored: bool,
+    /// The time the last QN of our requests was made of (see `request_qn`).
+    pub(super) last_request_qn: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub(super) type Flow = ControlFlow<()>;
@@ -86,6 +88,7 @@ impl Conn {
             backfill: Session::new(ctx_backfill),
             dead_letter_window: Instant::now(),
             unstored: false,
+            last_request_qn: None,
         };
         let cfg = conn.ctx.cfg.clone();
         let mut decoder = FrameDecoder::with_config(cfg.max_frame_len, CrcMode::Hj212);

@@ -307,11 +307,23 @@ impl Conn {
         self.answer(set_time_1012(&h, now), crc, true).await
     }
 
-    pub(super) fn request_qn(&self) -> (LocalDateTime, String) {
+    /// The local time now, and a QN for a request of ours: the time to the
+    /// millisecond, and never one this connection used before (a retry sent in
+    /// the same millisecond as, or with the clock set back below, an earlier
+    /// request would otherwise be taken for it).
+    pub(super) fn request_qn(&mut self) -> (LocalDateTime, String) {
         let now = self.ctx.clock.now();
-        let local = super::backfill::local(now, self.ctx.cfg.tz);
-        let millis = (now.timestamp_subsec_millis()).min(999) as u16;
-        (local, make_qn(local, millis))
+        let at = match self.last_request_qn {
+            Some(last) if now <= last => last + chrono::Duration::milliseconds(1),
+            _ => now,
+        };
+        self.last_request_qn = Some(at);
+        let tz = self.ctx.cfg.tz;
+        let millis = (at.timestamp_subsec_millis()).min(999) as u16;
+        (
+            super::backfill::local(now, tz),
+            make_qn(super::backfill::local(at, tz), millis),
+        )
     }
 }
 
