@@ -481,7 +481,10 @@ async fn an_unanswered_request_is_asked_again_on_the_same_connection(url: &str) 
     assert_eq!(retry.cn, "2061");
     assert_eq!((retry.begin, retry.end), (lt(gap[0], tz), lt(gap[2], tz)));
     assert_eq!(retry.uploaded, 3);
-    assert!(!ignored.contains(&format!("QN={}", retry.qn)), "a new QN: {ignored} / {retry:?}");
+    assert!(
+        !ignored.contains(&format!("QN={}", retry.qn)),
+        "a new QN: {ignored} / {retry:?}"
+    );
 
     let reqs = common::backfill::requests(&rig.store, Some("MN-WW-0003"), 2).await;
     let mut seen: Vec<_> = reqs

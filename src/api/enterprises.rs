@@ -31,7 +31,7 @@ pub fn routes() -> Router<ApiState> {
 /// Online status and last reading of outlets and meters, from what the sources
 /// report live (shared with the console's enterprise pages).
 pub struct LiveStatus {
-    health: std::collections::BTreeMap<(String, String), crate::sources::field::health::Health>,
+    health: crate::sources::field::HealthTable,
     hj212: std::sync::Arc<crate::sources::hj212::Hj212Stats>,
     now: DateTime<Utc>,
     window: chrono::Duration,

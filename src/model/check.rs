@@ -35,6 +35,14 @@ pub struct Invalid {
 /// Checks one piece of text: non-empty unless `may_be_empty`, at most `max`
 /// characters, no NUL or other control character.
 pub fn text(what: &str, s: &str, max: usize, may_be_empty: bool) -> Result<(), Invalid> {
+    // Nearly every code and id is short printable ASCII: one pass over the
+    // bytes settles it (this runs for every reading of every source).
+    if s.len() <= max
+        && (may_be_empty || !s.is_empty())
+        && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return Ok(());
+    }
     let why = if s.is_empty() && !may_be_empty {
         Some("is empty")
     } else if s.chars().count() > max {

@@ -8,6 +8,9 @@
 //! that does not exist.
 
 use std::collections::HashMap;
+
+/// Per-process seeded, fast hashing for the id maps (see Cargo.toml).
+type Fast = foldhash::fast::RandomState;
 use std::sync::Mutex;
 
 use crate::model::{SeriesKey, SourceRef};
@@ -16,8 +19,8 @@ use super::{to_ms, Received};
 
 #[derive(Debug, Default)]
 pub struct IdCache {
-    series: Mutex<HashMap<SeriesKey, i64>>,
-    sources: Mutex<HashMap<SourceRef, i64>>,
+    series: Mutex<HashMap<SeriesKey, i64, Fast>>,
+    sources: Mutex<HashMap<SourceRef, i64, Fast>>,
 }
 
 /// One row of the readings table, ready to bind.

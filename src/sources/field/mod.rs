@@ -17,10 +17,11 @@ pub mod health;
 pub mod line;
 pub mod modbus_tcp;
 pub mod poll;
+mod poller;
 pub mod sink;
 mod task;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +38,7 @@ use health::Health;
 use line::{Endpoint, Line};
 use poll::DevicePlan;
 pub use poll::PollError;
+use poller::Poller;
 use sink::Sink;
 use task::{LineTask, Polled};
 
@@ -125,7 +127,10 @@ pub fn devices(cfg: &Config) -> Result<Vec<FieldDevice>, FieldError> {
 }
 
 /// Health of every device, keyed by (enterprise, device id).
-pub type HealthMap = Arc<Mutex<BTreeMap<(String, String), Health>>>;
+/// Every polled device's health, by (enterprise, device). Updated on every poll,
+/// so hashed (seeded per process) rather than ordered: readers do not need order.
+pub type HealthTable = HashMap<(String, String), Health, foldhash::fast::RandomState>;
+pub type HealthMap = Arc<Mutex<HealthTable>>;
 
 /// The running pollers: one task per line, each fed its device list through a
 /// `watch` channel so that a reload can change the devices of a line without
@@ -144,6 +149,9 @@ pub struct FieldSources {
     flusher: tokio::task::JoinHandle<()>,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
+    /// The lines' own thread; `None` if it could not be started (then the
+    /// lines run on the caller's runtime).
+    poller: Option<Poller>,
 }
 
 struct LineHandle {
@@ -182,6 +190,11 @@ impl FieldSources {
             flusher,
             clock,
             shutdown,
+            poller: Poller::start()
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "field: no poller thread; lines run on the main runtime")
+                })
+                .ok(),
         };
         for (endpoint, devices) in by_line(devices) {
             me.spawn_line(endpoint, devices);
@@ -207,8 +220,11 @@ impl FieldSources {
             logs: self.logs.clone(),
             stats: self.stats.clone(),
         };
-        self.tasks
-            .spawn(task.run(self.shutdown.clone(), stop_rx, devices_rx));
+        let run = task.run(self.shutdown.clone(), stop_rx, devices_rx);
+        match &self.poller {
+            Some(p) => self.tasks.spawn_on(run, p.handle()),
+            None => self.tasks.spawn(run),
+        };
         self.lines.insert(
             endpoint,
             LineHandle {
@@ -271,6 +287,6 @@ impl FieldSources {
     }
 }
 
-fn lock_health(h: &HealthMap) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Health>> {
+fn lock_health(h: &HealthMap) -> std::sync::MutexGuard<'_, HealthTable> {
     h.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -56,14 +56,21 @@ impl Polled {
     }
 }
 
-/// Where in its interval a line's ticks fall: spread over lines so that a city of
-/// gateways does not fire at once, fixed per endpoint so reloads keep it.
+/// Ticks per second that lines are spread over.
+const SLOTS: u64 = 20;
+
+/// Where in its interval a line's ticks fall: one of [`SLOTS`] slots of the
+/// second, by a hash of the endpoint (fixed per endpoint, so reloads keep it).
+/// Spread, so that a city of gateways does not fire at once; but in slots, so
+/// that the lines of a slot fire together: their requests go out back to back
+/// and their replies come back to a thread that is still awake, instead of
+/// every line's every exchange putting the thread to sleep and waking it.
 fn offset(endpoint: &Endpoint, interval: Duration) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     endpoint.hash(&mut h);
     let span = interval.min(Duration::from_secs(1));
-    let micros = span.as_micros().max(1) as u64;
-    Duration::from_micros(h.finish() % micros)
+    let slot = span / SLOTS as u32;
+    slot * (h.finish() % SLOTS) as u32
 }
 
 impl LineTask {
@@ -143,16 +150,18 @@ impl LineTask {
         // Fields are recorded only when debug logging is on: at info level a
         // per-poll span would format four fields for every poll of every meter.
         let span = tracing::debug_span!("poll", enterprise = %dev.enterprise, location = %dev.location, device = %dev.id, line = %self.line.endpoint);
-        let result =
-            tracing::Instrument::instrument(poll::poll(&mut self.line, &dev.plan), span).await;
+        let result = if span.is_disabled() {
+            poll::poll(&mut self.line, &dev.plan).await
+        } else {
+            tracing::Instrument::instrument(poll::poll(&mut self.line, &dev.plan), span).await
+        };
         let now = self.clock.now();
         let (transition, next_in, detail) = {
             let mut map = self.health.lock().unwrap_or_else(|e| e.into_inner());
-            if !map.contains_key(key) {
-                map.insert(key.clone(), Default::default());
-            }
-            let Some(h) = map.get_mut(key) else {
-                return dev.interval;
+            // One search when the device is known (every poll but its first).
+            let h = match map.get_mut(key) {
+                Some(h) => h,
+                None => map.entry(key.clone()).or_default(),
             };
             match &result {
                 Ok(_) => (h.ok(now), h.next_in(dev.interval), String::new()),
