@@ -100,6 +100,9 @@ enum SimulateWhat {
     },
     /// An HJ 212 data logger: uploads values, waits for 9014, resends on timeout.
     Hj212(cli::simulate::Hj212SimArgs),
+    /// N HJ 212 loggers at a steady rate, one connection each (the child of
+    /// `bench hj212-steady`; steered on stdin: mark, report, idle, quit).
+    Hj212Fleet(cli::simulate::Hj212FleetArgs),
     /// A power-monitoring gateway publishing JSON over MQTT (QoS 1, persistent session).
     Mqtt {
         #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
@@ -289,6 +292,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Simulate(SimulateArgs {
             what: SimulateWhat::Hj212(args),
         }) => cli::simulate::simulate_hj212(args).await,
+        Command::Simulate(SimulateArgs {
+            what: SimulateWhat::Hj212Fleet(args),
+        }) => cli::simulate::simulate_hj212_fleet(args).await,
         Command::Simulate(SimulateArgs {
             what:
                 SimulateWhat::Mqtt {

@@ -22,7 +22,7 @@ use crate::sources::hj212::codec::time::LocalDateTime;
 use crate::sources::hj212::mapping::Origin;
 use crate::sources::hj212::registry::Endpoint;
 use crate::sources::hj212::{Hj212Server, Registry, ServerConfig};
-use crate::store::{Store, StoreOptions, Writer, WriterOptions};
+use crate::store::{Store, StoreOptions, Writer, WriterOptions, WriterTask};
 
 /// The key of the benchmarks' 2025 loggers.
 fn bench_key() -> Sm4Key {
@@ -204,6 +204,72 @@ pub(super) fn server_config(max_connections: usize) -> ServerConfig {
     }
 }
 
+/// The store at `url` (default options: SQLite `synchronous = FULL`) and a writer
+/// on it with default options, as the daemon runs them.
+pub(super) async fn store_and_writer(url: &str) -> Result<(Store, Writer, WriterTask), BenchError> {
+    let store = Store::open(url, &StoreOptions::default()).await?;
+    let (writer, task) = Writer::spawn(
+        store.clone(),
+        WriterOptions::default(),
+        Arc::new(SystemClock),
+    );
+    Ok((store, writer, task))
+}
+
+/// An in-process server on loopback and its store writer on a fresh store at
+/// `url`, with `loggers` benchmark loggers registered: MN `MN{i:08}`, four outlets
+/// per enterprise; with `sm4`, as HJ 212-2025 loggers that must encrypt.
+pub(super) struct BenchServer {
+    pub store: Store,
+    pub writer: Writer,
+    pub server: Hj212Server,
+    task: WriterTask,
+    stop: watch::Sender<bool>,
+    _registry: watch::Sender<Arc<Registry>>,
+}
+
+impl BenchServer {
+    pub async fn start(url: &str, loggers: usize, sm4: bool) -> Result<Self, BenchError> {
+        let (store, writer, task) = store_and_writer(url).await?;
+        let mut registry = Registry::default();
+        for i in 0..loggers {
+            registry.insert(Endpoint {
+                sm4_key: sm4.then(bench_key),
+                require_encryption: sm4,
+                ..logger(
+                    &format!("E{:04}", i / 4),
+                    &format!("DA{:03}", i % 4),
+                    &format!("MN{i:08}"),
+                )
+            });
+        }
+        let (registry, reg_rx) = watch::channel(Arc::new(registry));
+        let (stop, stop_rx) = watch::channel(false);
+        let cfg = server_config(loggers + 16);
+        let server =
+            Hj212Server::start(cfg, reg_rx, writer.clone(), Arc::new(SystemClock), stop_rx)
+                .await
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+        Ok(BenchServer {
+            store,
+            writer,
+            server,
+            task,
+            stop,
+            _registry: registry,
+        })
+    }
+
+    /// Stops the server, drains the writer and closes the store.
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        self.server.join().await;
+        drop(self.writer);
+        self.task.finish(Duration::from_secs(10)).await;
+        self.store.close().await;
+    }
+}
+
 /// `loggers` simulated loggers, each uploading `per_logger` real-time frames of 10
 /// factors and waiting for each 9014, against an in-process server writing to the
 /// store at `url`; with `sm4`, as HJ 212-2025 loggers encrypting their data areas.
@@ -213,31 +279,8 @@ pub async fn end_to_end(
     per_logger: usize,
     sm4: bool,
 ) -> Result<E2eReport, BenchError> {
-    let store = Store::open(url, &StoreOptions::default()).await?;
-    let (writer, task) = Writer::spawn(
-        store.clone(),
-        WriterOptions::default(),
-        Arc::new(SystemClock),
-    );
-    let mut registry = Registry::default();
-    for i in 0..loggers {
-        registry.insert(Endpoint {
-            sm4_key: sm4.then(bench_key),
-            require_encryption: sm4,
-            ..logger(
-                &format!("E{:04}", i / 4),
-                &format!("DA{:03}", i % 4),
-                &format!("MN{i:08}"),
-            )
-        });
-    }
-    let (_reg_tx, reg_rx) = watch::channel(Arc::new(registry));
-    let (stop, stop_rx) = watch::channel(false);
-    let cfg = server_config(loggers + 16);
-    let server = Hj212Server::start(cfg, reg_rx, writer.clone(), Arc::new(SystemClock), stop_rx)
-        .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let addr = server.local_addr();
+    let bench = BenchServer::start(url, loggers, sm4).await?;
+    let addr = bench.server.local_addr();
     // Every logger connects and sends one upload first (creating its series in
     // the store, a one-time cost), then all start together: the figures are the
     // steady state a running city sees.
@@ -301,11 +344,7 @@ pub async fn end_to_end(
         resends += r;
     }
     let elapsed = started.elapsed();
-    let _ = stop.send(true);
-    server.join().await;
-    drop(writer);
-    task.finish(Duration::from_secs(10)).await;
-    store.close().await;
+    bench.finish().await;
     lat.sort();
     Ok(E2eReport {
         sm4,

@@ -25,7 +25,6 @@ use crate::sim::{Backlog, HistoryMode, LoggerSim};
 use crate::sources::hj212::backfill::local;
 use crate::sources::hj212::registry::Endpoint;
 use crate::sources::hj212::{Backfill, BackfillSettings, Hj212Server, Registry};
-use crate::store::{Store, StoreOptions, Writer, WriterOptions};
 
 const FACTORS: [&str; 4] = ["w01018", "w21003", "w21011", "w21001"];
 
@@ -100,12 +99,7 @@ pub async fn logger_backfill(
     rate: u32,
 ) -> Result<LoggerBackfillReport, BenchError> {
     let tz = chrono_tz::Asia::Shanghai;
-    let store = Store::open(url, &StoreOptions::default()).await?;
-    let (writer, task) = Writer::spawn(
-        store.clone(),
-        WriterOptions::default(),
-        Arc::new(SystemClock),
-    );
+    let (store, writer, task) = super::hj212::store_and_writer(url).await?;
     let mut registry = Registry::default();
     for i in 0..loggers + live {
         registry.insert(endpoint(i, i < loggers));

@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod field;
 pub mod field_peer;
 pub mod hj212;
+pub mod hj212_steady;
 pub mod logger_backfill;
 pub mod mqtt;
 pub mod procstat;

@@ -50,6 +50,32 @@ pub enum BenchWhat {
         #[arg(long)]
         sm4: bool,
     },
+    /// HJ 212 at a steady rate (issue 23): server + writer CPU per stored frame
+    /// with N loggers in a child process each uploading every interval, then the
+    /// idle floor with them connected and quiet, and with none connected.
+    Hj212Steady {
+        /// Store URL; default a fresh SQLite file in a temporary directory.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        loggers: usize,
+        /// Seconds between one logger's uploads.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// Seconds measured at the steady rate.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Seconds measured for each idle floor.
+        #[arg(long, default_value_t = 20)]
+        idle_seconds: u64,
+        /// The shortest warm-up, seconds (it also waits for every logger's first
+        /// frame to be stored).
+        #[arg(long, default_value_t = 5)]
+        warmup: u64,
+        /// Factors per frame (1 to 10).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=10))]
+        factors: u8,
+    },
     /// HJ 212 backfill: loggers back after a city-wide outage are asked for their
     /// gap (CN 2061) while live loggers keep uploading real-time data.
     Hj212Backfill {
@@ -308,6 +334,28 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
             let report =
                 pollwatch::bench::hj212::end_to_end(&url, loggers, frames_per_logger, sm4).await?;
             println!("{report}");
+        }
+        BenchWhat::Hj212Steady {
+            url,
+            loggers,
+            interval,
+            seconds,
+            idle_seconds,
+            warmup,
+            factors,
+        } => {
+            let (_dir, url) = store_url(url)?;
+            let opts = pollwatch::bench::hj212_steady::SteadyOptions {
+                url,
+                loggers,
+                interval_secs: interval,
+                seconds,
+                idle_seconds,
+                factors: usize::from(factors),
+                min_warmup: std::time::Duration::from_secs(warmup),
+                fleet_exe: std::env::current_exe().context("finding the pollwatch binary")?,
+            };
+            print!("{}", pollwatch::bench::hj212_steady::steady(&opts).await?);
         }
         BenchWhat::Hj212Backfill {
             url,

@@ -159,3 +159,90 @@ pub fn simulate_cp(cn: &str, values: &[String]) -> anyhow::Result<String> {
     }
     Ok(items.join(";"))
 }
+
+/// `pollwatch simulate hj212-fleet`.
+#[derive(Debug, clap::Args)]
+pub struct Hj212FleetArgs {
+    /// Platform address.
+    #[arg(long, default_value = "127.0.0.1:9212")]
+    addr: std::net::SocketAddr,
+    /// Loggers, MN00000000.., password 123456, one TCP connection each.
+    #[arg(long, default_value_t = 1000)]
+    loggers: usize,
+    /// Seconds between one logger's 2011 uploads (sends spread over it).
+    #[arg(long, default_value_t = 10)]
+    interval: u64,
+    /// Factors per upload.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=10))]
+    factors: u8,
+    /// Exit after this many seconds (default: when killed or told `quit`).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Stop uploading after this many seconds, keeping the connections open.
+    #[arg(long)]
+    idle_after: Option<u64>,
+}
+
+/// Runs a fleet, printing a `fleet tick: …` line a second while it sends, and
+/// obeying commands on stdin: `mark` (a new window), `report` (print a `fleet
+/// report: …` line for the window), `idle` (stop uploading), `quit`.
+pub async fn simulate_hj212_fleet(a: Hj212FleetArgs) -> anyhow::Result<ExitCode> {
+    use pollwatch::sim::hj212_fleet::{Fleet, FleetOptions};
+    use tokio::time::{sleep_until, Duration, Instant};
+    anyhow::ensure!(a.loggers > 0, "--loggers must be at least 1");
+    anyhow::ensure!(a.interval > 0, "--interval must be at least 1 s");
+    let fleet = Fleet::start(&FleetOptions {
+        addr: a.addr,
+        loggers: a.loggers,
+        interval: Duration::from_secs(a.interval),
+        factors: usize::from(a.factors),
+        tz: chrono_tz::Asia::Shanghai,
+    });
+    let (tx, mut commands) = tokio::sync::mpsc::channel::<String>(8);
+    // A plain thread, not tokio's stdin: the runtime would wait at exit for a
+    // blocking read that only ends when the parent closes the pipe.
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line.trim().to_string()).is_err() {
+                break;
+            }
+        }
+    });
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+    let at = |s: Option<u64>| s.map_or(far, |s| Instant::now() + Duration::from_secs(s));
+    let (end, mut idle_at) = (at(a.seconds), at(a.idle_after));
+    let mut ticks = tokio::time::interval_at(
+        Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let mut idle = false;
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            _ = ticks.tick(), if !idle => println!("{}", fleet.line("tick")),
+            _ = sleep_until(idle_at), if !idle => {
+                fleet.idle();
+                idle = true;
+                idle_at = far;
+            }
+            _ = sleep_until(end) => break,
+            cmd = commands.recv(), if stdin_open => match cmd.as_deref() {
+                Some("mark") => fleet.mark(),
+                Some("report") => println!("{}", fleet.line("report")),
+                Some("idle") => {
+                    fleet.idle();
+                    idle = true;
+                }
+                Some("quit") => break,
+                Some("") => {}
+                Some(other) => eprintln!("fleet: unknown command {other:?}"),
+                // stdin closed (e.g. /dev/null): run on by the clock alone.
+                None => stdin_open = false,
+            },
+        }
+    }
+    println!("{}", fleet.line("end"));
+    fleet.stop().await;
+    Ok(ExitCode::SUCCESS)
+}

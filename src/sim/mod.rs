@@ -4,6 +4,7 @@
 
 pub mod dlt645_meter;
 pub mod dtu;
+pub mod hj212_fleet;
 pub mod hj212_history;
 pub mod hj212_logger;
 mod link;
