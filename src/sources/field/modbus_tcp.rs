@@ -12,7 +12,7 @@
 //! caller then drops the connection, so no stray byte is ever read as the next
 //! device's answer).
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::sources::modbus::plan::RegisterKind;
@@ -92,6 +92,15 @@ impl TcpMaster {
                 filled - total
             )));
         }
+        // The reply is in and nothing more is owed: tell the reactor the socket
+        // is drained, so that the next exchange waits for its reply's readiness
+        // event instead of first trying a read that can only fail (one system
+        // call per poll). Bytes nobody asked for that came with this reply's
+        // edge are then only seen with the next reply, which they spoil: the
+        // exchange fails its checks and the caller opens a fresh connection.
+        let _ = self.stream.try_io(Interest::READABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
         let frame = self.buf.get(..total).unwrap_or(&[]);
         check(frame, self.transaction, unit, function, kind, count)
     }
@@ -253,6 +262,13 @@ mod tests {
             s.write_all(&r[..5]).await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             s.write_all(&r[5..]).await.unwrap();
+            // After a whole reply, the next one again in two pieces.
+            s.read_exact(&mut req).await.unwrap();
+            let t = u16::from_be_bytes([req[0], req[1]]);
+            let r = reply(t, 2, &[0x03, 2, 0x12, 0x34]);
+            s.write_all(&r[..3]).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            s.write_all(&r[3..]).await.unwrap();
             s.read_exact(&mut req).await.unwrap();
             let t = u16::from_be_bytes([req[0], req[1]]);
             let mut r = reply(t, 2, &[0x03, 2, 0, 1]);
@@ -263,6 +279,10 @@ mod tests {
         assert_eq!(
             m.read(2, RegisterKind::Holding, 10, 1).await,
             Ok(Answer::Data(&[0xab, 0xcd][..]))
+        );
+        assert_eq!(
+            m.read(2, RegisterKind::Holding, 10, 1).await,
+            Ok(Answer::Data(&[0x12, 0x34][..]))
         );
         assert!(matches!(
             m.read(2, RegisterKind::Holding, 10, 1).await,
