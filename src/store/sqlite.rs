@@ -22,7 +22,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use sqlx::sqlite::{
@@ -50,27 +50,49 @@ struct Round {
     step: i64,
 }
 
-/// `INSERT … VALUES (…),(…)…` for 1, 2, 4, … CHUNK rows.
+/// Batches of at most this many rows get a statement of their exact size (an
+/// HJ 212 frame carries 10–30 readings: one statement, not 8 + 2).
+const SMALL: usize = 32;
+
+/// `INSERT … VALUES (…),(…)…` for `n` rows.
+fn insert_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO readings_recent (series_id, ts, value, flag, source_id, received) VALUES ",
+    );
+    for i in 0..n {
+        sql.push_str(if i == 0 {
+            "(?,?,?,?,?,?)"
+        } else {
+            ",(?,?,?,?,?,?)"
+        });
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING");
+    sql
+}
+
+/// The INSERT statements: index `n - 1` for 1 ≤ n ≤ [`SMALL`] rows, then
+/// [`SMALL`] + k for 2^k rows above it up to [`CHUNK`] — at most 37 cached
+/// statements, whatever the batch sizes.
 static INSERT_SQL: LazyLock<Vec<String>> = LazyLock::new(|| {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = (1..=SMALL).map(insert_sql).collect();
     let mut n = 1;
     while n <= CHUNK {
-        let mut sql = String::from(
-            "INSERT INTO readings_recent (series_id, ts, value, flag, source_id, received) VALUES ",
-        );
-        for i in 0..n {
-            sql.push_str(if i == 0 {
-                "(?,?,?,?,?,?)"
-            } else {
-                ",(?,?,?,?,?,?)"
-            });
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING");
-        out.push(sql);
+        out.push(insert_sql(n));
         n *= 2;
     }
     out
 });
+
+/// The statement (its index in [`INSERT_SQL`]) and row count of the next chunk
+/// of a batch with `left` rows to go.
+fn next_chunk(left: usize) -> (usize, usize) {
+    if left <= SMALL {
+        return (left.max(1) - 1, left);
+    }
+    // Largest power of two that fits.
+    let k = (usize::BITS - 1 - left.min(CHUNK).leading_zeros()) as usize;
+    (SMALL + k, 1 << k)
+}
 
 /// The drill hook of [`StoreOptions::sqlite_page_limit`]; 0 lifts the cap.
 async fn apply_page_limit(
@@ -91,6 +113,8 @@ pub struct SqliteStore {
     ids: Arc<IdCache>,
     /// Rows in `readings_recent` (approximate: resends count until compaction).
     recent: Arc<AtomicU64>,
+    /// The last `reading_conflicts` id after the last commit; -1 until read.
+    conflict_mark: Arc<AtomicI64>,
     round: Arc<std::sync::Mutex<Option<Round>>>,
     tiers: super::TierOptions,
     pub(super) space: super::SpaceWatch,
@@ -123,10 +147,14 @@ impl SqliteStore {
             // the commit.
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory")
-            .statement_cache_capacity(64);
+            .statement_cache_capacity(128);
         let mut pool_opts = SqlitePoolOptions::new()
             .max_connections(opts.max_connections.max(1))
-            .acquire_timeout(opts.connect_timeout);
+            .acquire_timeout(opts.connect_timeout)
+            // A ping before every acquire is a round trip to the connection's
+            // worker thread per transaction; a local file has no link to test
+            // (a failing statement is an error like any other).
+            .test_before_acquire(false);
         if let Some(limit) = opts.sqlite_page_limit.clone() {
             let on_acquire = limit.clone();
             pool_opts = pool_opts
@@ -159,6 +187,7 @@ impl SqliteStore {
             pool,
             ids: Arc::default(),
             recent: Arc::new(AtomicU64::new(recent.max(0) as u64)),
+            conflict_mark: Arc::new(AtomicI64::new(-1)),
             round: Arc::default(),
             tiers: opts.tiers,
             space: super::SpaceWatch::spawn(
@@ -204,21 +233,21 @@ impl SqliteStore {
         let rows = res.rows(parts)?;
         let mut stats = CommitStats::default();
         // The resend trigger (migration 0012) records conflicting resends; rows
-        // after this id are this commit's.
-        let conflicts_before: i64 = if rows.is_empty() {
-            0
-        } else {
-            sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM reading_conflicts")
+        // after the last id before this commit are this commit's. The writer is
+        // the only one to insert readings, so that id is kept in memory after
+        // the first read, sparing every commit a round trip.
+        let conflicts_before = match self.conflict_mark.load(Ordering::Relaxed) {
+            mark if mark >= 0 || rows.is_empty() => mark,
+            _ => sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM reading_conflicts")
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(StoreError::db("last conflict id"))?
+                .map_err(StoreError::db("last conflict id"))?,
         };
         let mut rest: &[Row] = &rows;
         while !rest.is_empty() {
-            // Largest power of two that fits.
-            let k = (usize::BITS - 1 - rest.len().min(CHUNK).leading_zeros()) as usize;
-            let (chunk, tail) = rest.split_at(1 << k);
-            let mut q = sqlx::query(&INSERT_SQL[k]);
+            let (statement, n) = next_chunk(rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            let mut q = sqlx::query(&INSERT_SQL[statement]);
             for r in chunk {
                 q = q
                     .bind(r.series)
@@ -236,13 +265,16 @@ impl SqliteStore {
             rest = tail;
         }
         stats.duplicates = rows.len() as u64 - stats.readings;
+        let mut mark_after = conflicts_before;
         if stats.duplicates > 0 {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM reading_conflicts WHERE id > ?")
-                .bind(conflicts_before)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::db("count conflicts"))?;
+            let (n, last): (i64, Option<i64>) =
+                sqlx::query_as("SELECT count(*), max(id) FROM reading_conflicts WHERE id > ?")
+                    .bind(conflicts_before)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("count conflicts"))?;
             stats.conflicts = n.max(0) as u64;
+            mark_after = last.unwrap_or(conflicts_before);
         }
         for p in parts {
             for d in &p.batch.dead_letters {
@@ -276,6 +308,9 @@ impl SqliteStore {
             }
         }
         tx.commit("commit").await?;
+        if !rows.is_empty() {
+            self.conflict_mark.store(mark_after, Ordering::Relaxed);
+        }
         self.ids.learn(res.missing);
         self.recent.fetch_add(stats.readings, Ordering::Relaxed);
         // The batch is durable already; a failed move is retried after the next one.
@@ -446,5 +481,31 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn small_batches_are_one_statement_and_large_ones_powers_of_two() {
+        assert_eq!(next_chunk(1), (0, 1));
+        assert_eq!(next_chunk(10), (9, 10));
+        assert_eq!(next_chunk(SMALL), (SMALL - 1, SMALL));
+        assert_eq!(next_chunk(SMALL + 1), (SMALL + 5, 32));
+        assert_eq!(next_chunk(100), (SMALL + 6, 64));
+        assert_eq!(next_chunk(100_000), (SMALL + 9, CHUNK));
+        for (i, sql) in INSERT_SQL.iter().enumerate() {
+            let rows = sql.matches("(?,?,?,?,?,?)").count();
+            let want = if i < SMALL { i + 1 } else { 1 << (i - SMALL) };
+            assert_eq!(rows, want, "statement {i}");
+        }
+        // Every chunk of every size is a statement with that many rows.
+        for left in 1..=2 * CHUNK {
+            let (i, n) = next_chunk(left);
+            assert!(n >= 1 && n <= left);
+            assert_eq!(INSERT_SQL[i].matches("(?,?,?,?,?,?)").count(), n);
+        }
     }
 }
