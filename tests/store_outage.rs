@@ -117,15 +117,7 @@ async fn sqlite_locked_by_another_process_is_waited_out() {
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = Store::open(
-        &url,
-        &StoreOptions {
-            connect_timeout: Duration::from_millis(100),
-            ..StoreOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let store = open_with_short_waits(&url).await;
     let clock = Arc::new(ManualClock::new(t0()));
     let (w, task) = Writer::spawn(store.clone(), opts(), clock);
 
@@ -163,15 +155,7 @@ async fn shutdown_during_an_outage_abandons_loudly_and_acks_nothing() {
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = Store::open(
-        &url,
-        &StoreOptions {
-            connect_timeout: Duration::from_millis(100),
-            ..StoreOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let store = open_with_short_waits(&url).await;
     let (w, task) = Writer::spawn(store.clone(), opts(), Arc::new(ManualClock::new(t0())));
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query("BEGIN EXCLUSIVE")
@@ -193,4 +177,25 @@ async fn shutdown_during_an_outage_abandons_loudly_and_acks_nothing() {
         "{err}"
     );
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+}
+
+/// A SQLite store whose lock waits and pool acquires give up after 100 ms, the
+/// schema migrated first with the default waits: on a loaded test machine the
+/// migrations alone can outlast 100 ms, and the tests are about what the writer
+/// does when the lock is held, not about opening.
+async fn open_with_short_waits(url: &str) -> Store {
+    Store::open(url, &StoreOptions::default())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    Store::open(
+        url,
+        &StoreOptions {
+            connect_timeout: Duration::from_millis(100),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap()
 }

@@ -13,6 +13,11 @@
 //! rules and the API stay on the daemon's runtime, and readings cross over
 //! through the [`Sink`](super::sink::Sink)'s queue, in batches.
 //!
+//! Nothing on this thread may block: every line shares it. Connections are
+//! opened asynchronously (a serial port is opened non-blocking), timeouts are
+//! timers of this runtime, and readings, dead letters and status events leave
+//! through queues.
+//!
 //! The runtime lives as long as its [`Poller`]: dropping it stops the thread,
 //! and the tasks still on it are dropped with the runtime.
 
