@@ -6,46 +6,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
 
 const N: usize = 500;
-
-/// A WeCom robot that hangs (accepts, never answers) while `hang` is set, and
-/// counts the alert links of the messages it answers.
-async fn switchable_robot() -> (String, Arc<AtomicBool>, Arc<Mutex<HashMap<String, usize>>>) {
-    use axum::{routing::post, Json, Router};
-    let hang = Arc::new(AtomicBool::new(true));
-    let delivered: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let (h, d) = (hang.clone(), delivered.clone());
-    let app = Router::new().route(
-        "/cgi-bin/webhook/send",
-        post(move |Json(body): Json<serde_json::Value>| {
-            let (h, d) = (h.clone(), d.clone());
-            async move {
-                if h.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                }
-                let text = body["text"]["content"].as_str().unwrap_or("").to_string();
-                let mut all = d.lock().unwrap();
-                for link in text.split_whitespace().filter(|w| w.contains("/alerts/")) {
-                    *all.entry(link.to_string()).or_default() += 1;
-                }
-                Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (
-        format!("http://{addr}/cgi-bin/webhook/send?key=k"),
-        hang,
-        delivered,
-    )
-}
 
 fn write_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
     let cfg = dir.join("config");
@@ -91,7 +57,8 @@ async fn outbox_counts(db: &std::path::Path) -> HashMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_notifications_queued_at_sigkill_are_delivered_once_each() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, hang, delivered) = switchable_robot().await;
+    let hang = Arc::new(AtomicBool::new(true));
+    let (url, delivered) = common::wecom::link_counter(hang.clone()).await;
     let cfg = write_config(dir.path(), &url);
     let db = dir.path().join("state/pollwatch.db");
     let mut daemon = Daemon::start(&cfg, Some(&dir.path().join("daemon.log")));

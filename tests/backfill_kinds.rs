@@ -41,6 +41,7 @@ both_backends!(
     computed_outage_is_backfilled_with_minutes_and_missing_data_superseded,
     supplied_outage_is_backfilled_with_hours_and_missing_data_superseded,
     an_unanswered_request_is_asked_again_on_the_same_connection,
+    a_failed_request_is_asked_again_on_the_same_connection,
     connected_logger_is_asked_for_missing_days_and_short_hours
 );
 
@@ -449,6 +450,22 @@ async fn supplied_outage_is_backfilled_with_hours_and_missing_data_superseded(ur
 /// after the backoff (twice `backfill_timeout`), with the next attempt number,
 /// and the answer to the retry fills the gap.
 async fn an_unanswered_request_is_asked_again_on_the_same_connection(url: &str) {
+    retried_on_the_same_connection(url, None, BackfillState::Timeout).await;
+}
+
+/// The same with a logger that accepts the request (QnRtn=1) and then reports
+/// that executing it failed (ExeRtn=2).
+async fn a_failed_request_is_asked_again_on_the_same_connection(url: &str) {
+    retried_on_the_same_connection(url, Some(HistoryMode::Fail(2)), BackfillState::Failed).await;
+}
+
+/// The logger's first history request is left unanswered (`first: None`) or
+/// answered with `first`; the retry is answered in full.
+async fn retried_on_the_same_connection(
+    url: &str,
+    first: Option<HistoryMode>,
+    first_state: BackfillState,
+) {
     let now = morning();
     let rig = Rig::start_with_timeout(url, HOURLY_50, "6h", "1s", now).await;
     let tz = rig.tz();
@@ -465,7 +482,7 @@ async fn an_unanswered_request_is_asked_again_on_the_same_connection(url: &str) 
     sim.upload("2011", lt(now, tz), "w01018-Rtd=31.5,w01018-Flag=N")
         .await
         .unwrap();
-    // The first request is read and left unanswered.
+    // The first request is read, and left unanswered or answered with `first`.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let ignored = loop {
         let seg = sim.next_segment(deadline).await.expect("a request");
@@ -473,6 +490,12 @@ async fn an_unanswered_request_is_asked_again_on_the_same_connection(url: &str) 
             break seg;
         }
     };
+    if let Some(mode) = first {
+        sim.answer_request(&ignored, &backlog, mode)
+            .await
+            .unwrap()
+            .expect("answered");
+    }
     let retry = sim
         .answer_history(&backlog, HistoryMode::Answer, Duration::from_secs(15))
         .await
@@ -494,7 +517,7 @@ async fn an_unanswered_request_is_asked_again_on_the_same_connection(url: &str) 
     seen.sort_by_key(|s| s.0);
     assert_eq!(
         seen,
-        [(1, BackfillState::Timeout, 0), (2, BackfillState::Done, 3)],
+        [(1, first_state, 0), (2, BackfillState::Done, 3)],
         "{reqs:#?}"
     );
     rig.stop().await;

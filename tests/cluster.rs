@@ -19,34 +19,6 @@ const OUTLETS: usize = 4;
 /// The outlet whose logger streams ordinary minute values.
 const STREAM: usize = 3;
 
-/// A WeCom robot that counts each alert link in the messages it accepts.
-async fn robot() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
-    use axum::{routing::post, Json, Router};
-    let delivered: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let d = delivered.clone();
-    let app = Router::new().route(
-        "/cgi-bin/webhook/send",
-        post(move |Json(body): Json<serde_json::Value>| {
-            let d = d.clone();
-            async move {
-                let text = body["text"]["content"].as_str().unwrap_or("").to_string();
-                let mut all = d.lock().unwrap();
-                for link in text.split_whitespace().filter(|w| w.contains("/alerts/")) {
-                    *all.entry(link.to_string()).or_default() += 1;
-                }
-                Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (
-        format!("http://{addr}/cgi-bin/webhook/send?key=k"),
-        delivered,
-    )
-}
-
 /// One node's config directory: same database, same enterprises, its own id.
 fn node_config(dir: &Path, node: &str, db: &str, robot: &str) -> PathBuf {
     let cfg = dir.join(format!("config-{node}"));
@@ -230,7 +202,7 @@ struct Rig {
 async fn rig(base: &str) -> Rig {
     let url = common::fresh_pg_database(base).await;
     let dir = tempfile::tempdir().unwrap();
-    let (robot, delivered) = robot().await;
+    let (robot, delivered) = common::wecom::link_counter(Arc::default()).await;
     let cfg_a = node_config(dir.path(), "a", &url, &robot);
     let cfg_b = node_config(dir.path(), "b", &url, &robot);
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
@@ -415,15 +387,7 @@ async fn a_leader_paused_past_its_lease_stops_judging_and_sending() {
     }
     // The cluster API, from the deposed node, names b.
     let http = a.field("http");
-    let v: serde_json::Value = reqwest::Client::new()
-        .get(format!("http://{http}/api/v1/cluster"))
-        .bearer_auth(common::console::VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = common::console::api_json(&format!("http://{http}/api/v1/cluster")).await;
     assert_eq!(v["cluster"], true, "{v}");
     assert_eq!(v["leader"]["node"], "b", "{v}");
     assert_eq!(v["node"], "a", "{v}");

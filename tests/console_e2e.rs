@@ -118,19 +118,6 @@ where
     lines
 }
 
-/// A JSON API answer, asked with a viewer's bearer token as another program would.
-async fn api_json(url: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(url)
-        .bearer_auth(common::console::VIEWER)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exceedance_appears_live_and_is_acknowledged_in_the_browser() {
     if !browser("console_e2e::live") {
@@ -181,14 +168,15 @@ async fn an_exceedance_appears_live_and_is_acknowledged_in_the_browser() {
 
     // The acknowledgement and the resolution from the overview, as another
     // program sees them.
-    let list = api_json(&format!("{}/api/v1/alerts?state=resolved", cfg.base())).await;
+    let list =
+        common::console::api_json(&format!("{}/api/v1/alerts?state=resolved", cfg.base())).await;
     let a = &list[0];
     assert_eq!(
         (a["enterprise"].as_str(), a["acked_by"].as_str()),
         (Some("E1"), Some("desk")),
         "{list:#}"
     );
-    let rec = api_json(&format!("{}/api/v1/alerts/{}", cfg.base(), a["id"])).await;
+    let rec = common::console::api_json(&format!("{}/api/v1/alerts/{}", cfg.base(), a["id"])).await;
     let timeline = rec["timeline"].as_array().cloned().unwrap_or_default();
     let (acked, resolved) = match timeline.as_slice() {
         [.., a, r] => (a.clone(), r.clone()),

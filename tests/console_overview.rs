@@ -10,7 +10,8 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::console::{
-    client, cookie_pair, get, login, open_store, seed_alert, start_power_plant, OPERATOR, VIEWER,
+    client, cookie_pair, get, login, open_store, seed_alert, seed_e1_exceedance, start_power_plant,
+    OPERATOR, VIEWER,
 };
 use pollwatch::model::{DataKind, Location, Reading, Stat};
 use pollwatch::rules::window::hour_start;
@@ -53,17 +54,7 @@ async fn the_overview_and_the_enterprise_trend() {
     let store = open_store(&cfg.db).await;
     // Open alerts: E1 (吴中区) major today and minor three days ago, E2 (相城区)
     // critical today; one resolved (not counted) and E3's order violation.
-    let e1_major = seed_alert(
-        &store,
-        "E1",
-        "outlet:DA001",
-        "a21026",
-        "exceedance",
-        "major",
-        41.2,
-        now,
-    )
-    .await;
+    let e1_major = seed_e1_exceedance(&store, now).await;
     seed_alert(
         &store,
         "E1",

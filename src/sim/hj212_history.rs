@@ -32,6 +32,8 @@ pub enum HistoryMode {
     Refuse(u16),
     /// QnRtn=1, then ExeRtn=100 whatever the backlog holds.
     NoData,
+    /// QnRtn=1, then this ExeRtn (e.g. 2: execution failed) and no data.
+    Fail(u16),
 }
 
 /// A history request the logger received.
@@ -155,7 +157,11 @@ impl LoggerSim {
         }
         self.resend = resend;
         result?;
-        let exe = if req.uploaded == 0 { 100 } else { 1 };
+        let exe = match mode {
+            HistoryMode::Fail(code) => code,
+            _ if req.uploaded == 0 => 100,
+            _ => 1,
+        };
         let frame = self.request_answer(&qn, "9012", &format!("ExeRtn={exe}"))?;
         let _ = self.send_raw(&frame).await;
         Ok(Some(req))

@@ -324,3 +324,16 @@ pub fn write_power_plant(cfg: &ConsoleConfig, now: DateTime<Utc>) {
     )
     .unwrap();
 }
+
+/// A JSON API answer, asked with a viewer's bearer token as another program would.
+pub async fn api_json(url: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

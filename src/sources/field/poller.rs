@@ -21,15 +21,15 @@
 //! The runtime lives as long as its [`Poller`]: dropping it stops the thread,
 //! and the tasks still on it are dropped with the runtime.
 
-use std::thread::JoinHandle;
-
 use tokio::runtime::{Builder, Handle};
 use tokio::sync::oneshot;
 
+/// The thread is not joined: it ends by itself as soon as its runtime sees the
+/// stop signal, and dropping may happen on an async worker that must not block.
 pub struct Poller {
     handle: Handle,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Dropped with the Poller: the thread's runtime then returns.
+    _stop: oneshot::Sender<()>,
 }
 
 impl Poller {
@@ -41,35 +41,23 @@ impl Poller {
             .build()?;
         let handle = rt.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("pw-field".into())
             .spawn(move || {
-                // Ends when the Poller is dropped (or its sender is).
+                // Ends when the Poller (holding the sender) is dropped.
                 rt.block_on(async {
                     let _ = stopped.await;
                 });
             })?;
         Ok(Poller {
             handle,
-            stop: Some(stop),
-            thread: Some(thread),
+            _stop: stop,
         })
     }
 
     /// Where line tasks are spawned.
     pub fn handle(&self) -> &Handle {
         &self.handle
-    }
-}
-
-impl Drop for Poller {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // The thread ends as soon as its runtime sees the signal; it is not
-        // joined here, as this may run on an async worker that must not block.
-        drop(self.thread.take());
     }
 }
 

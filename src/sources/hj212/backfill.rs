@@ -335,6 +335,8 @@ pub struct Session {
     pub in_flight: Option<InFlight>,
     /// Per MN: the ST and protocol version its frames carry (for our requests).
     headers: HashMap<String, (String, u8)>,
+    /// The connection has ended.
+    closed: bool,
 }
 
 impl Session {
@@ -348,6 +350,7 @@ impl Session {
             send_at: None,
             in_flight: None,
             headers: HashMap::new(),
+            closed: false,
         }
     }
 
@@ -458,7 +461,8 @@ impl Session {
             .map_or(Duration::from_secs(120), |s| s.settings.answer_timeout)
     }
 
-    /// Ends the request in flight.
+    /// Ends the request in flight. One that timed out or failed while the
+    /// connection stays is asked again later ([`Backfill::retry_later`]).
     pub fn finish(
         &mut self,
         state: BackfillState,
@@ -469,6 +473,11 @@ impl Session {
         let Some(f) = self.in_flight.take() else {
             return;
         };
+        if let Some(s) = &self.shared {
+            if !self.closed && matches!(state, BackfillState::Timeout | BackfillState::Failed) {
+                s.retry_later(&f.ep, &f.period, at);
+            }
+        }
         tracing::info!(enterprise = %f.ep.origin.enterprise, outlet = %f.ep.origin.outlet, mn = %f.ep.origin.mn, qn = %f.qn, state = state.as_str(), readings = f.readings, "hj212 backfill request ended");
         if let Some(s) = &self.shared {
             s.record(Record::Finished {
@@ -544,11 +553,16 @@ impl Session {
         }
     }
 
-    /// Whether the request in flight is `mn`'s with `qn`.
-    pub fn is_in_flight(&self, mn: &str, qn: Option<&str>) -> bool {
-        self.in_flight
-            .as_ref()
-            .is_some_and(|f| &*f.ep.origin.mn == mn && qn == Some(f.qn.as_str()))
+    /// The connection ends: a request in flight will not be answered here, and
+    /// is not retried through it (the logger's next connection plans again).
+    pub fn closed(&mut self, at: DateTime<Utc>) {
+        self.closed = true;
+        self.finish(
+            BackfillState::Timeout,
+            None,
+            "the connection closed before the 9012".into(),
+            at,
+        );
     }
 
     /// Resets the answer deadline of the request just sent.

@@ -30,33 +30,14 @@ impl Conn {
             _ => return,
         };
         let now = self.ctx.clock.now();
-        let rtn = seg.cp_get(key);
-        let code = rtn.and_then(|r| r.trim().parse::<i64>().ok());
-        let failed = seg.cn == "9012" && !matches!(code, Some(1) | Some(100));
-        if failed && self.backfill.is_in_flight(&ep.origin.mn, seg.qn) {
-            self.retry_in_flight(now);
-        }
         self.backfill
-            .answer(&ep.origin.mn, seg.cn, seg.qn, rtn, now);
-    }
-
-    /// The request in flight ends unanswered or failed on a connection that
-    /// stays: ask again after a backoff.
-    fn retry_in_flight(&self, now: chrono::DateTime<chrono::Utc>) {
-        if let (Some(shared), Some(f)) = (&self.backfill.shared, &self.backfill.in_flight) {
-            shared.retry_later(&f.ep, &f.period, now);
-        }
+            .answer(&ep.origin.mn, seg.cn, seg.qn, seg.cp_get(key), now);
     }
 
     /// The connection ends: a request in flight will not be answered here.
     pub(super) fn backfill_closed(&mut self) {
         let now = self.ctx.clock.now();
-        self.backfill.finish(
-            BackfillState::Timeout,
-            None,
-            "the connection closed before the 9012".into(),
-            now,
-        );
+        self.backfill.closed(now);
     }
 
     pub(super) async fn backfill_wake(&mut self, w: Wake) -> Flow {
@@ -64,7 +45,6 @@ impl Conn {
         match w {
             Wake::Planned => ControlFlow::Continue(()),
             Wake::TimedOut => {
-                self.retry_in_flight(now);
                 self.backfill.finish(
                     BackfillState::Timeout,
                     None,
