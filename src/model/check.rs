@@ -227,11 +227,16 @@ mod tests {
     fn codes_must_be_printable_bounded_and_present() {
         assert!(reading(&r("w01001", 7.0)).is_ok());
         assert!(reading(&r("氨氮", 7.0)).is_ok());
+        // At the limit, in one-byte and in three-byte characters.
+        assert!(reading(&r(&"a".repeat(64), 7.0)).is_ok());
+        assert!(reading(&r(&"氨".repeat(64), 7.0)).is_ok());
         for (bad, why) in [
             ("", "is empty"),
             ("x\0y", "holds a NUL byte"),
             ("a\nb", "holds a control character"),
+            ("a\u{7f}b", "holds a control character"),
             (&"a".repeat(65), "is too long"),
+            (&"氨".repeat(65), "is too long"),
         ] {
             let e = reading(&r(bad, 1.0)).unwrap_err();
             assert_eq!(e.reason, "bad_code", "{bad:?}");
